@@ -1,0 +1,35 @@
+# Two set-up commands: `make demo` (main job on the built-in model) and `make test` (the suite).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-slow bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q --disable-pip-version-check $(TORCH_PINS)
+	$(PIP) install -q --disable-pip-version-check -e ".[test,bench]" $(TORCH_PINS)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo
+	@echo "Pictures and JSON are in results/demo/ (overlay: <name>_overlay.png, grid: <name>_grid.png)."
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cam.py
+
+clean:
+	rm -rf $(VENV) results bench-results .pytest_cache
