@@ -1,0 +1,5 @@
+import sys
+
+from camloc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""`camloc` command line: one module per subcommand, each with `add_parser(subparsers)` and `run(args) -> int`.
+
+Subcommands parse and print only; the work is done by the library, the one path every command goes through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand name -> module under camloc.cli. Add a line here to add a command.
+COMMANDS: dict[str, str] = {
+    "explain": "camloc.cli.explain",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camloc", description="Class activation maps and weakly-supervised "
+                                     "localization for PyTorch classifiers.")
+    from camloc import __version__
+
+    parser.add_argument("--version", action="version", version=f"camloc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from camloc.io import InputError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as exc:
+        print(f"camloc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("camloc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The CAM math, as pure tensor functions (no hooks, no state).
+
+Zhou et al. 2016: for features f_k(x, y) pooled by a global average and one linear layer with weights w_ck and
+bias b_c, the class activation map is CAM_c(x, y) = sum_k w_ck f_k(x, y), and
+
+    mean_xy CAM_c(x, y) + b_c == logit_c                                   (the identity `check_identity` tests)
+
+Every class of every image comes from one einsum. Post-processing is explicit and in this order:
+optional ReLU -> bilinear upsampling -> per-map min-max normalisation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+EPS = 1e-12
+
+
+def class_activation_maps(features: Tensor, weight: Tensor, classes: Tensor) -> Tensor:
+    """CAMs of the chosen classes of each image, in one tensor operation.
+
+    features: (B, C, h, w) last feature maps; weight: (K, C) linear weights; classes: (B, k) class indices.
+    Returns (B, k, h, w) raw (unnormalised) maps in the features' dtype.
+    """
+    if classes.dim() != 2 or classes.shape[0] != features.shape[0]:
+        raise ValueError(f"classes must be (B, k) with B={features.shape[0]}, got {tuple(classes.shape)}")
+    chosen = weight.to(features.dtype)[classes]  # (B, k, C)
+    return torch.einsum("bchw,bkc->bkhw", features, chosen)
+
+
+def all_class_activation_maps(features: Tensor, weight: Tensor) -> Tensor:
+    """CAMs of every class: (B, C, h, w) x (K, C) -> (B, K, h, w)."""
+    return torch.einsum("bchw,kc->bkhw", features, weight.to(features.dtype))
+
+
+def logits_from_features(features: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """What a GAP + linear head computes: (B, C, h, w) -> (B, K)."""
+    return F.linear(features.mean(dim=(2, 3)), weight.to(features.dtype),
+                    None if bias is None else bias.to(features.dtype))
+
+
+def check_identity(raw: Tensor, logits: Tensor, classes: Tensor, bias: Tensor | None) -> Tensor:
+    """Largest |mean_xy CAM_c + b_c - logit_c| over the batch (should be float round-off)."""
+    b = 0 if bias is None else bias.to(raw.dtype)[classes]
+    return (raw.mean(dim=(2, 3)) + b - logits.gather(1, classes)).abs().max()
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling of (B, k, h, w) maps to (B, k, H, W) (align_corners=False, as torchvision/OpenCV)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+def normalize(maps: Tensor, relu: bool = False, eps: float = EPS) -> Tensor:
+    """Per-map min-max normalisation to [0, 1] over the last two dimensions.
+
+    relu=True clips negative evidence to 0 first (so the minimum becomes max(min, 0)). A constant map (including
+    an all-negative map after ReLU) has no contrast and normalises to all zeros, never NaN.
+    """
+    if relu:
+        maps = maps.clamp(min=0)
+    flat = maps.flatten(-2)
+    lo = flat.min(dim=-1).values[..., None, None]
+    hi = flat.max(dim=-1).values[..., None, None]
+    span = hi - lo
+    return torch.where(span > eps, (maps - lo) / span.clamp(min=eps), torch.zeros_like(maps))

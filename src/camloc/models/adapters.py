@@ -1,0 +1,273 @@
+"""Find the two halves of a CAM-exact classifier: the feature map that is average-pooled, and the linear layer.
+
+A classifier is CAM-exact when logits = W . mean_xy f(x, y) + b, i.e. global average pooling, optional dropout,
+and one linear layer (or a 1x1 convolution). Three ways in:
+
+- timm models: `forward_features` and `forward_head`, with `get_classifier()` as the linear layer;
+- torchvision and other modules: the feature layer is found by recording one forward pass (the last module whose
+  4-D output, average-pooled, equals the linear layer's input); DenseNet's functional ReLU is recognised;
+- a user's module with `feature_layer=` / `linear_layer=` names from `named_modules()`.
+
+Whatever the way, the adapter is verified numerically once per model (the model's own logits must equal the
+GAP + linear computation); a head that fails gets a `HeadError` saying what is there and what to do instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from camloc.engine import logits_from_features
+from camloc.io import InputError
+
+PROBE_SIZE = 128  # side of the random input used to discover and verify the head
+ADVICE = ("CAM needs global average pooling followed by one linear layer; use a gradient method "
+          "(--method gradcam) or make the net CAM-ready with GAP surgery (a 3x3 conv, GAP and one linear layer)")
+
+
+class HeadError(InputError):
+    """The model has no head that CAM can use exactly."""
+
+
+@dataclass
+class CamAdapter:
+    """A model seen as features (B, C, h, w) -> GAP -> linear (K, C).
+
+    `forward(x)` returns (features, logits) from one pass; logits are the model's own output.
+    """
+
+    model: nn.Module
+    linear: nn.Module
+    feature_layer: str  # named_modules() name of the layer whose output is pooled ("" = timm forward_features)
+    post_relu: bool = False  # True when the net applies a functional ReLU between that layer and the pooling
+    use_timm: bool = False
+
+    @property
+    def weight(self) -> Tensor:
+        """(K, C) linear weights (a 1x1 convolution's kernel is squeezed)."""
+        w = self.linear.weight
+        return w.flatten(1) if w.dim() == 4 else w
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.linear.bias
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.weight.shape[0])
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.use_timm:
+            feats = self.model.forward_features(x)
+            return feats, self.model.forward_head(feats)
+        with capture_output(self.model, self.feature_layer) as store:
+            out = self.model(x)
+        logits = as_logits(out)
+        feats = store["out"]
+        return (F.relu(feats) if self.post_relu else feats), logits
+
+    def features(self, x: Tensor) -> Tensor:
+        """Only the feature map (a later pass at another size needs no logits)."""
+        if self.use_timm:
+            return self.model.forward_features(x)
+        return self.forward(x)[0]
+
+
+def as_logits(out: object) -> Tensor:
+    if isinstance(out, Tensor) and out.dim() == 2:
+        return out
+    kind = type(out).__name__ if not isinstance(out, Tensor) else f"a tensor of shape {tuple(out.shape)}"
+    raise HeadError(f"the model returns {kind}, not (batch, classes) logits; wrap it so that forward returns "
+                    "the logits tensor")
+
+
+@contextlib.contextmanager
+def capture_output(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
+    """Record `layer`'s output during a forward pass; the hook is removed whatever happens."""
+    module = get_module(model, layer)
+    store: dict[str, Tensor] = {}
+
+    def hook(_m: nn.Module, _i: object, output: object) -> None:
+        store["out"] = output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if name not in modules:
+        near = [n for n in modules if n and (name in n or n in name)][:5]
+        hint = f" (similar: {', '.join(near)})" if near else ""
+        raise InputError(f"no layer named '{name}' in {type(model).__name__}{hint}")
+    return modules[name]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode and restore each one's own flag afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+# ----------------------------------------------------------------------------------------------- discovery
+
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def get_adapter(model: nn.Module, feature_layer: str | None = None, linear_layer: str | None = None) -> CamAdapter:
+    """The verified CAM adapter of `model` (cached per model and layer choice). Raises `HeadError` if none."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    key = (feature_layer, linear_layer)
+    per_model = _CACHE.setdefault(model, {})
+    if key not in per_model:
+        with eval_mode(model), torch.no_grad():
+            adapter = _find_adapter(model, feature_layer, linear_layer)
+            _verify(adapter)
+        per_model[key] = adapter
+    return per_model[key]
+
+
+def _probe_input(model: nn.Module) -> Tensor:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = int(cfg["input_size"][-1]) if cfg.get("fixed_input_size") and "input_size" in cfg else PROBE_SIZE
+    p = next(iter(model.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, size, size, generator=gen).to(device=device, dtype=dtype)
+
+
+def _find_adapter(model: nn.Module, feature_layer: str | None, linear_layer: str | None) -> CamAdapter:
+    try:
+        return _find_adapter_unchecked(model, feature_layer, linear_layer)
+    except InputError:
+        raise
+    except Exception as exc:  # a model that cannot run on the probe: say so in one line
+        raise HeadError(f"{type(model).__name__} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe input "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _find_adapter_unchecked(model: nn.Module, feature_layer: str | None, linear_layer: str | None) -> CamAdapter:
+    if feature_layer is None and linear_layer is None and _is_timm(model):
+        return _timm_adapter(model)
+    return _recorded_adapter(model, feature_layer, linear_layer)
+
+
+def _is_timm(model: nn.Module) -> bool:
+    return all(hasattr(model, a) for a in ("forward_features", "forward_head", "get_classifier"))
+
+
+def _timm_adapter(model: nn.Module) -> CamAdapter:
+    name = type(model).__name__
+    clf = model.get_classifier()
+    if isinstance(clf, nn.Identity) or clf is None:
+        raise HeadError(f"{name} has no classifier (num_classes=0); {ADVICE}")
+    if not _is_linear_like(clf):
+        raise HeadError(f"{name}'s classifier is a {type(clf).__name__}, not one linear layer; {ADVICE}")
+    feats = model.forward_features(_probe_input(model))
+    if feats.dim() != 4:
+        raise HeadError(f"{name}'s features have shape {tuple(feats.shape)}, not a (B, C, h, w) spatial map "
+                        f"(a transformer?); {ADVICE}")
+    pool = getattr(getattr(model, "global_pool", None), "pool_type", "avg")
+    if pool not in ("avg", "", None):
+        raise HeadError(f"{name} pools with '{pool}', not an average; {ADVICE}")
+    return CamAdapter(model, clf, "", use_timm=True)
+
+
+def _is_linear_like(m: nn.Module) -> bool:
+    return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1)
+
+
+def _recorded_adapter(model: nn.Module, feature_layer: str | None, linear_layer: str | None) -> CamAdapter:
+    """Record one forward pass, then pick the linear layer and the feature map it average-pools."""
+    name = type(model).__name__
+    calls: list[tuple[str, nn.Module, Tensor | None, Tensor | None]] = []  # (name, module, input, output)
+    handles = []
+
+    def make_hook(mod_name: str):
+        def hook(m: nn.Module, inputs: tuple, output: object) -> None:
+            inp = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
+            out = output if isinstance(output, Tensor) else None
+            calls.append((mod_name, m, inp, out))
+        return hook
+
+    try:
+        for mod_name, m in model.named_modules():
+            if mod_name:
+                handles.append(m.register_forward_hook(make_hook(mod_name)))
+        out = model(_probe_input(model))
+    finally:
+        for h in handles:
+            h.remove()
+    as_logits(out)
+
+    if linear_layer is not None:
+        linear = get_module(model, linear_layer)
+        if not _is_linear_like(linear):
+            raise HeadError(f"layer '{linear_layer}' is a {type(linear).__name__}, not nn.Linear or a 1x1 conv")
+        lin_idx = max((i for i, c in enumerate(calls) if c[1] is linear), default=None)
+        if lin_idx is None:
+            raise HeadError(f"layer '{linear_layer}' is not called in {name}'s forward pass")
+    else:
+        lin_idx = max((i for i, c in enumerate(calls) if isinstance(c[1], nn.Linear)), default=None)
+        if lin_idx is None:
+            raise HeadError(f"{name} has no nn.Linear classifier; pass linear_layer= to name one; {ADVICE}")
+        linear = calls[lin_idx][1]
+    lin_name, _, lin_in, _ = calls[lin_idx]
+    if lin_in is None:
+        raise HeadError(f"could not read the input of '{lin_name}' in {name}")
+    pooled = lin_in.flatten(1) if lin_in.dim() == 4 else lin_in
+
+    candidates = calls[:lin_idx]
+    if feature_layer is not None:
+        get_module(model, feature_layer)
+        candidates = [c for c in candidates if c[0] == feature_layer]
+        if not candidates:
+            raise HeadError(f"layer '{feature_layer}' is not called before '{lin_name}' in {name}")
+    for mod_name, _m, _inp, out in reversed(candidates):
+        if out is None or out.dim() != 4 or out.shape[-1] * out.shape[-2] <= 1:
+            continue
+        for post_relu in (False, True):
+            fmap = F.relu(out) if post_relu else out
+            if fmap.shape[1] == pooled.shape[1] and torch.allclose(fmap.mean(dim=(2, 3)), pooled,
+                                                                     rtol=1e-4, atol=1e-5):
+                return CamAdapter(model, linear, mod_name, post_relu=post_relu)
+        if feature_layer is not None:
+            raise HeadError(f"the average of '{feature_layer}' is not what '{lin_name}' receives in {name}; {ADVICE}")
+    last_map = max((i for i, c in enumerate(calls[:lin_idx]) if c[3] is not None and c[3].dim() == 4
+                    and c[3].shape[-1] * c[3].shape[-2] > 1), default=-1)
+    n_linear_after = sum(1 for c in calls[last_map + 1:] if isinstance(c[1], nn.Linear))
+    what = (f"its head has {n_linear_after} linear layers (an MLP)" if n_linear_after > 1 else
+            "something other than an average (a norm, max pooling or extra layers) sits between its last "
+            "feature map and its linear layer")
+    raise HeadError(f"{name} is not CAM-exact: {what}; {ADVICE}")
+
+
+def _verify(adapter: CamAdapter) -> None:
+    """The model's logits must be the GAP + linear of the adapter's features (else the CAM would lie)."""
+    feats, logits = adapter.forward(_probe_input(adapter.model))
+    if feats.shape[1] != adapter.weight.shape[1]:
+        raise HeadError(f"{type(adapter.model).__name__} is not CAM-exact: its feature map has {feats.shape[1]} "
+                        f"channels but its linear layer takes {adapter.weight.shape[1]} (layers sit between the "
+                        f"pooling and the classifier); {ADVICE}")
+    expected = logits_from_features(feats, adapter.weight, adapter.bias)
+    scale = logits.abs().max().clamp(min=1.0)
+    if logits.shape != expected.shape or not torch.allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(scale)):
+        raise HeadError(f"{type(adapter.model).__name__} is not CAM-exact: its logits differ from global average "
+                        f"pooling + its linear layer; {ADVICE}")

