@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(1)
             failures += explain_batch(model, batch, targets, map_sizes, args)
             bar.update(len(batch))
-    if not args.no_images or args.format == "json" or args.save_maps:
+    if not args.quiet and (not args.no_images or args.format == "json" or args.save_maps):
         print(f"camloc: wrote results for {len(paths) - failures} image(s) to {args.out}/", file=sys.stderr)
     if failures:
         print(f"camloc: {failures} of {len(paths)} image(s) failed", file=sys.stderr)
