@@ -25,6 +25,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Builders of our own architectures (GAP nets, surgery results, probes): name -> callable(**kwargs) -> Module.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+# Modules whose imports register camloc's own architectures (imported on first need, avoiding import cycles).
+BUILTIN_ARCHITECTURE_MODULES = ("camloc.models.gapnet", "camloc.models.surgery")
 
 
 def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -124,6 +126,11 @@ def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
 
 def build_architecture(name: str, **kwargs: Any) -> nn.Module:
     """An untrained module by name: ours first, then timm, then torchvision."""
+    if name not in ARCHITECTURES:
+        import importlib
+
+        for module in BUILTIN_ARCHITECTURE_MODULES:
+            importlib.import_module(module)
     if name in ARCHITECTURES:
         return ARCHITECTURES[name](**kwargs)
     import timm
