@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"camloc: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `camloc explain ... --format jsonl | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("camloc: interrupted", file=sys.stderr)
         return 130

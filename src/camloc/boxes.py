@@ -1,0 +1,87 @@
+"""Boxes from class activation maps: threshold, connected components, bounding boxes.
+
+The paper's rule (Zhou et al. 2016, sec. 3): keep the pixels whose value is at least 20% of the map's maximum and
+take the box around the largest connected component. "20% of the max" is ambiguous, so both readings are named:
+
+- ``"minmax"`` (default): threshold the min-max normalised map, i.e. value >= min + t * (max - min);
+- ``"max"``: threshold the map itself, value >= t * max (the raw CAM; its minimum is often negative, so this
+  region is usually much larger).
+
+The default was chosen by measurement (docs/resolution.md, `make bench-resolution`).
+Boxes are ``[x0, y0, x1, y1]`` in pixels with x1, y1 exclusive; a map with no pixel above the threshold (e.g. a
+constant map after normalisation) gives the empty box ``[0, 0, 0, 0]``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+ThresholdMode = Literal["minmax", "max"]
+THRESHOLD_MODES: tuple[str, ...] = ("minmax", "max")
+EMPTY_BOX = np.zeros(4, dtype=np.int64)
+
+
+def threshold_mask(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
+    """Boolean (H, W) mask of the pixels kept by the paper's rule under `mode` (see module docstring)."""
+    heatmap = np.asarray(heatmap, dtype=np.float64)
+    if not np.isfinite(heatmap).all():
+        heatmap = np.nan_to_num(heatmap, nan=-np.inf, neginf=-np.inf, posinf=np.finfo(np.float64).max)
+    lo, hi = float(heatmap.min()), float(heatmap.max())
+    if mode == "minmax":
+        if not hi > lo:
+            return np.zeros(heatmap.shape, dtype=bool)
+        return heatmap >= lo + threshold * (hi - lo)
+    if mode == "max":
+        if not hi > 0:
+            return np.zeros(heatmap.shape, dtype=bool)
+        return heatmap >= threshold * hi
+    raise ValueError(f"unknown threshold mode '{mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+
+
+def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (n, 4) and pixel areas (n,) of the 8-connected components of a boolean mask, largest first."""
+    n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    stats = stats[1:]  # row 0 is the background
+    x, y, w, h, area = (stats[:, i].astype(np.int64) for i in range(5))
+    boxes = np.stack([x, y, x + w, y + h], axis=1)
+    order = np.argsort(-area, kind="stable")
+    return boxes[order], area[order]
+
+
+def box_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
+    """The paper's box: around the largest connected component of the thresholded map. (4,) int64."""
+    boxes, _ = component_boxes(threshold_mask(heatmap, threshold, mode))
+    return boxes[0] if len(boxes) else EMPTY_BOX.copy()
+
+
+def all_boxes_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
+    """Every connected component as its own box, largest first. (n, 4) int64."""
+    return component_boxes(threshold_mask(heatmap, threshold, mode))[0]
+
+
+def boxes_from_maps(maps: Tensor | np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> Tensor:
+    """Paper boxes for a stack of maps (..., H, W) -> (..., 4) int64 tensor (on the CPU)."""
+    arr = maps.detach().float().cpu().numpy() if isinstance(maps, Tensor) else np.asarray(maps)
+    lead = arr.shape[:-2]
+    flat = arr.reshape(-1, *arr.shape[-2:])
+    out = np.stack([box_from_map(m, threshold, mode) for m in flat]) if len(flat) else np.zeros((0, 4), np.int64)
+    return torch.from_numpy(out.reshape(*lead, 4))
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of boxes a (N, 4) and b (M, 4), x1/y1 exclusive -> (N, M). Empty boxes have IoU 0."""
+    a, b = a.double(), b.double()
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))

@@ -1,0 +1,178 @@
+"""`camloc.explain`: classes, scores, maps and boxes for a batch of images, through one path.
+
+Two passes at most, both visible settings:
+1. the classification pass at the model's native size (shorter side = its input size, aspect kept) gives the
+   logits, the chosen classes and `raw`, the maps at feature resolution for which the CAM identity holds;
+2. map passes at the sizes in `map_sizes` (shorter sides; a size equal to the native one reuses pass 1) give
+   `maps`: each pass upsampled to the image size and min-max normalised, averaged over sizes, normalised again.
+   `map_sizes=()` uses pass 1 alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any, Sequence, Union
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from camloc.boxes import ThresholdMode, boxes_from_maps
+from camloc.engine import normalize, upsample
+from camloc.io import InputError, load_image
+from camloc.methods import MapMethod, get_method
+from camloc.models.adapters import eval_mode
+from camloc.models.zoo import ModelInfo, info_of
+from camloc.preprocess import image_to_tensor, resize_batch
+
+ImageInput = Union[str, PathLike, Image.Image]
+Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
+
+# Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
+DEFAULT_MAP_SIZES: tuple[int, ...] = (224, 448)
+DEFAULT_THRESHOLD = 0.2
+DEFAULT_THRESHOLD_MODE: ThresholdMode = "minmax"
+DEFAULT_RELU = False
+
+
+@dataclass
+class Result:
+    """What `explain` returns. Per-class fields are (B, k), best first; tensors live on the model's device.
+
+    `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors.
+    """
+
+    classes: Tensor
+    scores: Tensor
+    logits: Tensor
+    raw: Tensor | list[Tensor]
+    maps: Tensor | list[Tensor]
+    boxes: Tensor
+    all_logits: Tensor
+    sizes: list[tuple[int, int]]
+    info: ModelInfo
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.classes.shape[0]
+
+    def labels(self, i: int) -> list[str]:
+        """Class names of image i's maps, in order."""
+        return [self.info.label(int(c)) for c in self.classes[i]]
+
+
+def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | Sequence[Sequence[int]] | None = None,
+            *, method: str | MapMethod = "cam", layer: str | None = None,
+            map_sizes: Sequence[int] | None = None, relu: bool = DEFAULT_RELU,
+            threshold: float = DEFAULT_THRESHOLD, threshold_mode: ThresholdMode = DEFAULT_THRESHOLD_MODE) -> Result:
+    """Classify and explain images with class activation maps and boxes.
+
+    inputs: file paths, PIL images, or a preprocessed (B, 3, H, W) tensor (used as is: no hidden preprocessing).
+    top_k: how many of the best classes to map; `targets` instead gives explicit classes, one list per image
+    (or a (B, k) tensor). map_sizes: shorter sides of the map passes (None: the measured default; () : the
+    classification pass only). relu: clip negative evidence before normalising. threshold / threshold_mode: the
+    box rule (see `camloc.boxes`). The model is left as found (train/eval flags restored).
+    """
+    info = info_of(model)
+    mapper = get_method(method, layer=layer)
+    native = info.preprocess.input_size
+    sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+    settings = {"method": getattr(mapper, "name", str(method)), "map_sizes": list(sizes_setting), "relu": relu,
+                "threshold": threshold, "threshold_mode": threshold_mode, "native_size": native}
+    images, batch = _as_batch(inputs)
+    n = len(images) if images is not None else batch.shape[0]
+    target_tensor = _targets_tensor(targets, n)
+    device = _device_of(model)
+
+    with eval_mode(model):
+        if images is None:
+            groups = [(list(range(n)), batch.to(device))]
+        else:
+            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device)
+        parts: dict[int, tuple] = {}
+        for idx, x in groups:
+            chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
+            logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
+            out_size = tuple(x.shape[-2:]) if images is None else None
+            maps = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
+            for j, i in enumerate(idx):
+                parts[i] = (logits[j], classes[j], raw[j], maps[j])
+
+    all_logits = torch.stack([parts[i][0] for i in range(n)])
+    classes = torch.stack([parts[i][1] for i in range(n)])
+    raws = [parts[i][2] for i in range(n)]
+    maps_list = [parts[i][3] for i in range(n)]
+    boxes = torch.stack([boxes_from_maps(m, threshold, threshold_mode) for m in maps_list]).to(device)
+    sizes = [tuple(m.shape[-2:]) for m in maps_list]
+    return Result(classes=classes, scores=all_logits.softmax(dim=1).gather(1, classes),
+                  logits=all_logits.gather(1, classes), raw=_stack_if_same(raws), maps=_stack_if_same(maps_list),
+                  boxes=boxes, all_logits=all_logits, sizes=sizes, info=info, settings=settings)
+
+
+def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor, raw: Tensor,
+                images: list[Image.Image] | None, idx: list[int], native: int, sizes: tuple[int, ...],
+                relu: bool, out_size: tuple[int, int] | None) -> list[Tensor]:
+    """Normalised maps at each image's output size, averaged over the map passes."""
+    info = info_of(model)
+    out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
+    accum: list[Tensor | None] = [None] * len(idx)
+    passes = sizes or (native,)
+    for s in passes:
+        if s == native:
+            pass_raw = raw
+        elif images is None:
+            pass_raw = mapper.maps_only(model, resize_batch(x, s), classes)
+        else:
+            xs = torch.stack([image_to_tensor(images[i], s, info.preprocess) for i in idx]).to(x.device)
+            pass_raw = mapper.maps_only(model, xs, classes)
+        for j in range(len(idx)):
+            m = normalize(upsample(pass_raw[j: j + 1].float(), out_sizes[j]), relu=relu)[0]
+            accum[j] = m if accum[j] is None else accum[j] + m
+    return [normalize(a) if len(passes) > 1 else a for a in accum]
+
+
+def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
+    if isinstance(inputs, Tensor):
+        if inputs.dim() == 3:
+            inputs = inputs.unsqueeze(0)
+        if inputs.dim() != 4 or inputs.shape[1] != 3:
+            raise InputError(f"a tensor input must be (B, 3, H, W), got {tuple(inputs.shape)}")
+        return None, inputs
+    items = [inputs] if isinstance(inputs, (str, PathLike, Image.Image)) else list(inputs)
+    if not items:
+        raise InputError("no images given")
+    return [it.convert("RGB") if isinstance(it, Image.Image) else load_image(it) for it in items], None
+
+
+def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) -> Tensor | None:
+    if targets is None:
+        return None
+    t = targets if isinstance(targets, Tensor) else None
+    if t is None:
+        rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in targets]
+        if len({len(r) for r in rows}) > 1:
+            raise InputError("every image needs the same number of target classes")
+        t = torch.tensor(rows, dtype=torch.long)
+    if t.dim() == 1:
+        t = t[:, None]
+    if t.shape[0] != n:
+        raise InputError(f"{t.shape[0]} target lists for {n} images: give one list of classes per image")
+    return t.long()
+
+
+def _group_by_shape(tensors: list[Tensor], device: torch.device) -> list[tuple[list[int], Tensor]]:
+    """Batch the images whose preprocessed shapes agree (no padding: it would change the pooled features)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(tuple(t.shape), []).append(i)
+    return [(idx, torch.stack([tensors[i] for i in idx]).to(device)) for idx in groups.values()]
+
+
+def _stack_if_same(items: list[Tensor]) -> Tensor | list[Tensor]:
+    return torch.stack(items) if len({tuple(t.shape) for t in items}) == 1 else items
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")

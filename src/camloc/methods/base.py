@@ -1,0 +1,74 @@
+"""The one interface every map method implements, and the registry that names them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from camloc.io import InputError
+
+METHODS: dict[str, type["MapMethod"]] = {}
+
+
+def register_method(*names: str) -> Callable[[type["MapMethod"]], type["MapMethod"]]:
+    """Class decorator: make a method available by these names (`method="..."`, `--method ...`)."""
+
+    def wrap(cls: type["MapMethod"]) -> type["MapMethod"]:
+        for name in names:
+            METHODS[name] = cls
+        return cls
+
+    return wrap
+
+
+class MapMethod(ABC):
+    """Base class: computes raw maps of chosen classes for a batch.
+
+    Subclasses implement `run`. `layer` names a module (by `named_modules()` name) for methods that need one.
+    """
+
+    name = "base"
+
+    def __init__(self, layer: str | None = None) -> None:
+        self.layer = layer
+
+    @abstractmethod
+    def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
+            top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
+        """Return (logits (B, K), classes (B, k), raw maps (B, k, h, w)).
+
+        With `classes=None` the k = min(top_k, K) highest-scoring classes of each image are used, best first.
+        """
+
+    def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
+        """Raw maps of given classes (a pass at another input size); methods may skip work they don't need."""
+        return self.run(model, x, classes)[2]
+
+
+def get_method(method: "str | MapMethod | type[MapMethod]", layer: str | None = None) -> MapMethod:
+    """Resolve a method given by name, class or instance."""
+    if isinstance(method, MapMethod):
+        return method
+    if isinstance(method, type) and issubclass(method, MapMethod):
+        return method(layer=layer)
+    key = str(method).lower()
+    if key not in METHODS:
+        raise InputError(f"unknown method '{method}'; choose one of {', '.join(sorted(METHODS))}")
+    return METHODS[key](layer=layer)
+
+
+def select_classes(logits: Tensor, classes: Tensor | None, top_k: int) -> Tensor:
+    """Explicit classes (validated) or the top-k of each row, best first."""
+    num_classes = logits.shape[1]
+    if classes is None:
+        return logits.topk(min(max(int(top_k), 1), num_classes), dim=1).indices
+    classes = classes.to(device=logits.device, dtype=torch.long)
+    if classes.shape[0] != logits.shape[0]:
+        raise InputError(f"{classes.shape[0]} target lists for a batch of {logits.shape[0]} images")
+    bad = (classes < 0) | (classes >= num_classes)
+    if bad.any():
+        raise InputError(f"target class {int(classes[bad][0])} is out of range for a model with {num_classes} classes")
+    return classes

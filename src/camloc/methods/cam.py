@@ -1,0 +1,34 @@
+"""CAM (Zhou et al., CVPR 2016): CAM_c = sum_k w_ck f_k, from one forward pass, every class at once."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from camloc.engine import class_activation_maps
+from camloc.methods.base import MapMethod, register_method, select_classes
+from camloc.models.adapters import get_adapter
+
+
+@register_method("cam")
+class CAM(MapMethod):
+    """Class activation maps of a GAP + linear classifier: one forward pass and one einsum, no gradients.
+
+    `layer` (optional) names the pooled feature layer for modules camloc cannot analyse by itself.
+    """
+
+    name = "cam"
+
+    def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
+            top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
+        adapter = get_adapter(model, feature_layer=self.layer)
+        with torch.no_grad():
+            features, logits = adapter.forward(x)
+            chosen = select_classes(logits, classes, top_k)
+            return logits, chosen, class_activation_maps(features, adapter.weight, chosen)
+
+    def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
+        """Raw maps of given classes at another input size (no logits needed)."""
+        adapter = get_adapter(model, feature_layer=self.layer)
+        with torch.no_grad():
+            return class_activation_maps(adapter.features(x), adapter.weight, classes)

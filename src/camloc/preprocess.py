@@ -1,0 +1,45 @@
+"""Images to model input, keeping the aspect ratio (the net runs fully convolutionally; nothing is squashed or
+cropped, so maps and boxes cover the whole picture)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from camloc.models.zoo import Preprocess
+
+MAX_ASPECT = 4.0  # the long side is capped at MAX_ASPECT x the short side (panoramas would explode the input)
+MIN_SIDE = 32
+
+_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+                "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(h, w) with the shorter side = `short_side`, aspect kept (long side capped at MAX_ASPECT x)."""
+    scale = short_side / min(height, width)
+    h = max(MIN_SIDE, round(height * scale))
+    w = max(MIN_SIDE, round(width * scale))
+    cap = int(MAX_ASPECT * short_side)
+    return min(h, cap), min(w, cap)
+
+
+def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess) -> Tensor:
+    """An RGB PIL image -> normalised (3, h, w) float tensor at `short_side`."""
+    h, w = scaled_size(img.height, img.width, short_side)
+    resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.BILINEAR))
+    arr = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(pre.mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(pre.std, dtype=torch.float32)[:, None, None]
+    return (arr - mean) / std
+
+
+def resize_batch(x: Tensor, short_side: int) -> Tensor:
+    """A preprocessed (B, 3, H, W) batch resized (bilinear) so that its shorter side is `short_side`."""
+    h, w = scaled_size(x.shape[-2], x.shape[-1], short_side)
+    if (h, w) == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
