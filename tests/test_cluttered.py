@@ -124,3 +124,18 @@ def test_bad_spec_and_split(idx_dir):
         ClutterSpec(canvas=40, scale=(1.0, 2.0))
     with pytest.raises(InputError, match="split"):
         ClutteredFashionMNIST("holdout", idx_dir=idx_dir)
+
+
+def test_evaluation_format(idx_dir, tmp_path, monkeypatch):
+    from camloc.data import open_dataset
+
+    monkeypatch.chdir(tmp_path)  # the opener caches under ./.cache
+    ds = open_dataset(f"cluttered:{idx_dir}", split="test", size=5)
+    ref = ClutteredFashionMNIST("test", 5, idx_dir=idx_dir)
+    assert len(ds) == 5 and ds.class_names[0] == "T-shirt/top"
+    s = ds[2]
+    np.testing.assert_array_equal(s.image, ref[2].image)
+    np.testing.assert_array_equal(s.boxes, ref[2].boxes.astype(float))
+    fg, ignore = s.masks()
+    np.testing.assert_array_equal(fg, ref[2].mask)
+    assert ignore is None and s.size == (96, 96) and s.label == ref[2].label

@@ -224,3 +224,39 @@ class TensorView(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         x, y, b = self.get_batch(torch.tensor([index]))
         return x[0], y[0], b[0]
+
+
+# ------------------------------------------------------------------------------ evaluation format `cluttered:`
+
+
+def open_cluttered(path: Path, split: str = "test", size: int | str | None = None, seed: int | str = 0,
+                   canvas: int | str = 96, **_ignored: object) -> "EvalDataset":
+    """`cluttered:SPLIT` (data from `make data`'s folder) or `cluttered:IDX_DIR` (with `split=`) as an evaluation
+    dataset: images as arrays, boxes exclusive, masks of the item's pixels (no ignore region)."""
+    from camloc.data.base import Dataset as EvalDataset, Sample
+
+    name = str(path)
+    if name in SPLITS:
+        split, idx_dir = name, None
+    else:
+        idx_dir = path
+    spec = ClutterSpec(canvas=int(canvas), seed=int(seed))
+    ds = ClutteredFashionMNIST(split, None if size is None else int(size), spec, idx_dir)
+    arr = ds.arrays()
+    side = spec.canvas
+
+    def loader(i: int):
+        return lambda: (arr.masks[i], None)
+
+    samples = [Sample(f"{split}/{i:06d}", np.repeat(arr.images[i][:, :, None], 3, axis=2), int(arr.labels[i]),
+                      arr.boxes[i:i + 1].astype(np.float64), (side, side), loader(i)) for i in range(len(arr))]
+    return EvalDataset(f"cluttered-fashion-mnist/{split}", samples, list(CLASSES))
+
+
+def _register() -> None:
+    from camloc.data.base import register_format
+
+    register_format("cluttered")(open_cluttered)
+
+
+_register()
