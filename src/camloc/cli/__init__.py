@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "explain": "camloc.cli.explain",
     "train": "camloc.cli.train",
+    "bench": "camloc.cli.bench",
 }
 
 
