@@ -34,9 +34,9 @@ class Study:
     widths: tuple[int, ...] = (16, 32, 48, 64, 64)
     regressor_stride: int = 8
     reference_stride: int = 8  # whose predicted classes the box-free references use for top-1 loc
-    train_size: int = 12000
+    train_size: int = 9000
     val_size: int = 1000
-    test_size: int = 5000
+    test_size: int = 3000
     epochs: int = 3
     batch_size: int = 64
     lr: float = 0.05
@@ -44,7 +44,7 @@ class Study:
 
 
 FULL = Study()
-QUICK = replace(FULL, train_size=1024, val_size=100, test_size=200, epochs=1, strides=(4, 8, 16))
+QUICK = replace(FULL, train_size=1024, val_size=100, test_size=300, epochs=2, strides=(4, 8, 16))
 EVAL_BATCH = 200
 
 

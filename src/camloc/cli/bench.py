@@ -25,9 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     loc.add_argument("--quick", action="store_true", help="small smoke-test version (under 2 minutes)")
     loc.add_argument("--idx-dir", default=None, help="folder with the four Fashion-MNIST IDX files "
                      "(default: `make data`'s .cache/fashion-mnist or /usr/share/datasets/fashion-mnist)")
-    loc.add_argument("--threads", type=int, default=None, help="CPU threads (default: min(2, cores))")
+    loc.add_argument("--threads", type=int, default=None, help="CPU threads (default: min(2, cores), or 1 when "
+                     "the machine is already busy: OpenMP threads that wait for each other lose more than they gain)")
     loc.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     loc.set_defaults(run=run)
+
+
+def default_threads() -> int:
+    """min(2, cores), or 1 when the load average already exceeds the number of cores."""
+    cores = os.cpu_count() or 1
+    return 1 if os.getloadavg()[0] > cores else min(2, cores)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from camloc.data.idx import find_idx_dir
 
     find_idx_dir(args.idx_dir)  # fail early with the data message
-    torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or default_threads())
     command = "camloc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         f"camloc bench localization{' --quick' if args.quick else ''} --out {args.out}"
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
