@@ -4,8 +4,10 @@ Two passes at most, both visible settings:
 1. the classification pass at the model's native size (shorter side = its input size, aspect kept) gives the
    logits, the chosen classes and `raw`, the maps at feature resolution for which the CAM identity holds;
 2. map passes at the sizes in `map_sizes` (shorter sides; a size equal to the native one reuses pass 1) give
-   `maps`: each pass upsampled to the image size and min-max normalised, averaged over sizes, normalised again.
-   `map_sizes=()` uses pass 1 alone.
+   `maps`: each pass is upsampled to the image size (ReLU'd if asked) and divided by its largest magnitude; the
+   passes are averaged, and `maps` is that average min-max normalised. Boxes threshold the average: at a fraction
+   of its range ("minmax") or of its maximum ("max"); with one pass these are the two readings of the paper's
+   "20% of the max" on the raw CAM. `map_sizes=()` uses pass 1 alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from camloc.boxes import ThresholdMode, boxes_from_maps
-from camloc.engine import normalize, upsample
+from camloc.engine import min_max, normalize, upsample
 from camloc.io import InputError, load_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
@@ -95,15 +97,23 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
             out_size = tuple(x.shape[-2:]) if images is None else None
-            maps = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
+            combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu,
+                                   out_size)
             for j, i in enumerate(idx):
-                parts[i] = (logits[j], classes[j], raw[j], maps[j])
+                parts[i] = (logits[j], classes[j], raw[j], combined[j])
 
     all_logits = torch.stack([parts[i][0] for i in range(n)])
     classes = torch.stack([parts[i][1] for i in range(n)])
     raws = [parts[i][2] for i in range(n)]
-    maps_list = [parts[i][3] for i in range(n)]
-    boxes = torch.stack([boxes_from_maps(m, threshold, threshold_mode) for m in maps_list]).to(device)
+    combined = [parts[i][3] for i in range(n)]
+    if len({tuple(m.shape) for m in combined}) == 1:
+        stacked = torch.stack(combined)
+        lo, hi = min_max(stacked)
+        boxes = boxes_from_maps(stacked, threshold, threshold_mode, lo, hi).to(device)
+        maps_list = list(normalize(stacked, lo=lo, hi=hi))
+    else:
+        boxes = torch.stack([boxes_from_maps(m, threshold, threshold_mode) for m in combined]).to(device)
+        maps_list = [normalize(m) for m in combined]
     sizes = [tuple(m.shape[-2:]) for m in maps_list]
     return Result(classes=classes, scores=all_logits.softmax(dim=1).gather(1, classes),
                   logits=all_logits.gather(1, classes), raw=_stack_if_same(raws), maps=_stack_if_same(maps_list),
@@ -113,7 +123,8 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
 def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor, raw: Tensor,
                 images: list[Image.Image] | None, idx: list[int], native: int, sizes: tuple[int, ...],
                 relu: bool, out_size: tuple[int, int] | None) -> list[Tensor]:
-    """Normalised maps at each image's output size, averaged over the map passes."""
+    """Each image's combined map at its output size: the mean over map passes of the upsampled raw map scaled
+    by its largest magnitude (so every pass weighs the same and the sign and zero level are kept)."""
     info = info_of(model)
     out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
     accum: list[Tensor | None] = [None] * len(idx)
@@ -126,10 +137,16 @@ def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor,
         else:
             xs = torch.stack([image_to_tensor(images[i], s, info.preprocess) for i in idx]).to(x.device)
             pass_raw = mapper.maps_only(model, xs, classes)
-        for j in range(len(idx)):
-            m = normalize(upsample(pass_raw[j: j + 1].float(), out_sizes[j]), relu=relu)[0]
+        if len(set(out_sizes)) == 1:  # one batched op when every output has the same size
+            ups = list(upsample(pass_raw.float(), out_sizes[0]))
+        else:
+            ups = [upsample(pass_raw[j: j + 1].float(), out_sizes[j])[0] for j in range(len(idx))]
+        for j, m in enumerate(ups):
+            m = m.clamp(min=0) if relu else m
+            if len(passes) > 1:  # one pass needs no scaling: normalising and thresholding ignore a positive factor
+                m = m / m.flatten(-2).abs().amax(-1).clamp(min=1e-12)[:, None, None]
             accum[j] = m if accum[j] is None else accum[j] + m
-    return [normalize(a) if len(passes) > 1 else a for a in accum]
+    return accum if len(passes) == 1 else [a / len(passes) for a in accum]
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
