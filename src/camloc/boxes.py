@@ -3,11 +3,13 @@
 The paper's rule (Zhou et al. 2016, sec. 3): keep the pixels whose value is at least 20% of the map's maximum and
 take the box around the largest connected component. "20% of the max" is ambiguous, so both readings are named:
 
-- ``"minmax"`` (default): threshold the min-max normalised map, i.e. value >= min + t * (max - min);
-- ``"max"``: threshold the map itself, value >= t * max (the raw CAM; its minimum is often negative, so this
-  region is usually much larger).
+- ``"max"`` (the default of `camloc.explain`): threshold the map itself, value >= t * max (the literal reading,
+  on the raw CAM; negative evidence never passes);
+- ``"minmax"``: threshold the min-max normalised map, i.e. value >= min + t * (max - min); the raw CAM's minimum
+  is often very negative, so this region is usually much larger.
 
-The default was chosen by measurement (docs/resolution.md, `make bench-resolution`).
+The default was chosen by measurement (docs/resolution.md, `make bench-resolution`). The functions here default
+to "minmax" because they are also used on maps that are already normalised, where both readings agree.
 Boxes are ``[x0, y0, x1, y1]`` in pixels with x1, y1 exclusive; a map with no pixel above the threshold (e.g. a
 constant map after normalisation) gives the empty box ``[0, 0, 0, 0]``.
 """

@@ -54,6 +54,23 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
+def combine_passes(maps: list[Tensor], relu: bool = False) -> Tensor:
+    """Combine maps of the same classes from passes at several input sizes, already upsampled to one size.
+
+    Each pass is ReLU'd if asked and divided by its largest magnitude (so every pass weighs the same and the sign
+    and zero level survive), then the passes are averaged. One pass is returned as is (ReLU'd if asked): the
+    normalisation and both threshold rules ignore a positive factor.
+    """
+    if len(maps) == 1:
+        return maps[0].clamp(min=0) if relu else maps[0]
+    total = None
+    for m in maps:
+        m = m.clamp(min=0) if relu else m
+        m = m / m.flatten(-2).abs().amax(-1).clamp(min=EPS)[..., None, None]
+        total = m if total is None else total + m
+    return total / len(maps)
+
+
 def min_max(maps: Tensor) -> tuple[Tensor, Tensor]:
     """Per-map minimum and maximum of (..., H, W) maps, shaped (..., 1, 1) for broadcasting."""
     lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)

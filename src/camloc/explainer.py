@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from camloc.boxes import ThresholdMode, boxes_from_maps
-from camloc.engine import min_max, normalize, upsample
+from camloc.engine import combine_passes, min_max, normalize, upsample
 from camloc.io import InputError, load_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
@@ -32,9 +32,9 @@ ImageInput = Union[str, PathLike, Image.Image]
 Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
-DEFAULT_MAP_SIZES: tuple[int, ...] = (224, 448)
+DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
 DEFAULT_THRESHOLD = 0.2
-DEFAULT_THRESHOLD_MODE: ThresholdMode = "minmax"
+DEFAULT_THRESHOLD_MODE: ThresholdMode = "max"
 DEFAULT_RELU = False
 
 
@@ -123,30 +123,29 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
 def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor, raw: Tensor,
                 images: list[Image.Image] | None, idx: list[int], native: int, sizes: tuple[int, ...],
                 relu: bool, out_size: tuple[int, int] | None) -> list[Tensor]:
-    """Each image's combined map at its output size: the mean over map passes of the upsampled raw map scaled
-    by its largest magnitude (so every pass weighs the same and the sign and zero level are kept)."""
-    info = info_of(model)
+    """Each image's combined map (`engine.combine_passes`) at its output size."""
     out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
-    accum: list[Tensor | None] = [None] * len(idx)
-    passes = sizes or (native,)
-    for s in passes:
-        if s == native:
-            pass_raw = raw
-        elif images is None:
-            pass_raw = mapper.maps_only(model, resize_batch(x, s), classes)
-        else:
-            xs = torch.stack([image_to_tensor(images[i], s, info.preprocess) for i in idx]).to(x.device)
-            pass_raw = mapper.maps_only(model, xs, classes)
+    per_image: list[list[Tensor]] = [[] for _ in idx]
+    for s in sizes or (native,):
+        pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
         if len(set(out_sizes)) == 1:  # one batched op when every output has the same size
             ups = list(upsample(pass_raw.float(), out_sizes[0]))
         else:
             ups = [upsample(pass_raw[j: j + 1].float(), out_sizes[j])[0] for j in range(len(idx))]
         for j, m in enumerate(ups):
-            m = m.clamp(min=0) if relu else m
-            if len(passes) > 1:  # one pass needs no scaling: normalising and thresholding ignore a positive factor
-                m = m / m.flatten(-2).abs().amax(-1).clamp(min=1e-12)[:, None, None]
-            accum[j] = m if accum[j] is None else accum[j] + m
-    return accum if len(passes) == 1 else [a / len(passes) for a in accum]
+            per_image[j].append(m)
+    return [combine_passes(maps, relu=relu) for maps in per_image]
+
+
+def _pass_at_size(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor,
+                  images: list[Image.Image] | None, idx: list[int], size: int) -> Tensor:
+    """Raw maps of `classes` from a pass whose input's shorter side is `size` (images re-preprocessed from the
+    originals; a tensor input is resized)."""
+    if images is None:
+        return mapper.maps_only(model, resize_batch(x, size), classes)
+    pre = info_of(model).preprocess
+    xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(x.device)
+    return mapper.maps_only(model, xs, classes)
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
