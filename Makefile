@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cam.py
 
 bench-resolution: $(STAMP)
-	$(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md
+	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md
 
 clean:
 	rm -rf $(VENV) results bench-results .pytest_cache
