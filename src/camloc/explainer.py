@@ -85,13 +85,13 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
     images, batch = _as_batch(inputs)
     n = len(images) if images is not None else batch.shape[0]
     target_tensor = _targets_tensor(targets, n)
-    device = _device_of(model)
+    device, dtype = _device_dtype(model)
 
     with eval_mode(model):
         if images is None:
             groups = [(list(range(n)), batch.to(device))]
         else:
-            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device)
+            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
         parts: dict[int, tuple] = {}
         for idx, x in groups:
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
@@ -144,7 +144,7 @@ def _pass_at_size(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tenso
     if images is None:
         return mapper.maps_only(model, resize_batch(x, size), classes)
     pre = info_of(model).preprocess
-    xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(x.device)
+    xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(device=x.device, dtype=x.dtype)
     return mapper.maps_only(model, xs, classes)
 
 
@@ -177,18 +177,22 @@ def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) ->
     return t.long()
 
 
-def _group_by_shape(tensors: list[Tensor], device: torch.device) -> list[tuple[list[int], Tensor]]:
+def _group_by_shape(tensors: list[Tensor], device: torch.device,
+                    dtype: torch.dtype) -> list[tuple[list[int], Tensor]]:
     """Batch the images whose preprocessed shapes agree (no padding: it would change the pooled features)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, t in enumerate(tensors):
         groups.setdefault(tuple(t.shape), []).append(i)
-    return [(idx, torch.stack([tensors[i] for i in idx]).to(device)) for idx in groups.values()]
+    return [(idx, torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)) for idx in groups.values()]
 
 
 def _stack_if_same(items: list[Tensor]) -> Tensor | list[Tensor]:
     return torch.stack(items) if len({tuple(t.shape) for t in items}) == 1 else items
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float type the model computes (inputs made from images follow it)."""
     p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
+    if p is None:
+        return torch.device("cpu"), torch.float32
+    return p.device, (p.dtype if p.is_floating_point() else torch.float32)
