@@ -131,6 +131,22 @@ def _write_image_fixture(root: Path, n: int = 4) -> Path:
     return root
 
 
+def test_model_evaluation_library(default_model, tmp_path):
+    from camloc.data import open_dataset
+    from camloc.evaluate import evaluate
+
+    root = _write_image_fixture(tmp_path, n=2)
+    ds = open_dataset(f"wsol:{root / 'meta'}", images=root / "img")
+    a = evaluate(ds, model=default_model, map_sizes=(), save_maps=str(tmp_path / "maps"))
+    b = evaluate(ds, maps_dir=tmp_path / "maps")
+    assert {"top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc"} <= set(a) and "top1_cls" not in b
+    assert a["top1_loc"] <= a["top1_cls"] and a["top5_loc"] <= a["top5_cls"] and a["top1_loc"] <= a["top5_loc"]
+    for key in ("maxboxacc", "maxboxacc_v2", "gt_known_loc"):
+        assert a[key] == b[key]  # saved maps re-evaluate to the same numbers
+    assert np.load(tmp_path / "maps" / "0.jpg.npy").shape == (80, 96)  # original image size
+
+
+@pytest.mark.slow
 def test_model_run_and_saved_maps_give_the_same_numbers(tmp_path, capsys):
     root = _write_image_fixture(tmp_path)
     common = ["evaluate", "--data", f"wsol:{root / 'meta'}", "--quiet"]
