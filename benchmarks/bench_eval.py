@@ -21,15 +21,16 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fixture_wsol import make_box_fixture, make_mask_fixture  # noqa: E402
+from fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture  # noqa: E402
 
 from camloc.data import open_dataset  # noqa: E402
 from camloc.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou  # noqa: E402
 
 
-def slow_box_counts(maps, gts, thresholds, levels=(30, 50, 70)) -> np.ndarray:
+def slow_box_counts(maps, gts, thresholds, levels=(30, 50, 70), times=None) -> np.ndarray:
     hits = np.zeros((2, len(levels), len(thresholds)), dtype=np.int64)
     for m, gt in zip(maps, gts):
+        t0 = time.perf_counter()
         u8 = (m * 255).astype(np.uint8)
         for k, t in enumerate(thresholds):
             _, binary = cv2.threshold(u8, int(t * u8.max()), 255, cv2.THRESH_BINARY)
@@ -47,6 +48,8 @@ def slow_box_counts(maps, gts, thresholds, levels=(30, 50, 70)) -> np.ndarray:
             for j, level in enumerate(levels):
                 hits[0, j, k] += iou_largest >= level / 100
                 hits[1, j, k] += iou_all >= level / 100
+        if times is not None:
+            times.append(time.perf_counter() - t0)
     return hits
 
 
@@ -82,13 +85,17 @@ def main() -> None:
             ig = cv2.resize(ignore.astype(np.uint8), (224, 224), interpolation=cv2.INTER_NEAREST) > 0
             masks.append((fg, ~(fg | ig)))
 
+    slow_times: list[float] = []
+    fast_times: list[float] = []
     t0 = time.perf_counter()
-    slow = slow_box_counts(maps, gts, thresholds)
+    slow = slow_box_counts(maps, gts, thresholds, times=slow_times)
     t_slow_box = time.perf_counter() - t0
     t0 = time.perf_counter()
     acc = BoxAccuracy(thresholds)
     for m, gt in zip(maps, gts):
+        t1 = time.perf_counter()
         acc.accumulate(m, gt)
+        fast_times.append(time.perf_counter() - t1)
     t_fast_box = time.perf_counter() - t0
     assert np.array_equal(acc.hits, slow), "box counts differ"
 
@@ -108,6 +115,12 @@ def main() -> None:
           f"ratio {t_slow_box / t_fast_box:5.1f}x")
     print(f"PxAP:                   loop {t_slow_px:7.2f} s   accumulator {t_fast_px:7.2f} s   "
           f"ratio {t_slow_px / t_fast_px:5.1f}x")
+    kinds = np.array(kinds_of(args.n))
+    for kind in sorted(set(kinds)):
+        sel = kinds == kind
+        ts, tf = np.array(slow_times)[sel].sum(), np.array(fast_times)[sel].sum()
+        print(f"  boxes, {kind:>8} maps (n={sel.sum():3d}): loop {1e3 * ts / sel.sum():7.2f} ms/map   "
+              f"accumulator {1e3 * tf / sel.sum():7.2f} ms/map   ratio {ts / tf:5.1f}x")
     total_slow, total_fast = t_slow_box + t_slow_px, t_fast_box + t_fast_px
     print(f"all:                    loop {total_slow:7.2f} s   accumulator {total_fast:7.2f} s   "
           f"ratio {total_slow / total_fast:5.1f}x")

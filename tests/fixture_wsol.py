@@ -73,23 +73,34 @@ def _random_boxes(rng: np.random.Generator, w: int, h: int, m: np.ndarray) -> li
     return boxes
 
 
-def make_box_fixture(root: Path, n: int = 300, seed: int = 0) -> Path:
-    """root/meta (wsol metadata with boxes) and root/maps/<image_id>.npy; returns the metadata folder."""
+def _box_maps(n: int, seed: int):
+    """(kind, map, image size, GT boxes) per image of the box fixture, in order."""
     rng = np.random.default_rng(seed)
-    meta, maps = root / "meta", root / "maps"
-    meta.mkdir(parents=True, exist_ok=True)
-    ids, labels, sizes, locs = [], [], [], []
     for i in range(n):
-        image_id = f"c{i % 7}/img_{i:04d}.jpg"
         w, h = (int(v) for v in rng.integers(60, 640, size=2))
         kind = "zeros" if i in (5, 150) else "constant" if i == 77 else KINDS[int(rng.integers(len(KINDS)))]
         m = make_map(rng, kind)
+        yield kind, m, (w, h), _random_boxes(rng, w, h, m)
+
+
+def kinds_of(n: int = 300, seed: int = 0) -> list[str]:
+    """The map kind of each image of `make_box_fixture(n, seed)`."""
+    return [kind for kind, *_ in _box_maps(n, seed)]
+
+
+def make_box_fixture(root: Path, n: int = 300, seed: int = 0) -> Path:
+    """root/meta (wsol metadata with boxes) and root/maps/<image_id>.npy; returns the metadata folder."""
+    meta, maps = root / "meta", root / "maps"
+    meta.mkdir(parents=True, exist_ok=True)
+    ids, labels, sizes, locs = [], [], [], []
+    for i, (kind, m, (w, h), boxes) in enumerate(_box_maps(n, seed)):
+        image_id = f"c{i % 7}/img_{i:04d}.jpg"
         (maps / image_id).parent.mkdir(parents=True, exist_ok=True)
         np.save(maps / f"{image_id}.npy", m)
         ids.append(image_id)
         labels.append(f"{image_id},{i % 7}")
         sizes.append(f"{image_id},{w},{h}")
-        locs += [f"{image_id},{b[0]},{b[1]},{b[2]},{b[3]}" for b in _random_boxes(rng, w, h, m)]
+        locs += [f"{image_id},{b[0]},{b[1]},{b[2]},{b[3]}" for b in boxes]
     for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes), ("localization", locs)):
         (meta / f"{name}.txt").write_text("\n".join(lines) + "\n")
     return meta
