@@ -174,3 +174,31 @@ def test_torchrun_two_processes_match_one(boxes, tmp_path):
     one, both = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
     assert both["protocol"].pop("processes") == 2
     assert one == both
+
+
+def test_mask_size_mismatch_is_counted_not_fatal():
+    from camloc.data.base import Sample
+    from camloc.evaluate import Evaluator, Settings
+
+    fg = np.zeros((40, 60), bool)
+    fg[10:20, 10:30] = True
+    ignore = np.zeros((20, 30), bool)  # another size than the foreground mask
+    sample = Sample("x", None, 0, np.zeros((0, 4)), mask_loader=lambda: (fg, ignore))
+    ev = Evaluator(Settings())
+    m = np.zeros((40, 60))
+    m[10:20, 10:30] = 1
+    ev.add(sample, m)
+    rep = ev.report()
+    assert rep["problems"]["mask_size_mismatch"] == 1 and rep["pxap"] > 99  # map resized bicubic: edges blur
+
+
+def test_undecodable_image_names_the_file(default_model, tmp_path):
+    from camloc.data import open_dataset
+    from camloc.evaluate import evaluate
+    from camloc.io import InputError
+
+    root = _write_image_fixture(tmp_path, n=2)
+    (root / "img" / "1.jpg").write_bytes(b"not a jpeg at all")
+    ds = open_dataset(f"wsol:{root / 'meta'}", images=root / "img")
+    with pytest.raises(InputError, match=r"1\.jpg"):
+        evaluate(ds, model=default_model, map_sizes=())
