@@ -202,3 +202,31 @@ def test_undecodable_image_names_the_file(default_model, tmp_path):
     ds = open_dataset(f"wsol:{root / 'meta'}", images=root / "img")
     with pytest.raises(InputError, match=r"1\.jpg"):
         evaluate(ds, model=default_model, map_sizes=())
+
+
+def _rect_sample(w: int = 300, h: int = 200):
+    from camloc.data.base import Sample
+
+    box = np.array([[40.0, 30.0, 160.0, 120.0]])
+    m = np.zeros((h, w), np.float32)
+    m[30:120, 40:160] = 1
+    return Sample("r", None, 2, box, size=(w, h)), m
+
+
+def test_native_resolution_variant_and_release_rule():
+    from camloc.evaluate import Evaluator, Settings
+
+    sample, m = _rect_sample()
+    native = Evaluator(Settings(resolution="native"))
+    native.add(sample, m)
+    rep = native.report()
+    assert rep["maxboxacc"]["70"] == 100.0 and rep["protocol"]["wsol"].startswith("NATIVE")
+    for rule in ("paper", "release"):
+        ev = Evaluator(Settings(box_rule=rule))
+        other = np.zeros_like(m)
+        other[150:190, 200:290] = 1
+        # true class 2 ranked second: top-1 loc misses, top-5 loc hits
+        ev.add(sample, m, 2, np.array([7, 2, 3, 4, 5]), [other, m, other, other, other])
+        rep = ev.report()
+        assert (rep["top1_loc"], rep["top5_loc"], rep["gt_known_loc"], rep["top5_cls"]) == (0.0, 100.0, 100.0, 100.0)
+        assert ("release" in rep["protocol"]["paper_boxes"]) == (rule == "release")
