@@ -230,3 +230,13 @@ def test_native_resolution_variant_and_release_rule():
         rep = ev.report()
         assert (rep["top1_loc"], rep["top5_loc"], rep["gt_known_loc"], rep["top5_cls"]) == (0.0, 100.0, 100.0, 100.0)
         assert ("release" in rep["protocol"]["paper_boxes"]) == (rule == "release")
+
+
+def test_native_pxap_uses_the_mask_size(tmp_path):
+    from camloc.data import open_dataset
+    from camloc.evaluate import Settings, evaluate
+
+    make_mask_fixture(tmp_path, n=6, seed=2)
+    ds = open_dataset(f"wsol:{tmp_path / 'meta'}", mask_root=tmp_path / "masks")
+    native = evaluate(ds, maps_dir=tmp_path / "maps", settings=Settings(resolution="native"))
+    assert 0 < native["pxap"] < 100 and native["problems"]["mask_size_mismatch"] == 0

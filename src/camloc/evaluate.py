@@ -111,7 +111,12 @@ class Evaluator:
         if heatmap.ndim != 2:
             raise InputError(f"image '{sample.image_id}': score map of shape {heatmap.shape}, expected 2-D")
         has_boxes = len(sample.boxes) > 0
-        size = image_size(sample) if (has_boxes or s.resolution == "native") else None
+        masks = sample.masks()
+        if has_boxes or (s.resolution == "native" and (masks is None or sample.size is not None
+                                                       or sample.image is not None)):
+            size = image_size(sample)
+        else:
+            size = None if s.resolution == "224" else masks[0].shape[::-1]  # native, masks only: their size
         target = (WSOL_SIZE, WSOL_SIZE) if s.resolution == "224" else size
         scoremap, problem = prepare_scoremap(heatmap, target if target is not None else heatmap.shape[::-1])
         self._problem(problem)
@@ -119,7 +124,6 @@ class Evaluator:
             gt = resize_boxes_wsol(sample.boxes, size, target) if s.resolution == "224" \
                 else np.asarray(sample.boxes).astype(np.int64)
             self.box.accumulate(scoremap, gt)
-        masks = sample.masks()
         if masks is not None:
             fg, ignore = masks
             if (size is not None and fg.shape != (size[1], size[0])) or (ignore is not None and ignore.shape != fg.shape):
