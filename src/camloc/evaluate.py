@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable
 import cv2
 import numpy as np
 
-from camloc.boxes import box_from_map
+from camloc.boxes import THRESHOLD_MODES, box_from_map
+from camloc.explainer import DEFAULT_THRESHOLD_MODE
 from camloc.data.base import Dataset, Sample
 from camloc.io import InputError
 from camloc.metrics import (IOU_LEVELS, WSOL_SIZE, BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds,
@@ -39,13 +40,15 @@ class Settings:
     resolution: str = "224"  # "224": the wsolevaluation protocol; "native": maps at the original image size
     box_rule: str = "paper"  # the paper's 20% rule (camloc.boxes) or the original release's generator
     loc_threshold: float = 0.2
-    threshold_mode: str = "minmax"
+    threshold_mode: str = DEFAULT_THRESHOLD_MODE  # "max" or "minmax" (camloc.boxes); equal on normalised maps
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
             raise InputError(f"resolution must be one of {RESOLUTIONS}, got '{self.resolution}'")
         if self.box_rule not in BOX_RULES:
             raise InputError(f"box rule must be one of {BOX_RULES}, got '{self.box_rule}'")
+        if self.threshold_mode not in THRESHOLD_MODES:
+            raise InputError(f"threshold mode must be one of {THRESHOLD_MODES}, got '{self.threshold_mode}'")
         if not 0 < self.interval < 1:
             raise InputError(f"--interval must be in (0, 1), got {self.interval}")
 
@@ -204,8 +207,8 @@ class Evaluator:
             "wsol": ("maps and boxes at 224x224 as clovaai/wsolevaluation (boxes rescaled with int truncation)"
                      if s.resolution == "224" else "NATIVE resolution variant: maps resized to the original image "
                      "size, boxes and masks not rescaled (not the reference protocol)"),
-            "paper_boxes": (f"camloc.boxes: {s.threshold_mode} threshold {s.loc_threshold}, largest 8-connected "
-                            "component" if s.box_rule == "paper" else
+            "paper_boxes": (f"camloc.boxes: threshold {s.loc_threshold} ({s.threshold_mode} reading), largest "
+                            "8-connected component" if s.box_rule == "paper" else
                             "camloc.release_boxes: zhoubolei/CAM release generator (20/100/110, erosion, merge)"),
         }
         return rep

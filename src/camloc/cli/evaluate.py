@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--box-rule", choices=["paper", "release"], default="paper",
                    help="top-k / GT-known loc boxes: the paper's 20%% rule or the original release's generator")
     p.add_argument("--loc-threshold", type=float, default=0.2, help="the paper rule's threshold (default 0.2)")
+    p.add_argument("--threshold-mode", choices=["max", "minmax"], default=None,
+                   help="reading of the paper's rule (camloc.boxes; default: explain's); equal on normalised maps")
     p.add_argument("--calibrate-on", default=None,
                    help="FORMAT:PATH of another split (e.g. val): its best CAM thresholds are reported on --data")
     p.add_argument("--report", default=None, help="write the JSON report here")
@@ -86,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_spec(args.data)
     calibration = open_spec(args.calibrate_on) if args.calibrate_on else None
     settings = Settings(interval=args.interval, resolution=args.resolution, box_rule=args.box_rule,
-                        loc_threshold=args.loc_threshold)
+                        loc_threshold=args.loc_threshold,
+                        **({"threshold_mode": args.threshold_mode} if args.threshold_mode else {}))
     model = None
     map_sizes = None
     if args.model is not None:
