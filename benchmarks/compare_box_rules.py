@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/compare_box_rules.py            # synthetic maps with GT boxes + examples/
 
 Part 1: the seeded fixture of tests/fixture_wsol.py (300 maps, GT boxes): each map resized (bilinear) to its
-image size, one box per rule (paper: 20% of the min-max range, largest component; release: its first box),
+image size, one box per rule (paper: 20% of the max of the normalised map, largest component; release: its first box),
 IoU between the two boxes and GT-known localization (IoU >= 0.5) of each rule.
 Part 2: the top-1 CAMs of the built-in model on the images in examples/ (no GT): IoU between the two rules' boxes.
 """
