@@ -43,7 +43,8 @@ def test_report_keys_and_table(boxes, tmp_path, capsys):
     # calibrating on the same split reproduces the best-threshold numbers exactly
     assert rep["calibrated"]["maxboxacc"] == rep["maxboxacc"]
     assert rep["cam_threshold"]["calibrated"]["maxboxacc"] == rep["cam_threshold"]["maxboxacc"]
-    assert rep["protocol"]["cam_thresholds"] == "np.arange(0, 1, 0.01)" and rep["problems"]["constant_map"] == 1  # map 5 is all zeros
+    assert rep["protocol"]["cam_thresholds"] == "np.arange(0, 1, 0.01)"
+    assert rep["problems"]["constant_map"] == 1  # map 5 is all zeros
     assert "top1_loc" not in rep  # no model, no classification
 
 

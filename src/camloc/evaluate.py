@@ -129,7 +129,8 @@ class Evaluator:
             self.box.accumulate(scoremap, gt)
         if masks is not None:
             fg, ignore = masks
-            if (size is not None and fg.shape != (size[1], size[0])) or (ignore is not None and ignore.shape != fg.shape):
+            other_size = size is not None and fg.shape != (size[1], size[0])
+            if other_size or (ignore is not None and ignore.shape != fg.shape):
                 self._problem("mask_size_mismatch")
             shape = scoremap.shape[::-1]
             fg = _resize_mask(fg, shape)
