@@ -30,6 +30,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cam.py
+	$(PY) benchmarks/bench_methods.py
 
 clean:
 	rm -rf $(VENV) results bench-results .pytest_cache

@@ -61,10 +61,9 @@ class GradientMethod(MapMethod):
         target = resolve_layer(model, self.layer)
         logits, chosen, acts, grads = activations_and_gradients(
             model, x, target, classes, top_k, closed_form=self.closed_form, create_graph=self.differentiable)
-        maps = self.combine(acts, grads)
-        if self.relu:
-            maps = maps.clamp(min=0)
-        return logits, chosen, maps
+        with torch.inference_mode(False), torch.set_grad_enabled(self.differentiable):
+            maps = self.combine(acts, grads)
+            return logits, chosen, maps.clamp(min=0) if self.relu else maps
 
 
 def activations_and_gradients(model: nn.Module, x: Tensor, target: TargetLayer, classes: Tensor | None,

@@ -57,9 +57,12 @@ def resolve_layer(model: nn.Module, layer: str | None = None) -> TargetLayer:
     if layer is not None:
         get_module(model, layer)  # unknown name: an InputError listing similar names
         if ("layer", layer) not in per_model:
-            default = resolve_layer(model, None)
-            per_model[("layer", layer)] = default if default.adapter is not None and default.name == layer \
-                else TargetLayer(layer)
+            try:
+                default: TargetLayer | None = resolve_layer(model, None)
+            except InputError:  # no default found (or the model fails on the probe): the named layer still works
+                default = None
+            same = default is not None and default.adapter is not None and default.name == layer
+            per_model[("layer", layer)] = default if same else TargetLayer(layer)
         return per_model[("layer", layer)]
     if ("layer", None) not in per_model:
         per_model[("layer", None)] = _default_layer(model)
