@@ -126,6 +126,21 @@ def test_batched_classes_equal_single_passes(method):
             torch.testing.assert_close(batched[b, j], single[0, 0], atol=1e-6, rtol=1e-4)
 
 
+def test_per_column_fallback_gives_the_same_gradients(monkeypatch):
+    """If the batched backward pass fails (an op without a vmap rule), one pass per class column is used."""
+    model, x = gapnet()
+    expected = GradCAMPlusPlus(layer="features.1").run(model, x, top_k=3)[2]
+    grad = torch.autograd.grad
+
+    def no_batched(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("no batching rule")
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", no_batched)
+    torch.testing.assert_close(GradCAMPlusPlus(layer="features.1").run(model, x, top_k=3)[2], expected)
+
+
 @pytest.mark.parametrize("method", [GradCAM, ScoreCAM, CAM])
 def test_target_count_must_match_batch(method):
     model, x = gapnet()
@@ -284,6 +299,11 @@ def test_names_and_classes_resolve():
                       ("xgradcam", XGradCAM), ("layercam", LayerCAM), ("scorecam", ScoreCAM), ("cam", CAM)]:
         assert type(get_method(name)) is cls
     assert get_method(GradCAM, layer="x").layer == "x"
+    mine = GradCAM(relu=False)
+    chosen = get_method(mine, layer="x")
+    assert chosen.layer == "x" and chosen.relu is False and mine.layer is None
+    with pytest.raises(InputError, match="two layers given"):
+        get_method(GradCAM(layer="a"), layer="b")
     with pytest.raises(InputError, match="unknown method 'gradcan'"):
         get_method("gradcan")
 

@@ -99,11 +99,23 @@ def _batched_gradients(scores: Tensor, acts: Tensor, name: str, create_graph: bo
         raise InputError(f"layer '{name}' does not depend on the input: no gradient to explain with")
     k = scores.shape[1]
     basis = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :].expand(k, *scores.shape)
-    grads = torch.autograd.grad(scores, acts, grad_outputs=basis, is_grads_batched=True, allow_unused=True,
-                                retain_graph=create_graph, create_graph=create_graph)[0]
+    try:
+        grads = torch.autograd.grad(scores, acts, grad_outputs=basis, is_grads_batched=True, allow_unused=True,
+                                    retain_graph=True, create_graph=create_graph)[0]
+    except RuntimeError:  # an op of the model's head without a vmap rule: one backward pass per class column
+        grads = None if k == 1 else _column_gradients(scores, acts, create_graph)
+        if grads is None:
+            raise
     if grads is None:
         raise InputError(f"the logits do not depend on layer '{name}' (is it called after the classifier?)")
     return grads.transpose(0, 1)
+
+
+def _column_gradients(scores: Tensor, acts: Tensor, create_graph: bool) -> Tensor | None:
+    """The same gradients as k separate backward passes (k, B, C, h, w); the fallback of `_batched_gradients`."""
+    cols = [torch.autograd.grad(scores[:, j].sum(), acts, allow_unused=True, retain_graph=True,
+                                create_graph=create_graph)[0] for j in range(scores.shape[1])]
+    return None if cols[0] is None else torch.stack(cols)
 
 
 def _safe_divide(num: Tensor, den: Tensor) -> Tensor:
