@@ -111,6 +111,21 @@ def test_densenet_inplace_relu_identity():
     assert no_hooks(model)
 
 
+def test_default_model_identity_and_layer():
+    """The bundled EfficientNet-Lite0: default layer `bn2` (= forward_features), where Grad-CAM by autograd equals
+    ReLU(CAM)/(h w); the closed form agrees."""
+    model = camloc.load("default")
+    assert default_layer_name(model) == "bn2"
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    _, classes, cam = CAM().run(model, x, top_k=3)
+    hw = cam.shape[-1] * cam.shape[-2]
+    for closed_form in (True, False):
+        grad = GradCAM(closed_form=closed_form).run(model, x, classes)[2]
+        torch.testing.assert_close(grad, cam.clamp(min=0) / hw, atol=1e-5 * float(cam.abs().max()), rtol=1e-4)
+    assert no_hooks(model) and not model.training
+
+
 # ------------------------------------------------------------------------------------------------ batching
 
 

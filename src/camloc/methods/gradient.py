@@ -69,9 +69,9 @@ class GradientMethod(MapMethod):
 def activations_and_gradients(model: nn.Module, x: Tensor, target: TargetLayer, classes: Tensor | None,
                               top_k: int, *, closed_form: bool = True,
                               create_graph: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(logits (B, K), classes (B, k), A (B, C, h, w), G (B, k, C, h, w)) with G[b, j] = d logit[b, classes[b, j]] / dA[b].
+    """(logits (B, K), classes (B, k), A (B, C, h, w), G (B, k, C, h, w)).
 
-    Without `create_graph` every returned tensor is detached.
+    G[b, j] = d logits[b, classes[b, j]] / dA[b]. Without `create_graph` every returned tensor is detached.
     """
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
         if x.is_inference():
