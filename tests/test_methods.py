@@ -9,6 +9,8 @@ import gc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -84,6 +86,21 @@ def test_gradcam_is_relu_cam_over_hw(closed_form):
     signed = GradCAM(relu=False, closed_form=closed_form).run(model, x, classes)[2]
     torch.testing.assert_close(signed, cam / hw, atol=1e-6, rtol=1e-5)
     assert torch.equal(c2, classes)
+
+
+@settings(max_examples=8, deadline=None)
+@given(channels=st.integers(1, 12), classes=st.integers(2, 9), side=st.integers(4, 13), k=st.integers(1, 2),
+       seed=st.integers(0, 2**16))
+def test_gradcam_identity_property(channels, classes, side, k, seed):
+    """The identity by autograd on random GAP + linear nets of random sizes (odd sides, one channel, k=1...)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(channels, classes)).eval()
+    x = torch.randn(2, 3, side, side)
+    _, chosen, cam = CAM().run(model, x, top_k=k)
+    grad = GradCAM(closed_form=False).run(model, x, chosen)[2]
+    assert default_layer_name(model) == "1"
+    torch.testing.assert_close(grad, cam.clamp(min=0) / side ** 2, atol=1e-6, rtol=1e-4)
 
 
 @pytest.mark.parametrize("method", GRADIENT)

@@ -48,11 +48,12 @@ class ScoreCAM(MapMethod):
     def channel_scores(self, model: nn.Module, x: Tensor, acts: Tensor, chosen: Tensor) -> Tensor:
         """s (B, C, k): logits of the chosen classes for the input masked by each normalised channel."""
         b, c = acts.shape[:2]
-        masks = normalize(upsample(acts.float(), tuple(x.shape[-2:]))).to(x.dtype)  # (B, C, H, W)
+        size = tuple(x.shape[-2:])
         scores = torch.empty(b * c, chosen.shape[1], dtype=torch.float32, device=x.device)
-        for start in range(0, b * c, self.batch_size):
+        for start in range(0, b * c, self.batch_size):  # masks made per chunk: all at once would be B*C*H*W
             idx = torch.arange(start, min(start + self.batch_size, b * c), device=x.device)
             img, ch = idx // c, idx % c
-            out = as_logits(model(x[img] * masks[img, ch][:, None]))
+            masks = normalize(upsample(acts[img, ch][:, None].float(), size)).to(x.dtype)  # (n, 1, H, W)
+            out = as_logits(model(x[img] * masks))
             scores[start: start + len(idx)] = out.gather(1, chosen[img]).float()
         return scores.view(b, c, -1)
