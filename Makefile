@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench bench-loc bench-loc-quick data clean
+.PHONY: install demo test test-slow bench bench-resolution bench-loc bench-loc-quick data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cam.py
+	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_methods.py
+
+bench-resolution: $(STAMP)
+	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md
 
 data:
 	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist

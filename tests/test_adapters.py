@@ -80,3 +80,16 @@ def test_functional_relu_before_pooling_is_recognised() -> None:
 def test_model_returning_tuple_is_refused() -> None:
     with pytest.raises(HeadError, match="returns tuple"):
         get_adapter(TupleNet())
+
+
+def test_explain_on_a_user_module_with_named_layers() -> None:
+    import camloc
+    from camloc.engine import check_identity
+    from camloc.methods import CAM
+
+    torch.manual_seed(0)
+    net = UserNet().eval()
+    x = torch.randn(2, 3, 16, 20)
+    res = camloc.explain(net, x, top_k=2, method=CAM(layer="trunk.2", linear_layer="fc"), map_sizes=())
+    assert res.raw.shape == (2, 2, 8, 10) and res.maps.shape == (2, 2, 16, 20)
+    assert float(check_identity(res.raw, res.all_logits, res.classes, net.fc.bias)) < 1e-5

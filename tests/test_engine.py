@@ -7,7 +7,7 @@ import timm
 import torch
 import torchvision
 
-from camloc.engine import (all_class_activation_maps, check_identity, class_activation_maps,
+from camloc.engine import (all_class_activation_maps, check_identity, class_activation_maps, combine_passes,
                            logits_from_features, normalize, upsample)
 from camloc.models.adapters import get_adapter
 
@@ -80,3 +80,12 @@ def test_upsample_matches_interpolate_and_keeps_identity_size() -> None:
     assert up.shape == (2, 3, 70, 90)
     assert upsample(maps, (7, 9)) is maps
     assert torch.allclose(up.mean(dim=(2, 3)), maps.mean(dim=(2, 3)), atol=0.05)
+
+
+def test_combine_passes_hand_computed() -> None:
+    a = torch.tensor([[[-2.0, 4.0]]])  # largest magnitude 4
+    b = torch.tensor([[[1.0, -0.5]]])  # largest magnitude 1
+    assert torch.equal(combine_passes([a]), a)  # one pass: untouched
+    assert torch.equal(combine_passes([a], relu=True), torch.tensor([[[0.0, 4.0]]]))
+    assert torch.allclose(combine_passes([a, b]), torch.tensor([[[(-0.5 + 1.0) / 2, (1.0 - 0.5) / 2]]]))
+    assert torch.allclose(combine_passes([a, b], relu=True), torch.tensor([[[0.5, 0.5]]]))

@@ -71,3 +71,11 @@ def test_bad_model_specs(tmp_path: Path) -> None:
     (tmp_path / "nocfg" / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(InputError, match="no config.json"):
         camloc.load(tmp_path / "nocfg")
+
+
+def test_labels_only_for_1000_class_models() -> None:
+    import torchvision
+
+    assert len(info_of(torchvision.models.resnet18()).labels) == 1000
+    small = info_of(torchvision.models.resnet18(num_classes=7))
+    assert small.labels == [] and small.label(3) == "class 3"

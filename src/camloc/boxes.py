@@ -3,11 +3,13 @@
 The paper's rule (Zhou et al. 2016, sec. 3): keep the pixels whose value is at least 20% of the map's maximum and
 take the box around the largest connected component. "20% of the max" is ambiguous, so both readings are named:
 
-- ``"minmax"`` (default): threshold the min-max normalised map, i.e. value >= min + t * (max - min);
-- ``"max"``: threshold the map itself, value >= t * max (the raw CAM; its minimum is often negative, so this
-  region is usually much larger).
+- ``"max"`` (the default of `camloc.explain`): threshold the map itself, value >= t * max (the literal reading,
+  on the raw CAM; negative evidence never passes);
+- ``"minmax"``: threshold the min-max normalised map, i.e. value >= min + t * (max - min); the raw CAM's minimum
+  is often very negative, so this region is usually much larger.
 
-The default was chosen by measurement (docs/resolution.md, `make bench-resolution`).
+The default was chosen by measurement (docs/resolution.md, `make bench-resolution`). The functions here default
+to "minmax" because they are also used on maps that are already normalised, where both readings agree.
 Boxes are ``[x0, y0, x1, y1]`` in pixels with x1, y1 exclusive; a map with no pixel above the threshold (e.g. a
 constant map after normalisation) gives the empty box ``[0, 0, 0, 0]``.
 """
@@ -66,12 +68,37 @@ def all_boxes_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: Thresh
     return component_boxes(threshold_mask(heatmap, threshold, mode))[0]
 
 
-def boxes_from_maps(maps: Tensor | np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> Tensor:
-    """Paper boxes for a stack of maps (..., H, W) -> (..., 4) int64 tensor (on the CPU)."""
-    arr = maps.detach().float().cpu().numpy() if isinstance(maps, Tensor) else np.asarray(maps)
-    lead = arr.shape[:-2]
-    flat = arr.reshape(-1, *arr.shape[-2:])
-    out = np.stack([box_from_map(m, threshold, mode) for m in flat]) if len(flat) else np.zeros((0, 4), np.int64)
+def threshold_masks(maps: Tensor, threshold: float = 0.2, mode: ThresholdMode = "minmax",
+                    lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
+    """`threshold_mask` for a stack of maps (..., H, W) at once, as one tensor operation -> bool tensor.
+
+    `lo` / `hi` (..., 1, 1) may pass in the per-map minimum and maximum when the caller has them already.
+    NaN maps give empty masks.
+    """
+    if lo is None or hi is None:
+        lo, hi = (v[..., None, None] for v in torch.aminmax(maps.flatten(-2), dim=-1))
+    if mode == "minmax":
+        return (maps >= lo + threshold * (hi - lo)) & (hi > lo)
+    if mode == "max":
+        return (maps >= threshold * hi) & (hi > 0)
+    raise ValueError(f"unknown threshold mode '{mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+
+
+def boxes_from_maps(maps: Tensor | np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax",
+                    lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
+    """Paper boxes for a stack of maps (..., H, W) -> (..., 4) int64 tensor (on the CPU).
+
+    Thresholds every map in one tensor operation, then labels components map by map (OpenCV, C speed).
+    """
+    maps = maps if isinstance(maps, Tensor) else torch.from_numpy(np.asarray(maps))
+    masks = threshold_masks(maps.detach(), threshold, mode, lo, hi).cpu().numpy()
+    lead = masks.shape[:-2]
+    flat = masks.reshape(-1, *masks.shape[-2:])
+    out = np.zeros((len(flat), 4), dtype=np.int64)
+    for i, mask in enumerate(flat):
+        boxes, _ = component_boxes(mask)
+        if len(boxes):
+            out[i] = boxes[0]
     return torch.from_numpy(out.reshape(*lead, 4))
 
 

@@ -54,16 +54,42 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
-def normalize(maps: Tensor, relu: bool = False, eps: float = EPS) -> Tensor:
+def combine_passes(maps: list[Tensor], relu: bool = False) -> Tensor:
+    """Combine maps of the same classes from passes at several input sizes, already upsampled to one size.
+
+    Each pass is ReLU'd if asked and divided by its largest magnitude (so every pass weighs the same and the sign
+    and zero level survive), then the passes are averaged. One pass is returned as is (ReLU'd if asked): the
+    normalisation and both threshold rules ignore a positive factor.
+    """
+    if len(maps) == 1:
+        return maps[0].clamp(min=0) if relu else maps[0]
+    total = None
+    for m in maps:
+        m = m.clamp(min=0) if relu else m
+        m = m / m.flatten(-2).abs().amax(-1).clamp(min=EPS)[..., None, None]
+        total = m if total is None else total + m
+    return total / len(maps)
+
+
+def min_max(maps: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-map minimum and maximum of (..., H, W) maps, shaped (..., 1, 1) for broadcasting."""
+    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
+    return lo[..., None, None], hi[..., None, None]
+
+
+def normalize(maps: Tensor, relu: bool = False, eps: float = EPS, lo: Tensor | None = None,
+              hi: Tensor | None = None) -> Tensor:
     """Per-map min-max normalisation to [0, 1] over the last two dimensions.
 
     relu=True clips negative evidence to 0 first (so the minimum becomes max(min, 0)). A constant map (including
-    an all-negative map after ReLU) has no contrast and normalises to all zeros, never NaN.
+    an all-negative map after ReLU) has no contrast and normalises to all zeros, never NaN. `lo` / `hi` may pass
+    precomputed per-map extremes (see `min_max`; only without relu).
     """
     if relu:
         maps = maps.clamp(min=0)
-    flat = maps.flatten(-2)
-    lo = flat.min(dim=-1).values[..., None, None]
-    hi = flat.max(dim=-1).values[..., None, None]
+        lo = hi = None
+    if lo is None or hi is None:
+        lo, hi = min_max(maps)
     span = hi - lo
-    return torch.where(span > eps, (maps - lo) / span.clamp(min=eps), torch.zeros_like(maps))
+    scale = torch.where(span > eps, 1.0 / span.clamp(min=eps), torch.zeros_like(span))
+    return (maps - lo) * scale

@@ -4,8 +4,10 @@ Two passes at most, both visible settings:
 1. the classification pass at the model's native size (shorter side = its input size, aspect kept) gives the
    logits, the chosen classes and `raw`, the maps at feature resolution for which the CAM identity holds;
 2. map passes at the sizes in `map_sizes` (shorter sides; a size equal to the native one reuses pass 1) give
-   `maps`: each pass upsampled to the image size and min-max normalised, averaged over sizes, normalised again.
-   `map_sizes=()` uses pass 1 alone.
+   `maps`: each pass is upsampled to the image size (ReLU'd if asked) and divided by its largest magnitude; the
+   passes are averaged, and `maps` is that average min-max normalised. Boxes threshold the average: at a fraction
+   of its range ("minmax") or of its maximum ("max"); with one pass these are the two readings of the paper's
+   "20% of the max" on the raw CAM. `map_sizes=()` uses pass 1 alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from camloc.boxes import ThresholdMode, boxes_from_maps
-from camloc.engine import normalize, upsample
+from camloc.engine import combine_passes, min_max, normalize, upsample
 from camloc.io import InputError, load_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
@@ -30,9 +32,9 @@ ImageInput = Union[str, PathLike, Image.Image]
 Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
-DEFAULT_MAP_SIZES: tuple[int, ...] = (224, 448)
+DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
 DEFAULT_THRESHOLD = 0.2
-DEFAULT_THRESHOLD_MODE: ThresholdMode = "minmax"
+DEFAULT_THRESHOLD_MODE: ThresholdMode = "max"
 DEFAULT_RELU = False
 
 
@@ -83,27 +85,35 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
     images, batch = _as_batch(inputs)
     n = len(images) if images is not None else batch.shape[0]
     target_tensor = _targets_tensor(targets, n)
-    device = _device_of(model)
+    device, dtype = _device_dtype(model)
 
     with eval_mode(model):
         if images is None:
             groups = [(list(range(n)), batch.to(device))]
         else:
-            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device)
+            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
         parts: dict[int, tuple] = {}
         for idx, x in groups:
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
             out_size = tuple(x.shape[-2:]) if images is None else None
-            maps = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
+            combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu,
+                                   out_size)
             for j, i in enumerate(idx):
-                parts[i] = (logits[j], classes[j], raw[j], maps[j])
+                parts[i] = (logits[j], classes[j], raw[j], combined[j])
 
     all_logits = torch.stack([parts[i][0] for i in range(n)])
     classes = torch.stack([parts[i][1] for i in range(n)])
     raws = [parts[i][2] for i in range(n)]
-    maps_list = [parts[i][3] for i in range(n)]
-    boxes = torch.stack([boxes_from_maps(m, threshold, threshold_mode) for m in maps_list]).to(device)
+    combined = [parts[i][3] for i in range(n)]
+    if len({tuple(m.shape) for m in combined}) == 1:
+        stacked = torch.stack(combined)
+        lo, hi = min_max(stacked)
+        boxes = boxes_from_maps(stacked, threshold, threshold_mode, lo, hi).to(device)
+        maps_list = list(normalize(stacked, lo=lo, hi=hi))
+    else:
+        boxes = torch.stack([boxes_from_maps(m, threshold, threshold_mode) for m in combined]).to(device)
+        maps_list = [normalize(m) for m in combined]
     sizes = [tuple(m.shape[-2:]) for m in maps_list]
     return Result(classes=classes, scores=all_logits.softmax(dim=1).gather(1, classes),
                   logits=all_logits.gather(1, classes), raw=_stack_if_same(raws), maps=_stack_if_same(maps_list),
@@ -113,23 +123,29 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
 def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor, raw: Tensor,
                 images: list[Image.Image] | None, idx: list[int], native: int, sizes: tuple[int, ...],
                 relu: bool, out_size: tuple[int, int] | None) -> list[Tensor]:
-    """Normalised maps at each image's output size, averaged over the map passes."""
-    info = info_of(model)
+    """Each image's combined map (`engine.combine_passes`) at its output size."""
     out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
-    accum: list[Tensor | None] = [None] * len(idx)
-    passes = sizes or (native,)
-    for s in passes:
-        if s == native:
-            pass_raw = raw
-        elif images is None:
-            pass_raw = mapper.maps_only(model, resize_batch(x, s), classes)
+    per_image: list[list[Tensor]] = [[] for _ in idx]
+    for s in sizes or (native,):
+        pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
+        if len(set(out_sizes)) == 1:  # one batched op when every output has the same size
+            ups = list(upsample(pass_raw.float(), out_sizes[0]))
         else:
-            xs = torch.stack([image_to_tensor(images[i], s, info.preprocess) for i in idx]).to(x.device)
-            pass_raw = mapper.maps_only(model, xs, classes)
-        for j in range(len(idx)):
-            m = normalize(upsample(pass_raw[j: j + 1].float(), out_sizes[j]), relu=relu)[0]
-            accum[j] = m if accum[j] is None else accum[j] + m
-    return [normalize(a) if len(passes) > 1 else a for a in accum]
+            ups = [upsample(pass_raw[j: j + 1].float(), out_sizes[j])[0] for j in range(len(idx))]
+        for j, m in enumerate(ups):
+            per_image[j].append(m)
+    return [combine_passes(maps, relu=relu) for maps in per_image]
+
+
+def _pass_at_size(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor,
+                  images: list[Image.Image] | None, idx: list[int], size: int) -> Tensor:
+    """Raw maps of `classes` from a pass whose input's shorter side is `size` (images re-preprocessed from the
+    originals; a tensor input is resized)."""
+    if images is None:
+        return mapper.maps_only(model, resize_batch(x, size), classes)
+    pre = info_of(model).preprocess
+    xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(device=x.device, dtype=x.dtype)
+    return mapper.maps_only(model, xs, classes)
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
@@ -161,18 +177,22 @@ def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) ->
     return t.long()
 
 
-def _group_by_shape(tensors: list[Tensor], device: torch.device) -> list[tuple[list[int], Tensor]]:
+def _group_by_shape(tensors: list[Tensor], device: torch.device,
+                    dtype: torch.dtype) -> list[tuple[list[int], Tensor]]:
     """Batch the images whose preprocessed shapes agree (no padding: it would change the pooled features)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, t in enumerate(tensors):
         groups.setdefault(tuple(t.shape), []).append(i)
-    return [(idx, torch.stack([tensors[i] for i in idx]).to(device)) for idx in groups.values()]
+    return [(idx, torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)) for idx in groups.values()]
 
 
 def _stack_if_same(items: list[Tensor]) -> Tensor | list[Tensor]:
     return torch.stack(items) if len({tuple(t.shape) for t in items}) == 1 else items
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float type the model computes (inputs made from images follow it)."""
     p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
+    if p is None:
+        return torch.device("cpu"), torch.float32
+    return p.device, (p.dtype if p.is_floating_point() else torch.float32)

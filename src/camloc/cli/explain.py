@@ -14,6 +14,7 @@ from camloc import writers
 from camloc.boxes import THRESHOLD_MODES
 from camloc.explainer import DEFAULT_MAP_SIZES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE, explain
 from camloc.io import InputError, iter_image_paths, load_image
+from camloc.methods import METHODS
 from camloc.models.zoo import load
 from camloc.viz import COLORMAPS
 
@@ -27,8 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=5, help="number of best classes to map (default 5)")
     p.add_argument("--classes", default=None,
                    help="explicit class indices for every image instead of the top-k, e.g. '281,285'")
-    p.add_argument("--method", default="cam", help="map method (default: cam)")
-    p.add_argument("--layer", default=None, help="layer name (named_modules) for methods that take one")
+    p.add_argument("--method", default="cam",
+                   help="map method: cam (default; one forward pass, needs a GAP + linear head), "
+                        f"{', '.join(n for n in method_names() if n != 'cam')} (any CNN; docs/methods.md)")
+    p.add_argument("--layer", default=None,
+                   help="layer to explain, by its model.named_modules() name (default: the last spatial map)")
     p.add_argument("--out", default="results", type=Path, help="output folder (default: results/)")
     p.add_argument("--format", choices=["none", "json", "jsonl"], default="none",
                    help="json: <stem>.json per image in --out; jsonl: one JSON object per image on stdout")
@@ -46,6 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
+
+
+def method_names() -> list[str]:
+    """Each registered method's main name (aliases such as 'grad-cam' also work)."""
+    return sorted({cls.name for cls in METHODS.values()})
 
 
 def parse_map_sizes(text: str | None) -> tuple[int, ...] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import Callable
 
@@ -51,7 +52,13 @@ class MapMethod(ABC):
 def get_method(method: "str | MapMethod | type[MapMethod]", layer: str | None = None) -> MapMethod:
     """Resolve a method given by name, class or instance."""
     if isinstance(method, MapMethod):
-        return method
+        if layer is None or layer == method.layer:
+            return method
+        if method.layer is not None:
+            raise InputError(f"two layers given: '{method.layer}' in the method and '{layer}'; give one")
+        chosen = copy.copy(method)  # the caller's instance is left as it was
+        chosen.layer = layer
+        return chosen
     if isinstance(method, type) and issubclass(method, MapMethod):
         return method(layer=layer)
     key = str(method).lower()

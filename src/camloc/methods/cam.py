@@ -14,21 +14,29 @@ from camloc.models.adapters import get_adapter
 class CAM(MapMethod):
     """Class activation maps of a GAP + linear classifier: one forward pass and one einsum, no gradients.
 
-    `layer` (optional) names the pooled feature layer for modules camloc cannot analyse by itself.
+    `layer` and `linear_layer` (optional, `named_modules()` names) give the pooled feature layer and the linear
+    layer of a user's module that camloc cannot analyse by itself; the pair is still verified numerically.
+    `differentiable=True` keeps the autograd graph (maps usable in a loss), also under a caller's `no_grad`.
     """
 
     name = "cam"
 
+    def __init__(self, layer: str | None = None, *, linear_layer: str | None = None,
+                 differentiable: bool = False) -> None:
+        super().__init__(layer=layer)
+        self.linear_layer = linear_layer
+        self.differentiable = differentiable
+
     def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
             top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
-        adapter = get_adapter(model, feature_layer=self.layer)
-        with torch.no_grad():
+        adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
+        with torch.set_grad_enabled(self.differentiable):
             features, logits = adapter.forward(x)
             chosen = select_classes(logits, classes, top_k)
             return logits, chosen, class_activation_maps(features, adapter.weight, chosen)
 
     def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
         """Raw maps of given classes at another input size (no logits needed)."""
-        adapter = get_adapter(model, feature_layer=self.layer)
-        with torch.no_grad():
+        adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
+        with torch.set_grad_enabled(self.differentiable):
             return class_activation_maps(adapter.features(x), adapter.weight, classes)

@@ -89,7 +89,10 @@ def info_of(model: nn.Module) -> ModelInfo:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     pre = Preprocess.from_dict(cfg) if cfg else Preprocess()
     num_classes = getattr(model, "num_classes", None)
-    labels = imagenet_labels() if num_classes in (None, 1000) else []
+    if num_classes is None:  # torchvision and user modules: the last linear layer's width
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        num_classes = linears[-1].out_features if linears else None
+    labels = imagenet_labels() if num_classes == 1000 else []
     return ModelInfo(name=type(model).__name__, labels=labels, preprocess=pre)
 
 
