@@ -139,3 +139,20 @@ def test_evaluation_format(idx_dir, tmp_path, monkeypatch):
     fg, ignore = s.masks()
     np.testing.assert_array_equal(fg, ref[2].mask)
     assert ignore is None and s.size == (96, 96) and s.label == ref[2].label
+
+
+def test_camloc_evaluate_reads_cluttered(idx_dir, tmp_path, monkeypatch, capsys):
+    """`camloc evaluate --data cluttered:DIR` runs a GapNet checkpoint on the array images of the format."""
+    from camloc.cli import main
+    from camloc.io import save_checkpoint
+    from camloc.models.gapnet import gapnet
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    kw = {"num_classes": 10, "final_stride": 8, "widths": [8, 8, 16]}
+    save_checkpoint(tmp_path / "net", gapnet(**kw).state_dict(),
+                    {"architecture": "gapnet", "arch_kwargs": kw, "preprocess": ClutterSpec().preprocess()})
+    rc = main(["evaluate", "--data", f"cluttered:{idx_dir}", "--split", "test", "--model", str(tmp_path / "net"),
+               "--resolution", "native", "--map-sizes", "native", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "images: 20" in out and "pxap" in out

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from camloc.boxes import THRESHOLD_MODES, box_from_map
 from camloc.explainer import DEFAULT_THRESHOLD_MODE
@@ -262,7 +263,7 @@ def iter_model_maps(model, dataset: Dataset, batch_size: int = 16, method: str =
         for s in batch:
             if s.image is None:
                 raise InputError(f"image '{s.image_id}': no image path (give --images)")
-        paths = [str(s.image) for s in batch]
+        paths = [Image.fromarray(s.image) if isinstance(s.image, np.ndarray) else str(s.image) for s in batch]
         gts = [dataset.to_model(s.label) for s in batch]
         res = explain(model, paths, top_k=top_k, method=method, map_sizes=map_sizes)
         classes = res.classes.cpu().numpy()
