@@ -75,6 +75,8 @@ def test_builder_names(tmp_path):
     net, config, _ = model_for_training("resnet18", 10)  # torchvision, already GAP + linear
     assert config == {"architecture": "resnet18", "arch_kwargs": {"num_classes": 10}}
     get_adapter(net)
+    net, config, _ = model_for_training("resnet10t", 10)  # timm, GAP + linear
+    assert config["architecture"] == "resnet10t" and get_adapter(net).use_timm
     net, config, _ = model_for_training("surgery:alexnet", 10)
     assert config["architecture"] == "gap_surgery" and config["arch_kwargs"]["base"] == "alexnet"
     net, config, _ = model_for_training("gapnet", 10, final_stride=4, widths=(8, 16, 16))

@@ -70,9 +70,9 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Mo
     try:
         model.load_state_dict(model_sd)
     except RuntimeError as exc:
-        line = str(exc).strip().splitlines()
-        raise InputError(f"{where}: saved weights do not fit the model ({line[1].strip() if len(line) > 1 else line[0]})"
-                         ) from None
+        lines = str(exc).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise InputError(f"{where}: saved weights do not fit the model ({detail})") from None
     opt_meta = meta["optimizer"]
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
