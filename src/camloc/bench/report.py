@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from camloc.io import atomic_path, write_json, write_text
+from camloc.io import InputError, atomic_path, write_json, write_text
 
 
 def fmt(value: float | None) -> str:
@@ -39,8 +39,11 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], command: str) -> 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Localization (and classification) vs feature-map side; references as horizontal lines."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise InputError(f"{path}: matplotlib is needed for the plot (pip install 'camloc[bench]'); "
+                         "results.json and results.md are written") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
