@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Evaluate weakly-supervised localization on a dataset. Maps come from a folder "
                                    "of <image_id>.npy files (--maps) or from a model (--model). Conventions: "
                                    "docs/evaluation.md.")
-    p.add_argument("--data", required=True, help="FORMAT:PATH with FORMAT one of wsol, ilsvrc, cub, voc, coco")
+    p.add_argument("--data", required=True, help="FORMAT:PATH with FORMAT one of wsol, ilsvrc, cub, voc, coco, "
+                   "cluttered (cluttered:test, or cluttered:IDX_DIR with --split)")
     p.add_argument("--images", default=None, help="image root folder (needed with --model for wsol metadata)")
     p.add_argument("--mask-root", default=None, help="mask root folder (wsol metadata with masks: PxAP)")
     p.add_argument("--split", default=None, help="split for cub (train/test/all) and voc (ImageSets/Main name)")
