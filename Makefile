@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo
-	@echo "Pictures and JSON are in results/demo/ (overlay: <name>_overlay.png, grid: <name>_grid.png)."
+	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo --format json
+	@echo "Pictures and JSON are in results/demo/ (<name>_overlay.png, <name>_grid.png, <name>.json)."
 
 test: $(STAMP)
 	$(PY) -m pytest
