@@ -47,7 +47,8 @@ def threshold_mask(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdM
 
 def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (n, 4) and pixel areas (n,) of the 8-connected components of a boolean mask, largest first."""
-    n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    mask_u8 = mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8)
+    n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(mask_u8, connectivity=8)
     if n <= 1:
         return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
     stats = stats[1:]  # row 0 is the background
@@ -78,10 +79,12 @@ def threshold_masks(maps: Tensor, threshold: float = 0.2, mode: ThresholdMode = 
     if lo is None or hi is None:
         lo, hi = (v[..., None, None] for v in torch.aminmax(maps.flatten(-2), dim=-1))
     if mode == "minmax":
-        return (maps >= lo + threshold * (hi - lo)) & (hi > lo)
-    if mode == "max":
-        return (maps >= threshold * hi) & (hi > 0)
-    raise ValueError(f"unknown threshold mode '{mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+        cut = torch.where(hi > lo, lo + threshold * (hi - lo), torch.full_like(hi, torch.inf))
+    elif mode == "max":
+        cut = torch.where(hi > 0, threshold * hi, torch.full_like(hi, torch.inf))
+    else:
+        raise ValueError(f"unknown threshold mode '{mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+    return maps >= cut  # one comparison per pixel; a map without contrast compares with +inf
 
 
 def boxes_from_maps(maps: Tensor | np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax",

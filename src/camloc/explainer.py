@@ -92,49 +92,59 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
             groups = [(list(range(n)), batch.to(device))]
         else:
             groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
-        parts: dict[int, tuple] = {}
+        parts = []
         for idx, x in groups:
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
             out_size = tuple(x.shape[-2:]) if images is None else None
             combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu,
                                    out_size)
-            for j, i in enumerate(idx):
-                parts[i] = (logits[j], classes[j], raw[j], combined[j])
+            maps, boxes = _maps_and_boxes(combined, threshold, threshold_mode)
+            parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
 
-    all_logits = torch.stack([parts[i][0] for i in range(n)])
-    classes = torch.stack([parts[i][1] for i in range(n)])
-    raws = [parts[i][2] for i in range(n)]
-    combined = [parts[i][3] for i in range(n)]
-    if len({tuple(m.shape) for m in combined}) == 1:
-        stacked = torch.stack(combined)
-        lo, hi = min_max(stacked)
-        boxes = boxes_from_maps(stacked, threshold, threshold_mode, lo, hi).to(device)
-        maps_list = list(normalize(stacked, lo=lo, hi=hi))
+    if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
+        _, all_logits, classes, raw, maps, boxes = parts[0]
     else:
-        boxes = torch.stack([boxes_from_maps(m, threshold, threshold_mode) for m in combined]).to(device)
-        maps_list = [normalize(m) for m in combined]
-    sizes = [tuple(m.shape[-2:]) for m in maps_list]
+        order = {i: (p, j) for p, part in enumerate(parts) for j, i in enumerate(part[0])}
+        pick = [order[i] for i in range(n)]
+        all_logits = torch.stack([parts[p][1][j] for p, j in pick])
+        classes = torch.stack([parts[p][2][j] for p, j in pick])
+        raw = _stack_if_same([parts[p][3][j] for p, j in pick])
+        maps = _stack_if_same([parts[p][4][j] for p, j in pick])
+        boxes = torch.stack([parts[p][5][j] for p, j in pick])
+    sizes = [tuple(m.shape[-2:]) for m in maps]
     return Result(classes=classes, scores=all_logits.softmax(dim=1).gather(1, classes),
-                  logits=all_logits.gather(1, classes), raw=_stack_if_same(raws), maps=_stack_if_same(maps_list),
+                  logits=all_logits.gather(1, classes), raw=raw, maps=maps,
                   boxes=boxes, all_logits=all_logits, sizes=sizes, info=info, settings=settings)
+
+
+def _maps_and_boxes(combined: Tensor | list[Tensor], threshold: float,
+                    mode: ThresholdMode) -> tuple[Tensor | list[Tensor], Tensor]:
+    """Normalised maps and boxes of combined maps (a batched tensor, or a list when sizes differ)."""
+    if isinstance(combined, Tensor):
+        lo, hi = min_max(combined)
+        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi)
+    boxes = torch.stack([boxes_from_maps(m, threshold, mode) for m in combined])
+    return [normalize(m) for m in combined], boxes
 
 
 def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor, raw: Tensor,
                 images: list[Image.Image] | None, idx: list[int], native: int, sizes: tuple[int, ...],
-                relu: bool, out_size: tuple[int, int] | None) -> list[Tensor]:
-    """Each image's combined map (`engine.combine_passes`) at its output size."""
+                relu: bool, out_size: tuple[int, int] | None) -> Tensor | list[Tensor]:
+    """The combined maps (`engine.combine_passes`) at the output sizes: one (b, k, H, W) tensor when every image
+    of the group has the same size, else a list of (k, H_i, W_i)."""
     out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
-    per_image: list[list[Tensor]] = [[] for _ in idx]
+    same = len(set(out_sizes)) == 1
+    passes: list = []
     for s in sizes or (native,):
         pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
-        if len(set(out_sizes)) == 1:  # one batched op when every output has the same size
-            ups = list(upsample(pass_raw.float(), out_sizes[0]))
+        if same:  # one batched op
+            passes.append(upsample(pass_raw.float(), out_sizes[0]))
         else:
-            ups = [upsample(pass_raw[j: j + 1].float(), out_sizes[j])[0] for j in range(len(idx))]
-        for j, m in enumerate(ups):
-            per_image[j].append(m)
-    return [combine_passes(maps, relu=relu) for maps in per_image]
+            passes.append([upsample(pass_raw[j: j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])
+    if same:
+        return combine_passes(passes, relu=relu)
+    return [combine_passes([p[j] for p in passes], relu=relu) for j in range(len(idx))]
 
 
 def _pass_at_size(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor,
