@@ -1,0 +1,1 @@
+"""Datasets: one module per format behind one small interface (image, class, boxes, optional mask)."""
