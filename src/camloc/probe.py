@@ -72,6 +72,21 @@ class LinearFit:
     estimator: Any = None
 
 
+def open_probe_set(spec: str | PathLike) -> ProbeSet:
+    """Training images from a dataset spec: a folder in ImageFolder layout, or `folder:PATH`."""
+    from camloc.data.folder import open_folder
+
+    text = str(spec)
+    fmt, sep, rest = text.partition(":")
+    if sep and fmt == "folder":
+        text = rest
+    elif sep and fmt and not Path(text).exists() and len(fmt) > 1:
+        raise InputError(f"--data: unknown dataset format '{fmt}' (known: folder)")
+    ds = open_folder(text)
+    return ProbeSet([it.path for it in ds.items], [it.label for it in ds.items], list(ds.classes), str(ds.root),
+                    list(ds.empty_classes))
+
+
 # --------------------------------------------------------------------------------------------- features
 
 

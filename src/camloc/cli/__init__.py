@@ -12,6 +12,7 @@ import sys
 # Subcommand name -> module under camloc.cli. Add a line here to add a command.
 COMMANDS: dict[str, str] = {
     "explain": "camloc.cli.explain",
+    "probe": "camloc.cli.probe",
 }
 
 
