@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --disable-pip-version-check $(TORCH_PINS)
-	$(PIP) install -q --disable-pip-version-check -e ".[test,bench]" $(TORCH_PINS)
+	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe]" $(TORCH_PINS)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -18,7 +18,7 @@ from camloc.io import InputError, load_image
 from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
-from camloc.probe import ProbeSet, decision_logits, extract_features, fit_probe, open_probe_set
+from camloc.probe import decision_logits, extract_features, fit_probe, open_probe_set
 
 BACKBONE = "test_efficientnet"  # timm's tiny test net: random weights, 256 channels, fast on a CPU
 COLORS = [(220, 40, 40), (40, 220, 40), (40, 40, 220)]

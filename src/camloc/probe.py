@@ -166,7 +166,10 @@ def fit_linear(features: np.ndarray, labels: Sequence[int], classifier: str = "l
                Cs: Sequence[float] | None = None, folds: int = 5, seed: int = 0) -> LinearFit:
     """Standardise features, fit logistic regression (or a linear SVM), C chosen by stratified k-fold
     cross-validation on accuracy, then fold the standardisation into the weights (exact, so CAMs stay exact)."""
-    from sklearn.exceptions import ConvergenceWarning
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+    except ImportError:
+        raise InputError("probes need scikit-learn: pip install 'camloc[probe]'") from None
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
@@ -197,8 +200,8 @@ def fit_linear(features: np.ndarray, labels: Sequence[int], classifier: str = "l
     if weight.shape[0] == 1:  # binary: decision = w.x + b for class 1 against class 0
         weight = np.concatenate([-weight / 2, weight / 2])
         bias = np.concatenate([-bias / 2, bias / 2])
-    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), classifier, float(search.best_params_["clf__C"]),
-                     float(search.best_score_), n_splits, best)
+    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), classifier,
+                     float(search.best_params_["clf__C"]), float(search.best_score_), n_splits, best)
 
 
 def decision_logits(fit: LinearFit, features: np.ndarray) -> np.ndarray:
