@@ -149,15 +149,16 @@ def feature_cache_for(model: nn.Module, architecture: str, cache_dir: str | Path
 # ---------------------------------------------------------------------------------------------- fitting
 
 
-def check_labels(labels: Sequence[int], classes: Sequence[str], where: str) -> None:
-    """Every class needs two examples at least (one to fit, one to validate); say which one lacks them."""
+def check_labels(labels: Sequence[int], classes: Sequence[str], where: str, readable: bool = False) -> None:
+    """Every class needs two examples at least (one to fit, one to validate); say which one lacks them.
+    `readable`: the labels are those of the images that could be decoded (said so in the message)."""
     if len(classes) < 2:
         found = f"1 class ('{classes[0]}')" if classes else "no class"
         raise InputError(f"{where}: found {found}; a probe needs at least two classes (one sub-folder each)")
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     for name, n in zip(classes, counts, strict=True):
         if n < 2:
-            what = "no readable image" if n == 0 else "only 1 readable image"
+            what = ("no" if n == 0 else "only 1") + (" readable image" if readable else " image")
             raise InputError(f"{where}: class '{name}' has {what}; each class needs at least 2 "
                              "(cross-validation picks C)")
 
@@ -268,7 +269,7 @@ def fit_probe(data: ProbeSet, backbone: str = "default", *, classifier: str = "l
     feats, kept = extract_features(model, data.sources, batch_size=batch_size, cache=cache, progress=progress,
                                    on_skip=on_skip)
     labels = [data.labels[i] for i in kept]
-    check_labels(labels, data.classes, data.name)
+    check_labels(labels, data.classes, data.name, readable=True)
     t1 = time.perf_counter()
     fit = fit_linear(feats, labels, classifier, Cs, folds)
     t2 = time.perf_counter()
