@@ -146,7 +146,7 @@ def test_one_class_is_refused(tmp_path):
 def test_empty_class_folder_is_named(tmp_path):
     root = make_folder(tmp_path / "data", n_classes=2)
     (root / "zebra").mkdir()
-    with pytest.raises(InputError, match="no images: zebra"):
+    with pytest.raises(InputError, match="class 'zebra' has no image;"):
         fit_probe(open_probe_set(root), BACKBONE)
 
 

@@ -43,7 +43,7 @@ def logits_from_features(features: Tensor, weight: Tensor, bias: Tensor | None) 
 
 def check_identity(raw: Tensor, logits: Tensor, classes: Tensor, bias: Tensor | None) -> Tensor:
     """Largest |mean_xy CAM_c + b_c - logit_c| over the batch (should be float round-off)."""
-    b = 0 if bias is None else bias.to(raw.dtype)[classes]
+    b = 0 if bias is None else bias.detach().to(raw.dtype)[classes]
     return (raw.mean(dim=(2, 3)) + b - logits.gather(1, classes)).abs().max()
 
 

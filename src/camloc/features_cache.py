@@ -49,8 +49,13 @@ def model_key(architecture: str, model: nn.Module, pre: Preprocess) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def source_id(source: str | os.PathLike | Image.Image) -> str:
-    """Identity of an image: path + size + mtime for files (raises OSError if missing), pixels for PIL images."""
+def source_id(source: str | os.PathLike | Image.Image | np.ndarray) -> str:
+    """Identity of an image: path + size + mtime for files (raises OSError if missing), pixels for in-memory
+    images (PIL or arrays)."""
+    if isinstance(source, np.ndarray):
+        h = hashlib.sha256(f"{source.dtype}|{source.shape}|".encode())
+        h.update(np.ascontiguousarray(source).tobytes())
+        return "array:" + h.hexdigest()
     if isinstance(source, Image.Image):
         h = hashlib.sha256(f"{source.mode}|{source.size}|".encode())
         h.update(source.tobytes())

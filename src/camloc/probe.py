@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
@@ -33,7 +33,7 @@ from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
 
-Source = Union[str, PathLike, Image.Image]
+Source = Union[str, PathLike, Image.Image, np.ndarray]
 CLASSIFIERS = ("logreg", "svm")
 DEFAULT_CS: dict[str, tuple[float, ...]] = {"logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
                                             "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0)}
@@ -51,7 +51,6 @@ class ProbeSet:
     labels: list[int]
     classes: list[str]
     name: str = "data"
-    empty_classes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,19 +71,44 @@ class LinearFit:
     estimator: Any = None
 
 
-def open_probe_set(spec: str | PathLike) -> ProbeSet:
-    """Training images from a dataset spec: a folder in ImageFolder layout, or `folder:PATH`."""
-    from camloc.data.folder import open_folder
+def open_probe_set(spec: str | PathLike, split: str | None = "train", **opts: Any) -> ProbeSet:
+    """Training images from a dataset spec: `FORMAT:PATH` (any format of `camloc.data.open_dataset`) or a plain
+    folder path (ImageFolder layout). `split` goes to formats that have splits (train by default)."""
+    import inspect
+
+    from camloc.data import FORMATS, open_dataset
 
     text = str(spec)
-    fmt, sep, rest = text.partition(":")
-    if sep and fmt == "folder":
-        text = rest
-    elif sep and fmt and not Path(text).exists() and len(fmt) > 1:
-        raise InputError(f"--data: unknown dataset format '{fmt}' (known: folder)")
-    ds = open_folder(text)
-    return ProbeSet([it.path for it in ds.items], [it.label for it in ds.items], list(ds.classes), str(ds.root),
-                    list(ds.empty_classes))
+    fmt = text.partition(":")[0]
+    if fmt not in FORMATS or Path(text).exists():
+        text = f"folder:{text}"
+        fmt = "folder"
+    if split is not None and "split" in inspect.signature(FORMATS[fmt]).parameters:
+        opts["split"] = split
+    return probe_set_from(open_dataset(text, **opts))
+
+
+def probe_set_from(dataset: Any) -> ProbeSet:
+    """A `ProbeSet` of any dataset whose samples have `.image` (path or array) and `.label`, and whose class names
+    are `class_names` (camloc.data) or `classes` (Cluttered Fashion-MNIST, torchvision)."""
+    classes = list(getattr(dataset, "class_names", None) or getattr(dataset, "classes", None) or [])
+    samples = [dataset[i] for i in range(len(dataset))]
+    name = str(getattr(dataset, "source", "") or getattr(dataset, "name", "") or "data")
+    return ProbeSet([s.image for s in samples], [int(s.label) for s in samples], classes, name)
+
+
+def as_pil(source: Source) -> Image.Image:
+    """A path, PIL image or (H, W) / (H, W, 3) uint8 array as an RGB PIL image (files through `load_image`)."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] != 3):
+            raise InputError(f"an image array must be (H, W) or (H, W, 3) uint8, got {source.dtype} "
+                             f"{tuple(source.shape)}")
+        return Image.fromarray(source).convert("RGB")
+    if source is None:
+        raise InputError("a sample has no image (the dataset was opened without its image folder)")
+    return load_image(source)
 
 
 # --------------------------------------------------------------------------------------------- features
@@ -108,13 +132,16 @@ def extract_features(model: nn.Module, sources: Sequence[Source], *, batch_size:
             todo: list[tuple[int, str, torch.Tensor]] = []
             for i in range(start, min(start + batch_size, len(sources))):
                 src = sources[i]
+                if src is None:
+                    on_skip(f"sample {i}: no image (the dataset was opened without its image folder)")
+                    continue
                 try:
                     ident = source_id(src)
                     cached = cache.get(ident) if cache is not None else None
                     if cached is not None:
                         vectors[i] = cached
                         continue
-                    image = src.convert("RGB") if isinstance(src, Image.Image) else load_image(src)
+                    image = as_pil(src)
                 except InputError as exc:
                     on_skip(str(exc))
                     continue
@@ -259,8 +286,6 @@ def fit_probe(data: ProbeSet, backbone: str = "default", *, classifier: str = "l
               progress: bool = False, on_skip: Callable[[str], None] = _warn_skip) -> Probe:
     """Extract (or read cached) GAP features of `data` with the frozen backbone, fit the linear classifier and
     return the probe. Raises `InputError` for fewer than two classes or a class without two readable images."""
-    if data.empty_classes:
-        raise InputError(f"{data.name}: class folder(s) with no images: {', '.join(data.empty_classes)}")
     check_labels(data.labels, data.classes, data.name)
     t0 = time.perf_counter()
     model = load(backbone).to(device)

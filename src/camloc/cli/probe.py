@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                          "with C chosen by cross-validation, save safetensors + config.json.")
     f.add_argument("--data", required=True,
                    help="training images: a folder with one sub-folder per class, or FORMAT:PATH")
+    f.add_argument("--split", default="train",
+                   help="split to train on, for formats that have splits (default: train)")
+    f.add_argument("--images", default=None, help="image folder, for formats whose images live apart")
     f.add_argument("--backbone", default="default",
                    help="frozen net: 'default', a checkpoint folder, or an architecture name (random weights)")
     f.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
@@ -56,7 +59,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise InputError("--folds must be at least 2")
     cs = parse_cs(args.cs)
-    data = open_probe_set(args.data)
+    data = open_probe_set(args.data, split=args.split, images=args.images)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     quiet = args.quiet or not sys.stderr.isatty()
     probe = fit_probe(data, args.backbone, classifier=args.classifier, Cs=cs, folds=args.folds,

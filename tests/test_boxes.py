@@ -1,0 +1,83 @@
+"""Boxes from hand-made maps: the paper's rule, both threshold readings, components, IoU."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from camloc.boxes import all_boxes_from_map, box_from_map, box_iou, boxes_from_maps, threshold_mask
+
+
+def blank(h: int = 20, w: int = 30) -> np.ndarray:
+    return np.zeros((h, w), dtype=np.float32)
+
+
+def test_one_blob() -> None:
+    m = blank()
+    m[5:9, 10:16] = 1.0
+    assert box_from_map(m).tolist() == [10, 5, 16, 9]  # x1, y1 exclusive
+
+
+def test_two_blobs_largest_wins_and_all_components() -> None:
+    m = blank()
+    m[2:4, 2:4] = 1.0  # 4 pixels
+    m[10:15, 20:28] = 0.9  # 40 pixels
+    assert box_from_map(m).tolist() == [20, 10, 28, 15]
+    assert all_boxes_from_map(m).tolist() == [[20, 10, 28, 15], [2, 2, 4, 4]]
+
+
+def test_empty_and_constant_maps_give_empty_box() -> None:
+    assert box_from_map(blank()).tolist() == [0, 0, 0, 0]
+    assert box_from_map(np.full((5, 5), 3.0)).tolist() == [0, 0, 0, 0]
+    assert box_from_map(np.full((5, 5), np.nan)).tolist() == [0, 0, 0, 0]
+
+
+def test_map_touching_the_border() -> None:
+    m = blank()
+    m[:, 25:] = 1.0
+    m[0, 0] = 0.1  # below 20%
+    assert box_from_map(m).tolist() == [25, 0, 30, 20]
+
+
+def test_threshold_readings_differ() -> None:
+    # raw CAM with a negative minimum: 20% of the max (2.0) is 0.4; 20% of the range (-8..2) is -6.
+    m = np.array([[-8.0, -7.0, -5.0, 0.5, 2.0]])
+    assert threshold_mask(m, 0.2, "max").tolist() == [[False, False, False, True, True]]
+    assert threshold_mask(m, 0.2, "minmax").tolist() == [[False, False, True, True, True]]
+    assert box_from_map(m, 0.2, "max").tolist() == [3, 0, 5, 1]
+    assert box_from_map(m, 0.2, "minmax").tolist() == [2, 0, 5, 1]
+    assert box_from_map(-np.ones((3, 3)), 0.2, "max").tolist() == [0, 0, 0, 0]
+
+
+def test_diagonal_pixels_are_one_component() -> None:
+    m = blank(5, 5)
+    m[0, 0] = m[1, 1] = m[2, 2] = 1.0  # 8-connectivity joins them
+    assert box_from_map(m).tolist() == [0, 0, 3, 3]
+
+
+def test_boxes_from_maps_keeps_leading_shape() -> None:
+    maps = torch.zeros(2, 3, 10, 10)
+    maps[1, 2, 4:6, 1:3] = 1.0
+    boxes = boxes_from_maps(maps)
+    assert boxes.shape == (2, 3, 4)
+    assert boxes[1, 2].tolist() == [1, 4, 3, 6]
+    assert boxes[0, 0].tolist() == [0, 0, 0, 0]
+
+
+def test_box_iou_hand_computed() -> None:
+    a = torch.tensor([[0, 0, 10, 10], [0, 0, 0, 0]])
+    b = torch.tensor([[5, 5, 15, 15], [0, 0, 10, 10]])
+    iou = box_iou(a, b)
+    assert torch.allclose(iou, torch.tensor([[25 / 175, 1.0], [0.0, 0.0]], dtype=torch.float64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 25), st.integers(0, 15), st.integers(1, 5), st.integers(1, 5))
+def test_single_rectangle_is_recovered(x0: int, y0: int, w: int, h: int) -> None:
+    m = blank()
+    x1, y1 = min(x0 + w, 30), min(y0 + h, 20)
+    m[y0:y1, x0:x1] = 1.0
+    assert box_from_map(m).tolist() == [x0, y0, x1, y1]
+    assert float(box_iou(torch.tensor([[x0, y0, x1, y1]]), torch.tensor([[x0, y0, x1, y1]]))) == 1.0
