@@ -24,6 +24,15 @@ BACKBONE = "test_efficientnet"  # timm's tiny test net: random weights, 256 chan
 COLORS = [(220, 40, 40), (40, 220, 40), (40, 40, 220)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these nets are tiny, and the machine's two cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_folder(root: Path, n_classes: int = 3, per_class: int = 4, seed: int = 0) -> Path:
     """root/class<k>/<i>.png: noise with a coloured rectangle whose colour is the class."""
     rng = np.random.default_rng(seed)
