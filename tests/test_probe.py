@@ -4,6 +4,7 @@ timm test net for speed, plus one run on the real default backbone."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -201,3 +202,65 @@ def test_default_backbone_on_a_few_images(tmp_path):
                                rtol=1e-4, atol=1e-4)
     res = camloc.explain(model, data.sources[:1], top_k=2, map_sizes=())
     assert float(check_identity(res.raw, res.all_logits, res.classes, get_adapter(model).bias.detach())) < 1e-3
+
+
+class _Sample(NamedTuple):
+    image: np.ndarray
+    label: int
+    boxes: np.ndarray
+    mask: np.ndarray
+
+
+def make_samples(n_per_class: int, seed: int) -> list[_Sample]:
+    """64x64 arrays: a coloured square (the class) on dark noise, with its box (x1 exclusive) and mask."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(3):
+        for _ in range(n_per_class):
+            a = rng.integers(0, 50, (64, 64, 3)).astype(np.uint8)
+            y, x = (int(v) for v in rng.integers(0, 40, 2))
+            a[y:y + 24, x:x + 24] = COLORS[c]
+            mask = np.zeros((64, 64), bool)
+            mask[y:y + 24, x:x + 24] = True
+            out.append(_Sample(a, c, np.array([[x, y, x + 24, y + 24]]), mask))
+    return out
+
+
+class _Split(list):
+    classes = ["red", "green", "blue"]
+
+
+class _ColourNet(torch.nn.Module):
+    """A GAP net whose feature k is relu(normalised channel k): its CAM of class k is the square of colour k."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.ReLU()
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(3, 3)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(3))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def test_localization_metrics_on_a_perfect_map():
+    from camloc.probe_bench import localization_metrics
+
+    m = localization_metrics(_ColourNet(), make_samples(2, 3))
+    assert m["top1_cls"] == 100.0 and m["top1_loc"] == 100.0 and m["gt_known_loc"] == 100.0
+    assert m["maxboxacc_v2"] == 100.0 and m["pxap"] > 95.0
+
+
+def test_bench_row_format(tmp_path):
+    from camloc.probe_bench import ROW_KEYS, bench_row
+
+    train, test = _Split(make_samples(4, 1)), _Split(make_samples(2, 2))
+    row = bench_row(train, None, test, backbone=BACKBONE, Cs=[1.0], folds=2, cache_dir=tmp_path)
+    assert tuple(row) == ROW_KEYS
+    assert row["feature_resolution"] == 5  # test_efficientnet at 160 px: stride 32
+    for key in ("top1_cls", "top1_loc", "gt_known_loc", "maxboxacc_v2", "pxap"):
+        assert 0.0 <= row[key] <= 100.0, key
+    assert row["top1_loc"] <= row["top1_cls"] and row["train_seconds"] > 0
