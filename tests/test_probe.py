@@ -168,6 +168,9 @@ def test_folder_errors_and_unreadable_class(tmp_path, capsys):
     with pytest.raises(InputError, match="no class sub-folders"):
         open_probe_set(tmp_path / "flat")
     root = make_folder(tmp_path / "data", n_classes=2, per_class=2)
+    assert open_probe_set(f"folder:{root}").classes == ["class0", "class1"]
+    with pytest.raises(InputError, match="--images does not apply to the 'folder' format"):
+        open_probe_set(root, images="elsewhere")
     for p in (root / "class1").iterdir():
         p.write_bytes(b"")
     rc = main(["probe", "fit", "--data", str(root), "--backbone", BACKBONE, "--out", str(tmp_path / "p"),

@@ -83,8 +83,12 @@ def open_probe_set(spec: str | PathLike, split: str | None = "train", **opts: An
     if fmt not in FORMATS or Path(text).exists():
         text = f"folder:{text}"
         fmt = "folder"
-    if split is not None and "split" in inspect.signature(FORMATS[fmt]).parameters:
+    accepted = inspect.signature(FORMATS[fmt]).parameters
+    if split is not None and "split" in accepted:
         opts["split"] = split
+    for key, value in opts.items():
+        if value is not None and key not in accepted:
+            raise InputError(f"--{key.replace('_', '-')} does not apply to the '{fmt}' format")
     return probe_set_from(open_dataset(text, **opts))
 
 
