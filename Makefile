@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench bench-loc bench-loc-quick data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cam.py
+
+data:
+	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist
+
+bench-loc: $(STAMP) data
+	$(VENV)/bin/camloc bench localization --out bench-results/localization
+
+bench-loc-quick: $(STAMP) data
+	$(VENV)/bin/camloc bench localization --quick --out bench-results/localization-quick
 
 clean:
 	rm -rf $(VENV) results bench-results .pytest_cache

@@ -13,6 +13,8 @@ import sys
 COMMANDS: dict[str, str] = {
     "explain": "camloc.cli.explain",
     "probe": "camloc.cli.probe",
+    "train": "camloc.cli.train",
+    "bench": "camloc.cli.bench",
 }
 
 

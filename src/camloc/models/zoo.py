@@ -7,7 +7,6 @@ Nothing here downloads: weights come from installed packages or from the user's 
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import warnings
@@ -26,8 +25,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Builders of our own architectures (GAP nets, surgery results, probes): name -> callable(**kwargs) -> Module.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
-# Modules whose import registers more of them; imported when a name is first looked up (they import this module).
-BUILTIN_ARCHITECTURE_MODULES: tuple[str, ...] = ("camloc.models.probe_net",)
+# Modules whose imports register camloc's own architectures (imported on first need, avoiding import cycles).
+BUILTIN_ARCHITECTURE_MODULES = ("camloc.models.gapnet", "camloc.models.surgery", "camloc.models.probe_net")
 
 
 def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -127,8 +126,11 @@ def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
 
 def build_architecture(name: str, **kwargs: Any) -> nn.Module:
     """An untrained module by name: ours first, then timm, then torchvision."""
-    for module_name in BUILTIN_ARCHITECTURE_MODULES:
-        importlib.import_module(module_name)
+    if name not in ARCHITECTURES:
+        import importlib
+
+        for module in BUILTIN_ARCHITECTURE_MODULES:
+            importlib.import_module(module)
     if name in ARCHITECTURES:
         return ARCHITECTURES[name](**kwargs)
     import timm

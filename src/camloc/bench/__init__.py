@@ -1,0 +1,1 @@
+"""Benchmarks run by `camloc bench` (and `make bench-loc`)."""

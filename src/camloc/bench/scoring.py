@@ -1,0 +1,62 @@
+"""The one place where the localization benchmark calls the metrics of `camloc.metrics` and the paper's boxes of
+`camloc.boxes` (no second implementation of either lives here).
+
+A `Scorer` takes, per image, the score map of the GT class (any resolution), the image's GT box and mask, and the
+paper box(es) of the top-1 and GT classes; it returns the rows' numbers. Conventions are those of the metrics
+module, at the images' own resolution (the metrics module's "native" option: the 96-pixel canvas is not resized to
+Choe et al.'s 224, which would only interpolate): MaxBoxAccV2 / PxAP with the reference's thresholding, contours
+and inclusive IoU, GT boxes given as the dataset's numbers; top-1 / GT-known loc with the paper's boxes,
+x1 / y1 exclusive, IoU >= 0.5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from camloc.boxes import box_from_map
+from camloc.metrics import BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds, prepare_scoremap
+
+PAPER_THRESHOLD = 0.2  # Zhou et al.: 20% of the map's maximum (min-max normalised map, camloc.boxes "minmax")
+
+
+def paper_box(heatmap: np.ndarray) -> np.ndarray:
+    """The paper's box of one map at image resolution: (4,) int64, x1 / y1 exclusive."""
+    return box_from_map(heatmap, PAPER_THRESHOLD, "minmax")
+
+
+class Scorer:
+    """Accumulators of one split for one method."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        thresholds = cam_thresholds(interval)
+        self.box = BoxAccuracy(thresholds)
+        self.pxap = PixelAP(thresholds)
+        self.loc = ClassLocAccuracy()
+
+    def add(self, heatmap: np.ndarray, gt_box: np.ndarray, mask: np.ndarray, label: int, pred: int,
+            pred_box: np.ndarray, gt_known_box: np.ndarray) -> None:
+        """heatmap: (h, w) GT-class map; gt_box (4,) exclusive; mask (H, W) bool at image size; pred: top-1 class
+        with its paper box; gt_known_box: the paper box of the GT class's map."""
+        h, w = mask.shape
+        scoremap, _ = prepare_scoremap(heatmap, (w, h))
+        self.box.accumulate(scoremap, np.asarray(gt_box, dtype=np.int64)[None])
+        self.pxap.accumulate(scoremap, mask)
+        self.loc.accumulate(label, gt_box[None], gt_known_box, np.array([pred]), pred_box[None])
+
+    def best_threshold_index(self) -> dict[str, dict[str, int]]:
+        """Per IoU level, the CAM threshold index with the best MaxBoxAccV2 on this split (for calibration)."""
+        return self.box.summary()["best_threshold"]
+
+    def result(self, fixed_index: dict[str, dict[str, int]] | None = None) -> dict:
+        """Percentages: top1_cls, top1_loc, gt_known_loc, maxboxacc_v2 (at `fixed_index` thresholds when given,
+        e.g. those chosen on val), maxboxacc_v2_oracle (best threshold on this split), pxap."""
+        loc = self.loc.summary()
+        tuned = self.box.summary(fixed_index)
+        oracle = self.box.summary()
+        thresholds = self.box.thresholds
+        chosen = tuned["best_threshold"]["maxboxacc_v2"]
+        return {"top1_cls": loc["top1_cls"], "top1_loc": loc["top1_loc"], "gt_known_loc": loc["gt_known_loc"],
+                "maxboxacc_v2": tuned["maxboxacc_v2"], "maxboxacc_v2_oracle": oracle["maxboxacc_v2"],
+                "cam_threshold": {k: float(thresholds[v]) for k, v in chosen.items()},
+                "pxap": self.pxap.value()}
+
