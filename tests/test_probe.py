@@ -4,7 +4,6 @@ timm test net for speed, plus one run on the real default backbone."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -207,63 +206,63 @@ def test_default_backbone_on_a_few_images(tmp_path):
     assert float(check_identity(res.raw, res.all_logits, res.classes, get_adapter(model).bias.detach())) < 1e-3
 
 
-class _Sample(NamedTuple):
-    image: np.ndarray
-    label: int
-    boxes: np.ndarray
-    mask: np.ndarray
+def gray_split(n_per_class: int, seed: int, n_classes: int = 3):
+    """Benchmark-split arrays: 64x64 gray canvases with a bright square whose brightness is the class."""
+    from camloc.data.cluttered import ClutteredArrays
 
-
-def make_samples(n_per_class: int, seed: int) -> list[_Sample]:
-    """64x64 arrays: a coloured square (the class) on dark noise, with its box (x1 exclusive) and mask."""
     rng = np.random.default_rng(seed)
-    out = []
-    for c in range(3):
+    images, labels, boxes, masks = [], [], [], []
+    for c in range(n_classes):
         for _ in range(n_per_class):
-            a = rng.integers(0, 50, (64, 64, 3)).astype(np.uint8)
+            a = rng.integers(0, 50, (64, 64)).astype(np.uint8)
             y, x = (int(v) for v in rng.integers(0, 40, 2))
-            a[y:y + 24, x:x + 24] = COLORS[c]
-            mask = np.zeros((64, 64), bool)
-            mask[y:y + 24, x:x + 24] = True
-            out.append(_Sample(a, c, np.array([[x, y, x + 24, y + 24]]), mask))
-    return out
+            a[y:y + 24, x:x + 24] = 140 + 50 * c
+            m = np.zeros((64, 64), bool)
+            m[y:y + 24, x:x + 24] = True
+            images.append(a), labels.append(c), boxes.append([x, y, x + 24, y + 24]), masks.append(m)
+    return ClutteredArrays(np.stack(images), np.array(labels), np.array(boxes), np.stack(masks))
 
 
-class _Split(list):
-    classes = ["red", "green", "blue"]
-
-
-class _ColourNet(torch.nn.Module):
-    """A GAP net whose feature k is relu(normalised channel k): its CAM of class k is the square of colour k."""
+class _BrightNet(torch.nn.Module):
+    """A GAP net whose CAM of class 0 is the bright square (features relu(x)); class 1 is its negative."""
 
     def __init__(self) -> None:
         super().__init__()
         self.features = torch.nn.ReLU()
         self.pool = torch.nn.AdaptiveAvgPool2d(1)
-        self.fc = torch.nn.Linear(3, 3)
+        self.fc = torch.nn.Linear(3, 2)
         with torch.no_grad():
-            self.fc.weight.copy_(torch.eye(3))
+            self.fc.weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]) / 3)
             self.fc.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def test_localization_metrics_on_a_perfect_map():
-    from camloc.probe_bench import localization_metrics
+def test_bench_scoring_of_a_perfect_map():
+    from camloc.probe_bench import score_probe
 
-    m = localization_metrics(_ColourNet(), make_samples(2, 3))
-    assert m["top1_cls"] == 100.0 and m["top1_loc"] == 100.0 and m["gt_known_loc"] == 100.0
-    assert m["maxboxacc_v2"] == 100.0 and m["pxap"] > 95.0
+    split = gray_split(3, 3, n_classes=1)
+    row = score_probe(_BrightNet(), 1.5, split, split, "bright")
+    assert row["top1_cls"] == 100.0 and row["top1_loc"] == 100.0 and row["gt_known_loc"] == 100.0
+    assert row["maxboxacc_v2"]["mean"] == 100.0 and row["pxap"] > 95.0
+    assert row["feature_resolution"] == [224, 224] and row["train_seconds"] == 1.5
 
 
-def test_bench_row_format(tmp_path):
-    from camloc.probe_bench import ROW_KEYS, bench_row
+def test_bench_row_format_and_reuse(tmp_path):
+    from camloc.probe_bench import bench_row
 
-    train, test = _Split(make_samples(4, 1)), _Split(make_samples(2, 2))
-    row = bench_row(train, None, test, backbone=BACKBONE, Cs=[1.0], folds=2, cache_dir=tmp_path)
-    assert tuple(row) == ROW_KEYS
-    assert row["feature_resolution"] == 5  # test_efficientnet at 160 px: stride 32
-    for key in ("top1_cls", "top1_loc", "gt_known_loc", "maxboxacc_v2", "pxap"):
+    train, test = gray_split(4, 1), gray_split(2, 2)
+    row = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2,
+                    save_to=tmp_path / "p")
+    for key in ("method", "feature_resolution", "top1_cls", "top1_loc", "gt_known_loc", "maxboxacc_v2", "pxap",
+                "train_seconds"):
+        assert key in row, key
+    assert row["feature_resolution"] == [5, 5]  # test_efficientnet at 160 px: stride 32
+    for key in ("top1_cls", "top1_loc", "gt_known_loc", "pxap"):
         assert 0.0 <= row[key] <= 100.0, key
+    assert 0.0 <= row["maxboxacc_v2"]["mean"] <= 100.0
     assert row["top1_loc"] <= row["top1_cls"] and row["train_seconds"] > 0
+    again = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2,
+                    save_to=tmp_path / "p")
+    assert again == row  # the saved probe is reused: same numbers, same recorded time

@@ -1,107 +1,98 @@
-"""The probe's row in the localization benchmark: fit on the train split, measure on the test split.
+"""The probe's row in the localization benchmark (`camloc bench localization`) on Cluttered Fashion-MNIST.
 
-`bench_row(train, val, test)` returns the benchmark's row format (metrics in percent, time in seconds):
-`{"method", "feature_resolution", "top1_cls", "top1_loc", "gt_known_loc", "maxboxacc_v2", "pxap",
-"train_seconds"}`. Datasets are anything with `len`, indexing and samples carrying `.image` (path or array),
-`.label`, `.boxes` (n, 4; x1, y1 exclusive) and a mask as `.mask` or `.masks()` (camloc.data, Cluttered
-Fashion-MNIST).
-
-Protocols (those of `camloc.metrics`): top-1 / GT-known localization are the paper's (boxes by `camloc.boxes` at
-the explain defaults, IoU >= 0.5, maps at the image size); MaxBoxAccV2 and PxAP are Choe et al.'s as wsolevaluation
-computes them (the raw CAM of the true class resized to 224 x 224, bicubic, min-max; GT boxes and masks rescaled).
+A linear probe on the frozen ImageNet backbone is fitted on train images and scored on val / test exactly like
+the CAM nets trained from scratch: the benchmark's own `score_cam` and `row` (camloc.bench), fed batches
+preprocessed as the probe's `explain` does (gray canvas as RGB, shorter side = the backbone's native size, its
+normalisation). The row format is the benchmark's: `{"method", "feature_resolution", "top1_cls", "top1_loc",
+"gt_known_loc", "maxboxacc_v2", "pxap", "train_seconds", ...}`; train_seconds = feature extraction + fit.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from os import PathLike
+from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
-import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from camloc.explainer import explain
-from camloc.metrics import (WSOL_SIZE, BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds, prepare_scoremap,
-                            resize_boxes_wsol)
+from camloc.data.cluttered import CLASSES, ClutteredArrays
+from camloc.io import CONFIG_NAME
 from camloc.models.adapters import get_adapter
-from camloc.models.zoo import info_of
+from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
-from camloc.probe import as_pil, fit_probe, probe_set_from
-
-ROW_KEYS = ("method", "feature_resolution", "top1_cls", "top1_loc", "gt_known_loc", "maxboxacc_v2", "pxap",
-            "train_seconds")
+from camloc.probe import ProbeSet, as_pil, fit_probe
 
 
-def sample_mask(sample: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """(foreground, ignore or None) of a sample, from `.mask` (an array) or `.masks()`; None without a mask."""
-    mask = getattr(sample, "mask", None)
-    if isinstance(mask, np.ndarray):
-        return mask.astype(bool), None
-    loader = getattr(sample, "masks", None)
-    return loader() if callable(loader) else None
+class ProbeView:
+    """A benchmark split as model input for `model`: `get_batch(indices) -> (x, labels, boxes)` like the
+    benchmark's TensorView, but preprocessed with the model's own settings (those `explain` uses)."""
+
+    def __init__(self, arrays: ClutteredArrays, model: nn.Module) -> None:
+        self.arrays = arrays
+        self.pre = info_of(model).preprocess
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        idx = indices.tolist()
+        x = torch.stack([image_to_tensor(as_pil(self.arrays.images[i]), self.pre.input_size, self.pre) for i in idx])
+        return x, torch.as_tensor(self.arrays.labels[idx]), torch.as_tensor(self.arrays.boxes[idx])
 
 
-def _resize_mask(mask: np.ndarray) -> np.ndarray:
-    return cv2.resize(mask.astype(np.uint8), (WSOL_SIZE, WSOL_SIZE), interpolation=cv2.INTER_NEAREST) > 0
-
-
-def localization_metrics(model: nn.Module, dataset: Sequence[Any], batch_size: int = 32) -> dict[str, float | None]:
-    """top1_cls, top1_loc, gt_known_loc, maxboxacc_v2 (mean over IoU 30/50/70) and pxap (None without masks), in
-    percent, of `model` (class indices = the dataset's) on `dataset`."""
-    num_classes = get_adapter(model).num_classes
-    thresholds = cam_thresholds()
-    loc, boxacc, pxap = ClassLocAccuracy(), BoxAccuracy(thresholds), PixelAP(thresholds)
-    have_masks = False
-    for start in range(0, len(dataset), batch_size):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        images = [as_pil(s.image) for s in samples]
-        res = explain(model, images, top_k=num_classes, map_sizes=())
-        for j, (s, image) in enumerate(zip(samples, images, strict=True)):
-            classes = res.classes[j].cpu().numpy()
-            boxes = res.boxes[j].cpu().numpy()
-            gt = int(np.flatnonzero(classes == s.label)[0])
-            gt_boxes = np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4)
-            loc.accumulate(s.label, gt_boxes, boxes[gt], classes[:5], boxes[:5])
-            scoremap, _ = prepare_scoremap(res.raw[j][gt].float().cpu().numpy())
-            boxacc.accumulate(scoremap, resize_boxes_wsol(gt_boxes, (image.width, image.height)))
-            masks = sample_mask(s)
-            if masks is not None:
-                have_masks = True
-                fg, ignore = masks
-                pxap.accumulate(scoremap, _resize_mask(fg), None if ignore is None else _resize_mask(ignore))
-    summary = loc.summary()
-    return {"top1_cls": summary["top1_cls"], "top1_loc": summary["top1_loc"],
-            "gt_known_loc": summary["gt_known_loc"],
-            "maxboxacc_v2": boxacc.summary()["maxboxacc_v2"]["mean"],
-            "pxap": pxap.value() if have_masks else None}
-
-
-def feature_resolution(model: nn.Module, dataset: Sequence[Any]) -> int:
-    """Side of the feature map the model pools for the dataset's first image (shorter side)."""
-    image = as_pil(dataset[0].image)
-    pre = info_of(model).preprocess
-    x = image_to_tensor(image, pre.input_size, pre)[None].to(get_adapter(model).weight.device)
+def feature_resolution(model: nn.Module, arrays: ClutteredArrays) -> list[int]:
+    """[h, w] of the feature map the model pools for the split's images (all of one size)."""
+    x, _, _ = ProbeView(arrays, model).get_batch(torch.tensor([0]))
     with torch.no_grad():
-        return int(min(get_adapter(model).features(x).shape[-2:]))
+        return [int(s) for s in get_adapter(model).features(x).shape[-2:]]
 
 
-def bench_row(train_ds: Sequence[Any], val_ds: Sequence[Any] | None, test_ds: Sequence[Any], *,
-              backbone: str = "default", classifier: str = "logreg", Cs: Sequence[float] | None = None,
-              folds: int = 5, batch_size: int = 32, cache_dir: str | PathLike | None = None,
-              device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Fit a probe on `train_ds` (C by cross-validation within it) and measure it on `test_ds`.
+def score_probe(model: nn.Module, seconds: float, val: ClutteredArrays, test: ClutteredArrays,
+                method: str) -> dict[str, Any]:
+    """The benchmark row of a fitted probe: thresholds chosen on val, numbers on test."""
+    from camloc.bench.localization import row, score_cam
 
-    `val_ds` is not needed: the probe has no threshold or epoch to choose (C is cross-validated on train, and
-    MaxBoxAccV2 takes its best threshold by definition); it is accepted for the benchmark's common signature.
-    train_seconds: feature extraction (cache disabled unless `cache_dir` is given, so it is the real cost) + fit.
+    val_scorer, _ = score_cam(model, ProbeView(val, model), val)
+    test_scorer, _ = score_cam(model, ProbeView(test, model), test)
+    return row(method, feature_resolution(model, test), val_scorer, test_scorer, seconds)
+
+
+def bench_row(train: ClutteredArrays, val: ClutteredArrays, test: ClutteredArrays, *, backbone: str = "default",
+              classes: Sequence[str] = CLASSES, classifier: str = "logreg", Cs: Sequence[float] | None = None, folds: int = 5, batch_size: int = 64,
+              cache_dir: str | PathLike | None = None, save_to: str | PathLike | None = None,
+              progress: bool = False) -> dict[str, Any]:
+    """Fit a probe on `train` (C by cross-validation within it) and return its benchmark row.
+
+    With `save_to`, the probe is saved there, and a later call finds it and only scores it (its train_seconds
+    come from its config), as the benchmark reuses trained nets. No feature cache unless `cache_dir` is given,
+    so that train_seconds is the real cost.
     """
-    start = time.perf_counter()
-    probe = fit_probe(probe_set_from(train_ds), backbone, classifier=classifier, Cs=Cs, folds=folds,
-                      batch_size=batch_size, cache_dir=cache_dir, device=device, progress=progress)
-    train_seconds = time.perf_counter() - start
-    metrics = localization_metrics(probe.model, test_ds, batch_size)
-    return {"method": f"probe-{classifier} (frozen {backbone})",
-            "feature_resolution": feature_resolution(probe.model, test_ds), **metrics,
-            "train_seconds": round(train_seconds, 2)}
+    method = f"probe ({classifier}) on frozen {'ImageNet EfficientNet-Lite0' if backbone == 'default' else backbone}"
+    saved = _reusable(save_to, len(train), classifier, backbone)
+    if saved is not None:
+        model, seconds = saved
+    else:
+        start = time.perf_counter()
+        data = ProbeSet(list(train.images), [int(v) for v in train.labels], list(classes), "cluttered/train")
+        probe = fit_probe(data, backbone, classifier=classifier, Cs=Cs, folds=folds, batch_size=batch_size,
+                          cache_dir=cache_dir, progress=progress)
+        seconds = time.perf_counter() - start
+        probe.seconds["total"] = seconds
+        if save_to is not None:
+            probe.save(save_to)
+        model = probe.model
+    return score_probe(model.eval(), seconds, val, test, method)
+
+
+def _reusable(directory: str | PathLike | None, n_train: int, classifier: str,
+              backbone: str) -> tuple[nn.Module, float] | None:
+    """A probe saved by an earlier `bench_row` with the same settings, and its fitting time; else None."""
+    if directory is None or not (Path(directory) / CONFIG_NAME).is_file():
+        return None
+    meta = json.loads((Path(directory) / CONFIG_NAME).read_text(encoding="utf-8")).get("probe", {})
+    same = (meta.get("train_images") == n_train and meta.get("classifier") == classifier
+            and meta.get("backbone") == backbone and "total" in meta.get("seconds", {}))
+    return (load(directory), float(meta["seconds"]["total"])) if same else None
