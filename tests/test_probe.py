@@ -266,3 +266,22 @@ def test_bench_row_format_and_reuse(tmp_path):
     again = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2,
                     save_to=tmp_path / "p")
     assert again == row  # the saved probe is reused: same numbers, same recorded time
+
+
+@pytest.mark.slow  # trains GapNets and runs the real backbone: about 40 s of CPU (make test-slow)
+def test_probe_row_in_the_localization_bench(tmp_path, monkeypatch):
+    from camloc.bench.localization import Study, run_study
+    from camloc.bench.report import write_all
+    from fake_fashion import write_fake_fashion
+
+    monkeypatch.chdir(tmp_path)  # the split cache goes under ./.cache
+    idx = write_fake_fashion(tmp_path / "fm", n_train=60, n_test=10)
+    study = Study(strides=(32,), widths=(8, 8, 8, 8, 8), regressor_stride=32, reference_stride=32, train_size=40,
+                  val_size=6, test_size=10, epochs=1, batch_size=20, probe_train_size=30)
+    rows, info = run_study(tmp_path / "out", study, str(idx), quiet=True, log=lambda _m: None)
+    probe = [r for r in rows if r["method"].startswith("probe")]
+    assert len(probe) == 1 and probe[0]["feature_resolution"] == [7, 7]
+    assert "30 train images" in probe[0]["method"] and probe[0]["train_seconds"] > 0
+    write_all(tmp_path / "out", rows, info, "test")
+    assert "| probe (logreg, 30 train images)" in (tmp_path / "out" / "results.md").read_text()
+    assert (tmp_path / "out" / "resolution.png").stat().st_size > 0

@@ -61,16 +61,21 @@ def score_probe(model: nn.Module, seconds: float, val: ClutteredArrays, test: Cl
 
 
 def bench_row(train: ClutteredArrays, val: ClutteredArrays, test: ClutteredArrays, *, backbone: str = "default",
-              classes: Sequence[str] = CLASSES, classifier: str = "logreg", Cs: Sequence[float] | None = None, folds: int = 5, batch_size: int = 64,
+              max_train: int | None = None, classes: Sequence[str] = CLASSES, classifier: str = "logreg", Cs: Sequence[float] | None = None, folds: int = 5, batch_size: int = 64,
               cache_dir: str | PathLike | None = None, save_to: str | PathLike | None = None,
               progress: bool = False) -> dict[str, Any]:
-    """Fit a probe on `train` (C by cross-validation within it) and return its benchmark row.
+    """Fit a probe on `train` (its first `max_train` images when given; C by cross-validation within them) and
+    return its benchmark row.
 
     With `save_to`, the probe is saved there, and a later call finds it and only scores it (its train_seconds
     come from its config), as the benchmark reuses trained nets. No feature cache unless `cache_dir` is given,
     so that train_seconds is the real cost.
     """
-    method = f"probe ({classifier}) on frozen {'ImageNet EfficientNet-Lite0' if backbone == 'default' else backbone}"
+    if max_train is not None and max_train < len(train):
+        train = ClutteredArrays(train.images[:max_train], train.labels[:max_train], train.boxes[:max_train],
+                                train.masks[:max_train])
+    net = "ImageNet EfficientNet-Lite0" if backbone == "default" else backbone
+    method = f"probe ({classifier}, {len(train)} train images) on frozen {net}"
     saved = _reusable(save_to, len(train), classifier, backbone)
     if saved is not None:
         model, seconds = saved
