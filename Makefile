@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench bench-loc bench-loc-quick data clean
+.PHONY: install demo test test-slow bench bench-loc bench-loc-quick bench-probe data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ data:
 
 bench-loc: $(STAMP) data
 	$(VENV)/bin/camloc bench localization --out bench-results/localization
+
+bench-probe: $(STAMP) data
+	$(PY) benchmarks/bench_probe.py --out bench-results/probe.json
 
 bench-loc-quick: $(STAMP) data
 	$(VENV)/bin/camloc bench localization --quick --out bench-results/localization-quick
