@@ -30,6 +30,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cam.py
+	$(PY) benchmarks/bench_eval.py
 
 data:
 	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist

@@ -251,24 +251,27 @@ class ClassLocAccuracy:
         self.n_classified = 0
 
     def accumulate(self, gt_label: int, gt_boxes: np.ndarray, gt_known_box: np.ndarray,
-                   classes: np.ndarray | None = None, class_boxes: np.ndarray | None = None) -> None:
-        """gt_boxes (G, 4) and boxes (x1 exclusive) in the same pixels; classes (k,) best first (model indices,
-        gt_label too); class_boxes (k, 4) or (k, m, 4): for each class its candidate boxes (any that hits counts,
-        which is how the original release's combined boxes are scored)."""
+                   classes: np.ndarray | None = None, guess_classes: np.ndarray | None = None,
+                   guess_boxes: np.ndarray | None = None) -> None:
+        """gt_boxes (G, 4), boxes with x1 exclusive, all in the same pixels; gt_label and classes are model indices.
+
+        classes: (k,) predicted classes best first (classification); guess_classes (g,) / guess_boxes (g, 4): the
+        localization guesses in rank order (the paper: one per top-5 class; the release: its combination).
+        Top-1 loc scores the first guess, top-5 loc any of the first five.
+        """
         gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-        self.hits[4] += bool(box_iou(np.reshape(gt_known_box, (-1, 4)), gt).max() >= self.iou_threshold)
+        self.hits[4] += bool(box_iou(np.reshape(gt_known_box, (1, 4)), gt).max() >= self.iou_threshold)
         self.n += 1
         if classes is None:
             return
         classes = np.asarray(classes)
-        cand = np.asarray(class_boxes, dtype=np.float64)
-        cand = cand[:, None, :] if cand.ndim == 2 else cand
-        hit = box_iou(cand.reshape(-1, 4), gt).max(axis=1).reshape(cand.shape[:2]).max(axis=1) >= self.iou_threshold
-        right = classes == gt_label
-        self.hits[0] += bool(right[:1].any())
-        self.hits[1] += bool(right[:5].any())
-        self.hits[2] += bool((right & hit)[:1].any())
-        self.hits[3] += bool((right & hit)[:5].any())
+        self.hits[0] += bool(classes[0] == gt_label)
+        self.hits[1] += bool((classes[:5] == gt_label).any())
+        g_cls = np.asarray(guess_classes)[:5]
+        hit = box_iou(np.asarray(guess_boxes).reshape(-1, 4)[:5], gt).max(axis=1) >= self.iou_threshold
+        good = (g_cls == gt_label) & hit
+        self.hits[2] += bool(good[:1].any())
+        self.hits[3] += bool(good.any())
         self.n_classified += 1
 
     def counts(self) -> np.ndarray:

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "probe": "camloc.cli.probe",
     "train": "camloc.cli.train",
     "bench": "camloc.cli.bench",
+    "evaluate": "camloc.cli.evaluate",
 }
 
 

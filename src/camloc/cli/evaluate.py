@@ -1,0 +1,119 @@
+"""`camloc evaluate`: localization metrics of score maps or of a model on a dataset (parsing and printing only)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from camloc.io import InputError, write_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="localization metrics (MaxBoxAcc, MaxBoxAccV2, PxAP, top-1/top-5/GT-known "
+                                        "loc) of score maps or a model",
+                       description="Evaluate weakly-supervised localization on a dataset. Maps come from a folder "
+                                   "of <image_id>.npy files (--maps) or from a model (--model). Conventions: "
+                                   "docs/evaluation.md.")
+    p.add_argument("--data", required=True, help="FORMAT:PATH with FORMAT one of wsol, ilsvrc, cub, voc, coco")
+    p.add_argument("--images", default=None, help="image root folder (needed with --model for wsol metadata)")
+    p.add_argument("--mask-root", default=None, help="mask root folder (wsol metadata with masks: PxAP)")
+    p.add_argument("--split", default=None, help="split for cub (train/test/all) and voc (ImageSets/Main name)")
+    p.add_argument("--class-map", default=None, help="file of 'dataset_class,model_index' lines (default: identity)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--maps", default=None, help="folder of <image_id>.npy score maps (2-D, any resolution)")
+    src.add_argument("--model", default=None, help="'default', a checkpoint folder or an architecture name")
+    p.add_argument("--method", default="cam", help="map method with --model (default: cam)")
+    p.add_argument("--map-sizes", default=None, help="map passes with --model, e.g. '224,448' or 'native'")
+    p.add_argument("--save-maps", default=None, help="with --model: write the true class's maps as <image_id>.npy")
+    p.add_argument("--interval", type=float, default=0.01, help="CAM threshold step (default 0.01; 0.001 finer)")
+    p.add_argument("--resolution", choices=["224", "native"], default="224",
+                   help="224: wsolevaluation's protocol (default); native: maps at the original image size")
+    p.add_argument("--box-rule", choices=["paper", "release"], default="paper",
+                   help="top-k / GT-known loc boxes: the paper's 20%% rule or the original release's generator")
+    p.add_argument("--loc-threshold", type=float, default=0.2, help="the paper rule's threshold (default 0.2)")
+    p.add_argument("--calibrate-on", default=None,
+                   help="FORMAT:PATH of another split (e.g. val): its best CAM thresholds are reported on --data")
+    p.add_argument("--report", default=None, help="write the JSON report here")
+    p.add_argument("--coco-results", default=None, help="write per-image boxes as a COCO results JSON here")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def _progress(quiet: bool):
+    if quiet or not sys.stderr.isatty() or int(os.environ.get("RANK", 0)) > 0:
+        return None
+    from tqdm import tqdm
+
+    return lambda items, n: tqdm(items, total=n, unit="img", file=sys.stderr)
+
+
+def format_table(report: dict) -> str:
+    """The report's numbers as a small text table."""
+    lines = [f"images: {report['n_images']}"]
+    for key in ("maxboxacc", "maxboxacc_v2"):
+        if key in report:
+            row = "  ".join(f"IoU{k}={v:6.2f}" if k != "mean" else f"mean={v:6.2f}" for k, v in report[key].items())
+            lines.append(f"{key:<14}{row}")
+    for key in ("calibrated",):
+        if key in report:
+            for sub, vals in report[key].items():
+                lines.append(f"{sub + ' @cal':<14}" + "  ".join(f"{k}={v:6.2f}" for k, v in vals.items()))
+    for key in ("pxap", "top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc"):
+        if key in report:
+            lines.append(f"{key:<14}{report[key]:6.2f}")
+    problems = {k: v for k, v in report.get("problems", {}).items() if v}
+    if problems:
+        lines.append("problems: " + ", ".join(f"{k}={v}" for k, v in problems.items()))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from camloc.data import open_dataset
+    from camloc.evaluate import Settings, coco_results, evaluate
+
+    opts = {"images": args.images, "mask_root": args.mask_root, "split": args.split}
+
+    def open_spec(spec: str):
+        fmt = spec.partition(":")[0]
+        allowed = {"wsol": ("images", "mask_root"), "ilsvrc": ("images",), "cub": ("images", "split"),
+                   "voc": ("images", "split"), "coco": ("images",)}.get(fmt, ())
+        return open_dataset(spec, class_map=args.class_map, **{k: v for k, v in opts.items() if k in allowed})
+
+    dataset = open_spec(args.data)
+    calibration = open_spec(args.calibrate_on) if args.calibrate_on else None
+    settings = Settings(interval=args.interval, resolution=args.resolution, box_rule=args.box_rule,
+                        loc_threshold=args.loc_threshold)
+    model = None
+    map_sizes = None
+    if args.model is not None:
+        import torch
+
+        from camloc.cli.explain import parse_map_sizes
+        from camloc.models.zoo import load
+
+        model = load(args.model)
+        device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
+            ("cpu" if args.device == "auto" else args.device)
+        model = model.to(device)
+        map_sizes = parse_map_sizes(args.map_sizes)
+    elif args.save_maps:
+        raise InputError("--save-maps needs --model (maps given with --maps are already saved)")
+    results: list = []
+    report = evaluate(dataset, maps_dir=args.maps, model=model, settings=settings, calibration=calibration,
+                      save_maps=args.save_maps, batch_size=args.batch_size, method=args.method,
+                      map_sizes=map_sizes, progress=_progress(args.quiet), results=results)
+    if int(os.environ.get("RANK", 0)) > 0:
+        return 0
+    if args.report:
+        write_json(args.report, report)
+    if args.coco_results:
+        write_json(args.coco_results, coco_results(results, dataset))
+    print(format_table(report))
+    if args.report:
+        print(f"report: {Path(args.report)}")
+    return 0
+
