@@ -98,6 +98,29 @@ def test_save_load_explain_round_trip(fitted, tmp_path):
     assert res.maps[0].shape[-2:] == (40, 56) and res.boxes.shape == (2, 2, 4)
 
 
+def test_evaluate_loads_the_probe(fitted, tmp_path, capsys):
+    """`camloc evaluate --model probe/` on wsol metadata of the training images (whole-image boxes)."""
+    import json
+
+    data, probe = fitted
+    probe.save(tmp_path / "probe")
+    root = Path(data.sources[0]).parents[1]
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    ids = [str(Path(p).relative_to(root)) for p in data.sources]
+    sizes = [Image.open(p).size for p in data.sources]
+    lines = {"image_ids": ids, "class_labels": [f"{i},{c}" for i, c in zip(ids, data.labels)],
+             "image_sizes": [f"{i},{w},{h}" for i, (w, h) in zip(ids, sizes)],
+             "localization": [f"{i},0,0,{w},{h}" for i, (w, h) in zip(ids, sizes)]}
+    for name, rows in lines.items():
+        (meta / f"{name}.txt").write_text("\n".join(rows) + "\n")
+    rc = main(["evaluate", "--data", f"wsol:{meta}", "--images", str(root), "--model", str(tmp_path / "probe"),
+               "--map-sizes", "native", "--report", str(tmp_path / "r.json"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert 0 <= report["top1_cls"] <= 100 and "maxboxacc_v2" in report
+
+
 def test_cli_fit_then_explain(tmp_path, capsys):
     root = make_folder(tmp_path / "data", n_classes=2, per_class=3)
     (root / "class1" / "broken.png").write_bytes(b"not a png")
