@@ -41,7 +41,7 @@ class Scorer:
         scoremap, _ = prepare_scoremap(heatmap, (w, h))
         self.box.accumulate(scoremap, np.asarray(gt_box, dtype=np.int64)[None])
         self.pxap.accumulate(scoremap, mask)
-        self.loc.accumulate(label, gt_box[None], gt_known_box, np.array([pred]), pred_box[None])
+        self.loc.accumulate(label, gt_box[None], gt_known_box, np.array([pred]), np.array([pred]), pred_box[None])
 
     def best_threshold_index(self) -> dict[str, dict[str, int]]:
         """Per IoU level, the CAM threshold index with the best MaxBoxAccV2 on this split (for calibration)."""
