@@ -67,3 +67,19 @@ def test_unknown_base():
         gap_surgery(torchvision.models.resnet18(weights=None), 3)
     with pytest.raises(InputError, match="base"):
         gap_surgery_arch("resnet18")
+
+
+def test_builder_names(tmp_path):
+    from camloc.models.builder import model_for_training
+
+    net, config, _ = model_for_training("resnet18", 10)  # torchvision, already GAP + linear
+    assert config == {"architecture": "resnet18", "arch_kwargs": {"num_classes": 10}}
+    get_adapter(net)
+    net, config, _ = model_for_training("surgery:alexnet", 10)
+    assert config["architecture"] == "gap_surgery" and config["arch_kwargs"]["base"] == "alexnet"
+    net, config, _ = model_for_training("gapnet", 10, final_stride=4, widths=(8, 16, 16))
+    save_checkpoint(tmp_path / "g", net.state_dict(), config)
+    with pytest.raises(InputError, match="another architecture"):  # gapnet weights as init of a surgery net
+        model_for_training("surgery:alexnet", 10, init=tmp_path / "g")
+    with pytest.raises(HeadError, match="not CAM-exact"):
+        model_for_training("alexnet", 10)
