@@ -6,14 +6,14 @@ PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench bench-resolution bench-loc bench-loc-quick data clean
+.PHONY: install demo test test-slow bench bench-resolution bench-loc bench-loc-quick bench-probe data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --disable-pip-version-check $(TORCH_PINS)
-	$(PIP) install -q --disable-pip-version-check -e ".[test,bench]" $(TORCH_PINS)
+	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe]" $(TORCH_PINS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +41,9 @@ data:
 
 bench-loc: $(STAMP) data
 	$(VENV)/bin/camloc bench localization --out bench-results/localization
+
+bench-probe: $(STAMP) data
+	$(PY) benchmarks/bench_probe.py --out bench-results/probe.json
 
 bench-loc-quick: $(STAMP) data
 	$(VENV)/bin/camloc bench localization --quick --out bench-results/localization-quick

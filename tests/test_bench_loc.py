@@ -46,7 +46,7 @@ def test_tiny_study_contract(tmp_path, monkeypatch):
     idx = write_fake_fashion(tmp_path / "fm", n_train=80, n_test=20)
     monkeypatch.chdir(tmp_path)
     study = Study(strides=(8, 16), widths=(8, 8, 16, 16), regressor_stride=8, reference_stride=8, train_size=32,
-                  val_size=8, test_size=12, epochs=1, batch_size=16)
+                  val_size=8, test_size=12, epochs=1, batch_size=16, probe_train_size=0)  # probe: test_probe.py
     rows, info = run_study(tmp_path / "out", study, str(idx), quiet=True, log=lambda _m: None)
     write_all(tmp_path / "out", rows, info, "camloc bench localization --out out")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())

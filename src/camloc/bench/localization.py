@@ -1,7 +1,8 @@
 """The localization benchmark on Cluttered Fashion-MNIST and the resolution study.
 
 Trains GapNets that differ only in final stride (feature maps of 24, 12, 6 and 3 pixels on the 96-pixel canvas),
-a fully supervised box regressor on the same backbone (upper bound), and scores them on the test split together
+a fully supervised box regressor on the same backbone (upper bound), fits a linear probe on the frozen ImageNet
+EfficientNet-Lite0 (`camloc.probe_bench`: no training of the net, no boxes), and scores them on the test split together
 with two box-free references (the whole image; a centred Gaussian). Every score goes through `scoring.Scorer`.
 CAM thresholds for MaxBoxAccV2 are chosen on `val` and applied to `test`.
 """
@@ -37,6 +38,7 @@ class Study:
     train_size: int = 9000
     val_size: int = 1000
     test_size: int = 3000
+    probe_train_size: int = 2000  # train images of the linear probe on the frozen ImageNet net (0: no probe row)
     epochs: int = 3
     batch_size: int = 64
     lr: float = 0.05
@@ -44,7 +46,8 @@ class Study:
 
 
 FULL = Study()
-QUICK = replace(FULL, train_size=1024, val_size=100, test_size=300, epochs=2, strides=(4, 8, 16))
+    test_size: int = 3000
+    probe_train_size: int = 2000  # train images of the linear probe on the frozen ImageNet net (0: no probe row)
 EVAL_BATCH = 200
 
 
@@ -174,6 +177,14 @@ def run_study(out: Path, study: Study, idx_dir: str | None = None, quiet: bool =
         rows.append(row(f"CAM, GapNet stride {stride}", [side // stride] * 2, val, test, seconds))
         log(f"[bench] {name}: {json.dumps({k: rows[-1][k] for k in ('top1_cls', 'gt_known_loc', 'pxap')})} "
             f"(scored in {time.perf_counter() - t0:.0f}s)")
+    if study.probe_train_size:
+        from camloc.probe_bench import bench_row
+
+        t0 = time.perf_counter()
+        rows.append(bench_row(arrays["train"], arrays["val"], arrays["test"], max_train=study.probe_train_size,
+                              save_to=out / "nets" / "probe-logreg-default", progress=not quiet))
+        log(f"[bench] probe: {json.dumps({k: rows[-1][k] for k in ('top1_cls', 'gt_known_loc', 'pxap')})} "
+            f"(fitted or reused and scored in {time.perf_counter() - t0:.0f}s)")
     name = f"boxreg-gapnet-s{study.regressor_stride}"
     model, seconds = train_or_reuse(name, "gapnet_boxreg", study.regressor_stride, study, views["train"],
                                     views["val"], spec, out, quiet)

@@ -47,7 +47,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cams = sorted((r for r in rows if r["feature_resolution"]), key=lambda r: r["feature_resolution"][0])
+    cams = sorted((r for r in rows if r["feature_resolution"] and not r["method"].startswith("probe")),
+                  key=lambda r: r["feature_resolution"][0])
+    probes = [r for r in rows if r["method"].startswith("probe")]
     sides = [r["feature_resolution"][0] for r in cams]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     series = {"MaxBoxAccV2 (mean)": [r["maxboxacc_v2"]["mean"] for r in cams],
@@ -55,13 +57,17 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
               "PxAP": [r["pxap"] or 0.0 for r in cams], "top-1 cls": [r["top1_cls"] for r in cams]}
     for label, ys in series.items():
         ax.plot(sides, ys, marker="o", label=label)
+    for r in probes:  # another net: a point of its own, not part of the stride series
+        ax.scatter([r["feature_resolution"][0]], [r["maxboxacc_v2"]["mean"]], marker="*", s=120, color="black",
+                   zorder=3, label="probe on frozen ImageNet net: MaxBoxAccV2")
     styles = iter([":", "--", "-."])
     for r in rows:
         if not r["feature_resolution"]:
             ax.axhline(r["maxboxacc_v2"]["mean"], color="gray", linestyle=next(styles, ":"), linewidth=1,
                        label=f"{r['method'].split(' (')[0]}: MaxBoxAccV2")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(sides, [f"{s}x{s}" for s in sides])
+    ticks = sorted(set(sides) | {r["feature_resolution"][0] for r in probes})
+    ax.set_xticks(ticks, [f"{s}x{s}" for s in ticks])
     ax.set_xlabel("CAM feature map (96x96 input)")
     ax.set_ylabel("% on test")
     ax.set_ylim(0, 100)

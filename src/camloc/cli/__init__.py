@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "camloc.cli.evaluate",
     "train": "camloc.cli.train",
     "bench": "camloc.cli.bench",
+    "probe": "camloc.cli.probe",
 }
 
 

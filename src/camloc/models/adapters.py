@@ -147,6 +147,11 @@ def get_adapter(model: nn.Module, feature_layer: str | None = None, linear_layer
     return per_model[key]
 
 
+def clear_adapter_cache(model: nn.Module) -> None:
+    """Forget the cached adapter of `model` (call after replacing its layers, e.g. a new classifier)."""
+    _CACHE.pop(model, None)
+
+
 def _probe_input(model: nn.Module) -> Tensor:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     size = int(cfg["input_size"][-1]) if cfg.get("fixed_input_size") and "input_size" in cfg else PROBE_SIZE

@@ -26,7 +26,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Builders of our own architectures (GAP nets, surgery results, probes): name -> callable(**kwargs) -> Module.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
 # Modules whose imports register camloc's own architectures (imported on first need, avoiding import cycles).
-BUILTIN_ARCHITECTURE_MODULES = ("camloc.models.gapnet", "camloc.models.surgery")
+BUILTIN_ARCHITECTURE_MODULES = ("camloc.models.gapnet", "camloc.models.surgery", "camloc.models.probe_net")
 
 
 def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
