@@ -46,8 +46,8 @@ class Study:
 
 
 FULL = Study()
-    test_size: int = 3000
-    probe_train_size: int = 2000  # train images of the linear probe on the frozen ImageNet net (0: no probe row)
+QUICK = replace(FULL, train_size=1024, val_size=100, test_size=300, epochs=2, strides=(4, 8, 16),
+                probe_train_size=0)
 EVAL_BATCH = 200
 
 
