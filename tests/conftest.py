@@ -25,3 +25,12 @@ def picture(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("img") / "disc.jpg"
     Image.fromarray(arr).save(path, quality=95)
     return str(path)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is faster (no thread start-up per op), and fair to other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

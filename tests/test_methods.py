@@ -27,13 +27,7 @@ GRADIENT = [GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM]
 ALL = GRADIENT + [ScoreCAM]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and fair to the other jobs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class GapNet(nn.Module):

@@ -25,13 +25,7 @@ torchcam = pytest.importorskip("torchcam.methods")
 MID, LAST = "features.3", "features"  # a layer with spatially varying gradients; the CAM-exact feature layer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and fair to the other jobs on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyNet(nn.Module):

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from camloc.io import InputError
+from camloc.models.gap_head import GapHeadMixin
 from camloc.models.zoo import register_architecture
 
 NORMS = ("batch", "group", "none")
@@ -33,7 +34,7 @@ def conv_block(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
-class GapNet(nn.Module):
+class GapNet(GapHeadMixin, nn.Module):
     """Conv stages -> (B, C, H/s, W/s) features -> global average pooling -> one linear layer."""
 
     def __init__(self, num_classes: int = 10, final_stride: int = 8, widths: Sequence[int] = (32, 64, 96, 128),
@@ -60,20 +61,6 @@ class GapNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, C, H / final_stride, W / final_stride)."""
         return self.features(x)
-
-    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
-        pooled = features.mean(dim=(2, 3))
-        return pooled if pre_logits else self.fc(pooled)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 @register_architecture("gapnet")

@@ -16,6 +16,7 @@ import torchvision
 from torch import Tensor, nn
 
 from camloc.io import InputError
+from camloc.models.gap_head import GapHeadMixin
 from camloc.models.zoo import register_architecture
 
 BASES = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet")
@@ -33,7 +34,7 @@ class GoogLeNetInput(nn.Module):
         return torch.cat((ch0, ch1, ch2), 1)
 
 
-class GapSurgeryNet(nn.Module):
+class GapSurgeryNet(GapHeadMixin, nn.Module):
     """Kept conv trunk -> 3x3 conv (1024) + ReLU -> global average pooling -> one linear layer."""
 
     def __init__(self, trunk: nn.Module, trunk_channels: int, num_classes: int, width: int = 1024) -> None:
@@ -47,20 +48,6 @@ class GapSurgeryNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.extra(self.features(x))
-
-    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
-        pooled = features.mean(dim=(2, 3))
-        return pooled if pre_logits else self.fc(pooled)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 def trunk_of(model: nn.Module) -> tuple[nn.Module, int]:
