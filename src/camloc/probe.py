@@ -45,7 +45,7 @@ def _warn_skip(message: str) -> None:
 
 @dataclass
 class ProbeSet:
-    """Images and their classes: `sources[i]` (a path or a PIL image) has class `labels[i]` of `classes`."""
+    """Images and their classes: `sources[i]` (a path, PIL image or uint8 array) has class `labels[i]` of `classes`."""
 
     sources: list[Source]
     labels: list[int]
