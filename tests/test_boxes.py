@@ -81,3 +81,15 @@ def test_single_rectangle_is_recovered(x0: int, y0: int, w: int, h: int) -> None
     m[y0:y1, x0:x1] = 1.0
     assert box_from_map(m).tolist() == [x0, y0, x1, y1]
     assert float(box_iou(torch.tensor([[x0, y0, x1, y1]]), torch.tensor([[x0, y0, x1, y1]]))) == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["minmax", "max"]), st.floats(0.05, 0.9))
+def test_batched_boxes_equal_single_map_rule(seed: int, mode: str, threshold: float) -> None:
+    """The batched path (thresholds in one op, components on each mask's crop) equals the one-map rule."""
+    rng = np.random.default_rng(seed)
+    maps = torch.nn.functional.interpolate(torch.from_numpy(rng.normal(size=(3, 1, 5, 6))).float(), size=(40, 48),
+                                           mode="bilinear", align_corners=False)[:, 0]
+    batched = boxes_from_maps(maps, threshold, mode)
+    for m, b in zip(maps, batched):
+        assert b.tolist() == box_from_map(m.numpy(), threshold, mode).tolist()
