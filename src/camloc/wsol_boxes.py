@@ -134,10 +134,10 @@ def _contour_boxes(scoremap: np.ndarray, thresholds: np.ndarray, many: int | Non
     c1 = width - cols_on[:, ::-1].argmax(axis=1)
 
     contours: list = []
-    contour_level: list = []
+    contour_level: list = []  # (level index, number of contours) per traced level
     counts = np.zeros(len(distinct), dtype=np.int64)
     comp_boxes: list = []  # per level read off components: its largest box first, then all its boxes
-    comp_level: list = []
+    comp_level: list = []  # (level index, number of rows) per such level
     bounds = np.stack([r0, r1, c0, c1, distinct], axis=1).tolist()  # plain ints: uint8 > int stays uint8
     by_components = False
     for i in np.flatnonzero(has_fg).tolist():
@@ -147,15 +147,15 @@ def _contour_boxes(scoremap: np.ndarray, thresholds: np.ndarray, many: int | Non
             got = _components_level(mask, x0, y0, width, height)
             if got is not None:
                 comp_boxes += [got[1][None], got[0]]
-                comp_level += [i] * (len(got[0]) + 1)
+                comp_level.append((i, len(got[0]) + 1))
                 counts[i] = len(got[0])
                 continue
         found = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
         contours.extend(found)
-        contour_level += [i] * len(found)
+        contour_level.append((i, len(found)))
         counts[i] = len(found)
         by_components = many is not None and len(found) > many
-    level_of = np.array(contour_level, dtype=np.int64)
+    level_of = np.repeat(*np.array(contour_level, dtype=np.int64).reshape(-1, 2).T)
     if contours:
         offsets = np.stack([c0, r0], axis=1)[level_of]
         found_boxes, area2 = _boxes_of(contours, offsets, width, height)
@@ -163,7 +163,7 @@ def _contour_boxes(scoremap: np.ndarray, thresholds: np.ndarray, many: int | Non
         found_boxes, area2 = np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
     if comp_boxes:  # the largest box gets an area above any contour's, the others one below; it is dropped below
         comp_boxes_ = np.concatenate(comp_boxes)
-        comp_level_ = np.array(comp_level, dtype=np.int64)
+        comp_level_ = np.repeat(*np.array(comp_level, dtype=np.int64).reshape(-1, 2).T)
         head = np.r_[True, comp_level_[1:] != comp_level_[:-1]]
         comp_area2 = np.where(head, np.iinfo(np.int64).max, -2)
     else:
