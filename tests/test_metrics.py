@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from camloc.metrics import (BoxAccuracy, ClassLocAccuracy, PixelAP, box_iou, cam_thresholds, prepare_scoremap,
                             resize_boxes_wsol, wsol_iou)
 from camloc.release_boxes import relative_erosion, release_boxes, release_guesses
-from camloc.wsol_boxes import contour_boxes, contour_boxes_reference
+from camloc.wsol_boxes import contour_box_sets, contour_boxes, contour_boxes_reference
 
 T4 = np.arange(0, 1, 0.25)
 
@@ -125,6 +125,21 @@ def test_fast_path_equals_loop_on_noise(m):
     th = cam_thresholds(0.1)
     fast, slow = contour_boxes(m, th), contour_boxes_reference(m, th)
     assert fast.largest.tolist() == slow.largest.tolist() and fast.boxes.tolist() == slow.boxes.tolist()
+
+
+def _as_sets(found):
+    return found.largest.tolist(), sorted(zip(found.owner.tolist(), map(tuple, found.boxes.tolist())))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(smooth_maps, arrays(np.float64, (9, 11), elements=st.floats(0, 1)),
+                 arrays(np.uint8, (14, 13), elements=st.integers(0, 7)).map(lambda a: a / 7.0)),
+       st.sampled_from([0.01, 0.1, 0.25]), st.sampled_from([0, 2, 24]))
+def test_component_path_gives_the_same_boxes(m, interval, many):
+    """contour_box_sets (connected components on levels after one with > `many` contours; many=0: all but the
+    first) gives the same largest boxes and, per threshold, the same multiset of boxes as the contour loop."""
+    th = cam_thresholds(interval)
+    assert _as_sets(contour_box_sets(m, th, many)) == _as_sets(contour_boxes_reference(m, th))
 
 
 @settings(max_examples=40, deadline=None)

@@ -37,7 +37,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from camloc.wsol_boxes import ContourBoxes, contour_boxes
+from camloc.wsol_boxes import ContourBoxes, contour_box_sets
 
 WSOL_SIZE = 224
 IOU_LEVELS: tuple[int, ...] = (30, 50, 70)
@@ -149,7 +149,7 @@ class BoxAccuracy:
 
     def accumulate(self, scoremap: np.ndarray, gt_boxes: np.ndarray, found: ContourBoxes | None = None) -> None:
         """scoremap: (H, W) in [0, 1]; gt_boxes: (G, 4) inclusive boxes in the map's pixels (already rescaled)."""
-        found = contour_boxes(scoremap, self.thresholds) if found is None else found
+        found = contour_box_sets(scoremap, self.thresholds) if found is None else found
         gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
         best_all = np.full(len(self.thresholds), -1.0)
         np.maximum.at(best_all, found.owner, wsol_iou(found.boxes, gt).max(axis=1))
