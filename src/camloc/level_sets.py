@@ -25,7 +25,7 @@ import threading
 import numpy as np
 from numba import njit
 
-__all__ = ["level_contour_boxes", "best_iou_by_level"]
+__all__ = ["uint8_levels", "level_contour_boxes", "best_iou_by_level"]
 
 # OpenCV's chain directions as (dx, dy): 0 = right, then counter-clockwise on screen (y points down)
 _DX = np.array([1, 1, 0, -1, -1, -1, 0, 1], dtype=np.int64)
@@ -97,7 +97,7 @@ def _find(parent: np.ndarray, p: int) -> int:
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _outer_area2(padded: np.ndarray, stride: int, level: int, start: int) -> int:
     """Twice the contourArea of the outer border of `padded > level` that starts at flat index `start` (the
     component's raster-first pixel), traced as OpenCV's icvFetchContour does; `padded` has a zero frame."""
@@ -132,7 +132,7 @@ def _outer_area2(padded: np.ndarray, stride: int, level: int, start: int) -> int
     return abs(area2)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _push(buf: np.ndarray, n: int, a: int, b: int, c: int, d: int, e: int) -> np.ndarray:
     if n == buf.shape[0]:
         bigger = np.empty((2 * n, 5), dtype=np.int64)
@@ -142,7 +142,7 @@ def _push(buf: np.ndarray, n: int, a: int, b: int, c: int, d: int, e: int) -> np
     return buf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _union(parent: np.ndarray, box: np.ndarray, first: np.ndarray, a: int, b: int) -> int:
     """Join roots a != b under the lower index (so index 0 stays a root); returns the root that goes away."""
     if a > b:
@@ -196,11 +196,11 @@ def _add_pixel(p: int, x: int, y: int, bits: int, ring: np.ndarray, groups: np.n
     return n_live
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.ndarray):
     """levels: (L,) increasing distinct ints; work (8, (H + 2) * (W + 2)) and box ((H + 2) * (W + 2), 4) int32
-    scratch. Returns rows (N, 5) = (level index, x0, y0, x1, y1) of all contour boxes (levels without foreground
-    have none), largest (L, 4) and tie (L,) bool."""
+    scratch. Returns rows (N, 5) = (level index, x0, y0, x1, y1) of all contour boxes (a level without
+    foreground has the single box [0, 0, 0, 0]), largest (L, 4) and tie (L,) bool."""
     h, w = u8.shape
     stride = w + 2
     n_pad = (h + 2) * stride
@@ -252,7 +252,9 @@ def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.n
             euler4 += _EULER_STEP[bits]
             n_live = _add_pixel(p, xs[k], ys[k], bits, ring, _GROUPS8, parent, box, first, live, slot, n_live)
         n_holes[i] = n_live - euler4 // 4  # components - Euler number
-        if n_live == 0:
+        if n_live == 0:  # no foreground: the reference's single box [0, 0, 0, 0]
+            rows = _push(rows, n_rows, i, 0, 0, 0, 0)
+            n_rows += 1
             continue
         best = -1
         for j in range(n_live):
@@ -325,6 +327,40 @@ def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.n
 
 
 
+@njit(cache=True, nogil=True)
+def _uint8_levels(scoremap: np.ndarray, thresholds: np.ndarray):
+    h, w = scoremap.shape
+    u8 = np.empty((h, w), dtype=np.uint8)
+    top = 0
+    for y in range(h):
+        for x in range(w):
+            v = np.uint8(scoremap[y, x] * 255.0)  # truncation, as numpy's astype(uint8) on [0, 255]
+            u8[y, x] = v
+            top = max(top, v)
+    used = np.zeros(256, dtype=np.bool_)
+    raw = np.empty(thresholds.shape[0], dtype=np.int64)
+    for k in range(thresholds.shape[0]):
+        raw[k] = int(thresholds[k] * top)  # int() truncation, t >= 0
+        used[raw[k]] = True
+    index = np.cumsum(used) - 1
+    distinct = np.flatnonzero(used).astype(np.int64)
+    inverse = np.empty(thresholds.shape[0], dtype=np.int64)
+    for k in range(thresholds.shape[0]):
+        inverse[k] = index[raw[k]]
+    return u8, distinct, inverse
+
+
+def uint8_levels(scoremap: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference's binarisation inputs in one pass: u8 = `(map * 255).astype(uint8)`, the distinct levels
+    `int(t * u8.max())` (increasing) and each threshold's index among them. scoremap: (H, W) float in [0, 1]
+    (checked by the caller: outside it the cast is undefined), thresholds: (T,) in [0, 1]."""
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if len(thresholds) and not (thresholds.min() >= 0 and thresholds.max() <= 1):
+        raise ValueError("CAM thresholds must lie in [0, 1]")
+    return _uint8_levels(np.ascontiguousarray(scoremap, dtype=np.float64),
+                         np.ascontiguousarray(thresholds, dtype=np.float64))
+
+
 _scratch = threading.local()
 
 
@@ -342,7 +378,8 @@ def level_contour_boxes(u8: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
     """Contour boxes of `u8 > level` for each of the increasing distinct `levels`.
 
     Returns rows (N, 5) int64 `(level index, x0, y0, x1, y1)`, every contour of every level (outer and hole
-    borders, in no particular order; a level without foreground has no row), largest (L, 4) int64 (the box of
+    borders, in no particular order; a level without foreground has the single box [0, 0, 0, 0]), largest (L, 4)
+    int64 (the box of
     the largest contour; zeros without foreground) and tie (L,) bool (levels where different boxes share the
     largest area: the reference's choice then depends on OpenCV's contour order).
     """
@@ -351,7 +388,7 @@ def level_contour_boxes(u8: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
     return _level_boxes(u8, np.ascontiguousarray(levels, dtype=np.int64), work, box)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.ndarray:
     best = np.full(n_levels, -1.0)
     for j in range(rows.shape[0]):

@@ -14,7 +14,7 @@ from numba import njit
 __all__ = ["masked_histograms"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _masked_histograms(values: np.ndarray, foreground: np.ndarray, ignore: np.ndarray, edges: np.ndarray
                        ) -> np.ndarray:
     n_bins = edges.shape[0] - 1

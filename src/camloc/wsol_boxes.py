@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camloc.level_sets import level_contour_boxes
+from camloc.level_sets import level_contour_boxes, uint8_levels
 
 __all__ = ["ContourBoxes", "LevelBoxes", "to_uint8", "threshold_levels", "level_box_sets", "contour_box_sets",
            "contour_boxes_reference"]
@@ -98,16 +98,12 @@ class LevelBoxes:
 def level_box_sets(scoremap: np.ndarray, thresholds: np.ndarray) -> LevelBoxes:
     """Boxes of all contours and of the largest contour of every distinct level of the thresholds, exact, all
     levels in one compiled pass (`camloc.level_sets`); OpenCV only for levels whose largest area is tied."""
-    u8 = to_uint8(scoremap)
+    u8, distinct, inverse = uint8_levels(scoremap, thresholds)
     height, width = u8.shape
-    distinct, inverse = np.unique(threshold_levels(int(u8.max()), thresholds), return_inverse=True)
     rows, largest, tie = level_contour_boxes(u8, distinct)
     for i in np.flatnonzero(tie).tolist():
         largest[i] = _largest_by_opencv(u8, int(distinct[i]), width, height)
-    empty = np.setdiff1d(np.arange(len(distinct)), rows[:, 0])
-    if len(empty):
-        rows = np.concatenate([rows, np.column_stack([empty, np.zeros((len(empty), 4), np.int64)])])
-    return LevelBoxes(levels=distinct, inverse=inverse.reshape(-1), rows=rows, largest=largest)
+    return LevelBoxes(levels=distinct, inverse=inverse, rows=rows, largest=largest)
 
 
 def contour_box_sets(scoremap: np.ndarray, thresholds: np.ndarray) -> ContourBoxes:
