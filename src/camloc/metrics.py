@@ -37,7 +37,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from camloc.wsol_boxes import ContourBoxes, contour_box_sets
+from camloc.level_sets import best_iou_by_level
+from camloc.pixel_histograms import masked_histograms
+from camloc.wsol_boxes import level_box_sets
 
 WSOL_SIZE = 224
 IOU_LEVELS: tuple[int, ...] = (30, 50, 70)
@@ -147,13 +149,13 @@ class BoxAccuracy:
         self.hits = np.zeros((2, len(self.iou_levels), len(self.thresholds)), dtype=np.int64)
         self.n = 0
 
-    def accumulate(self, scoremap: np.ndarray, gt_boxes: np.ndarray, found: ContourBoxes | None = None) -> None:
+    def accumulate(self, scoremap: np.ndarray, gt_boxes: np.ndarray) -> None:
         """scoremap: (H, W) in [0, 1]; gt_boxes: (G, 4) inclusive boxes in the map's pixels (already rescaled)."""
-        found = contour_box_sets(scoremap, self.thresholds) if found is None else found
+        found = level_box_sets(scoremap, self.thresholds)
         gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
-        best_all = np.full(len(self.thresholds), -1.0)
-        np.maximum.at(best_all, found.owner, wsol_iou(found.boxes, gt).max(axis=1))
-        best_largest = wsol_iou(found.largest, gt).max(axis=1)
+        best_all = best_iou_by_level(found.rows, len(found.levels), gt)[found.inverse]
+        best_largest = best_iou_by_level(np.column_stack([np.arange(len(found.levels)), found.largest]),
+                                         len(found.levels), gt)[found.inverse]
         for j, level in enumerate(self.iou_levels):
             self.hits[0, j] += best_largest >= level / 100
             self.hits[1, j] += best_all >= level / 100
@@ -203,17 +205,9 @@ class PixelAP:
         self.edges = np.append(self.thresholds, [1.0, 2.0, 3.0])
         self.hist = np.zeros((2, len(self.edges) - 1), dtype=np.int64)
 
-    def _histogram(self, values: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(self.edges, values, side="right") - 1
-        idx[values == self.edges[-1]] = len(self.edges) - 2  # last bin closed, like np.histogram
-        idx = idx[(idx >= 0) & (idx < len(self.edges) - 1)]
-        return np.bincount(idx, minlength=len(self.edges) - 1)
-
     def accumulate(self, scoremap: np.ndarray, foreground: np.ndarray, ignore: np.ndarray | None = None) -> None:
         """scoremap (H, W) in [0, 1]; foreground, ignore: (H, W) bool; ignore pixels count for neither class."""
-        background = ~foreground if ignore is None else ~(foreground | ignore)
-        self.hist[0] += self._histogram(scoremap[foreground])
-        self.hist[1] += self._histogram(scoremap[background])
+        self.hist += masked_histograms(scoremap, foreground, ignore, self.edges)
 
     def counts(self) -> np.ndarray:
         return self.hist.ravel().copy()

@@ -11,23 +11,13 @@ Conventions (the same as clovaai/wsolevaluation `compute_bboxes_from_scoremaps`;
   read as INCLUSIVE pixel coordinates by `wsol_iou` (the +1 convention);
 * a level with no foreground gives the single box `[0, 0, 0, 0]`.
 
-Two implementations with identical output: `contour_boxes_reference` (one full `findContours` per threshold, the
-straightforward loop) and `contour_boxes` (one pass per *distinct* level, each on the crop of its mask, with
-contour areas and boxes computed for all contours at once in numpy). `contour_box_sets` (what `BoxAccuracy` uses)
-gives the same largest boxes and, per threshold, the same multiset of boxes in another order; on levels with many
-contours (noisy maps) it reads them off connected components instead of tracing every contour:
-
-* the outer borders of `RETR_TREE` are those of the 8-connected foreground components, and a border's
-  `boundingRect` is its component's bounding box;
-* the hole borders are those of the 4-connected background components that do not touch the image frame (nor the
-  crop's edge: outside the crop all is background), traced on the foreground pixels around them: their boxes are
-  the holes' bounding boxes grown by one pixel on each side;
-* the largest contour is an outer border (a hole's border encloses no more than its component's outer border, and
-  equal area means the same polygon, so the same box); an outer border's polygon joins pixel centres inside the
-  component's bounding box, so `2 * contourArea <= 2 * (w - 1) * (h - 1)`: only components whose bound reaches
-  the exact area of the one with the largest bound are traced (each alone on its crop, `RETR_EXTERNAL`, the same
-  polygon as in the whole mask). A tie of areas between different boxes falls back to `findContours` on that
-  level (the reference's "first contour" needs its order).
+Two implementations with the same output: `contour_boxes_reference` (one full `findContours` per threshold, the
+straightforward loop, slow, kept for tests) and `contour_box_sets` (what `BoxAccuracy` uses): the same largest box
+per threshold and, per threshold, the same multiset of boxes in another order, read for all levels at once off
+the nested level sets by the compiled pass of `camloc.level_sets` (outer borders = 8-connected foreground
+components, hole borders = 4-connected background components away from the frame, grown by one pixel; the largest
+contour traced only where its area can win). A tie of the largest area between different boxes falls back to
+`findContours` on that level (the reference's "first contour" needs OpenCV's order).
 """
 
 from __future__ import annotations
@@ -37,7 +27,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["ContourBoxes", "to_uint8", "threshold_levels", "contour_boxes", "contour_box_sets",
+from camloc.level_sets import level_contour_boxes, uint8_levels
+
+__all__ = ["ContourBoxes", "LevelBoxes", "to_uint8", "threshold_levels", "level_box_sets", "contour_box_sets",
            "contour_boxes_reference"]
 
 
@@ -62,11 +54,11 @@ def to_uint8(scoremap: np.ndarray) -> np.ndarray:
 
 def threshold_levels(u8_max: int, thresholds: np.ndarray) -> np.ndarray:
     """(T,) integer levels `int(t * u8_max)` of the thresholds; a pixel is foreground when `u8 > level`."""
-    return np.array([int(t * u8_max) for t in thresholds], dtype=np.int64)
+    return (np.asarray(thresholds, dtype=np.float64) * u8_max).astype(np.int64)  # int() truncation, t >= 0
 
 
-def _boxes_of(contours: list, offsets: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 4) clipped inclusive boxes and (n,) doubled areas of n OpenCV contours, each shifted by its (dx, dy)."""
+def _boxes_of(contours: list, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4) clipped inclusive boxes and (n,) doubled areas (shoelace, exact) of n OpenCV contours."""
     lengths = np.fromiter((len(c) for c in contours), dtype=np.int64, count=len(contours))
     pts = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
     ends = np.cumsum(lengths)
@@ -74,141 +66,62 @@ def _boxes_of(contours: list, offsets: np.ndarray, width: int, height: int) -> t
     nxt = np.arange(1, len(pts) + 1)
     nxt[ends - 1] = starts  # each contour closes on its first point
     x, y = pts[:, 0], pts[:, 1]
-    area2 = np.abs(np.add.reduceat(x * y[nxt] - x[nxt] * y, starts))  # shoelace = 2 * cv2.contourArea
-    dx, dy = offsets[:, 0], offsets[:, 1]
-    x0 = np.minimum.reduceat(x, starts) + dx
-    y0 = np.minimum.reduceat(y, starts) + dy
-    x1 = np.minimum(np.maximum.reduceat(x, starts) + dx + 1, width - 1)
-    y1 = np.minimum(np.maximum.reduceat(y, starts) + dy + 1, height - 1)
-    return np.stack([x0, y0, x1, y1], axis=1), area2
+    area2 = np.abs(np.add.reduceat(x * y[nxt] - x[nxt] * y, starts))  # = 2 * cv2.contourArea
+    x1 = np.minimum(np.maximum.reduceat(x, starts) + 1, width - 1)
+    y1 = np.minimum(np.maximum.reduceat(y, starts) + 1, height - 1)
+    return np.stack([np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts), x1, y1], axis=1), area2
 
 
-def _components_level(mask: np.ndarray, dx: int, dy: int, width: int, height: int
-                      ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Boxes of all contours (outer borders first, then hole borders) and the box of the largest contour of one
-    level's cropped mask (uint8 0 / 1, foreground touching all four edges), by connected components; None when
-    the largest area is shared by different boxes (the caller then traces the level)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_BBDT)
-    x, y, w, h = stats[1:, :4].astype(np.int64).T
-    outer = np.stack([x + dx, y + dy, np.minimum(x + w + dx, width - 1), np.minimum(y + h + dy, height - 1)], 1)
-    stats = cv2.connectedComponentsWithStatsWithAlgorithm(1 - mask, 4, cv2.CV_32S, cv2.CCL_SPAGHETTI)[2][1:, :4]
-    stats = stats.astype(np.int64)
-    ch, cw = mask.shape
-    bx, by, bw, bh = stats[(stats[:, 0] > 0) & (stats[:, 1] > 0) & (stats[:, 0] + stats[:, 2] < cw)
-                           & (stats[:, 1] + stats[:, 3] < ch)].T
-    holes = np.stack([bx - 1 + dx, by - 1 + dy, np.minimum(bx + bw + 1 + dx, width - 1),
-                      np.minimum(by + bh + 1 + dy, height - 1)], 1)
-    bound = 2 * (w - 1) * (h - 1)  # >= 2 * contourArea of the component's outer border
-    xs, ys, ws, hs = x.tolist(), y.tolist(), w.tolist(), h.tolist()
-
-    def area2(k: int) -> int:
-        alone = (labels[ys[k]:ys[k] + hs[k], xs[k]:xs[k] + ws[k]] == k + 1).view(np.uint8)
-        contour = cv2.findContours(alone, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0][0]
-        return round(2 * cv2.contourArea(contour))  # exact: a half-integer in a double
-
-    first = int(np.argmax(bound))
-    areas = {first: area2(first)}
-    for k in np.flatnonzero(bound >= areas[first]).tolist():
-        if k not in areas:
-            areas[k] = area2(k)
-    top = max(areas.values())
-    winners = [k for k, v in areas.items() if v == top]
-    if len({tuple(outer[k].tolist()) for k in winners}) > 1:
-        return None
-    return np.concatenate([outer, holes]), outer[winners[0]]
+def _largest_by_opencv(u8: np.ndarray, level: int, width: int, height: int) -> np.ndarray:
+    """The reference's largest box of one level: the first contour of maximal contourArea in findContours order."""
+    contours = cv2.findContours((u8 > level).view(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    boxes, area2 = _boxes_of(list(contours), width, height)
+    return boxes[int(np.argmax(area2))]
 
 
-def _contour_boxes(scoremap: np.ndarray, thresholds: np.ndarray, many: int | None) -> ContourBoxes:
-    """contour_boxes (many=None) or contour_box_sets (levels after one with more than `many` contours go by
-    connected components)."""
-    u8 = to_uint8(scoremap)
+@dataclass(frozen=True)
+class LevelBoxes:
+    """Boxes of every distinct binarisation level of one map (what thresholds share, computed once).
+
+    levels:  (L,) int64, the distinct levels, increasing; inverse: (T,) the level index of each threshold.
+    rows:    (N, 5) int64, `(level index, x0, y0, x1, y1)` of every contour box, levels without foreground
+             having the single box [0, 0, 0, 0].
+    largest: (L, 4) int64, the box of the largest contour of each level.
+    """
+
+    levels: np.ndarray
+    inverse: np.ndarray
+    rows: np.ndarray
+    largest: np.ndarray
+
+
+def level_box_sets(scoremap: np.ndarray, thresholds: np.ndarray) -> LevelBoxes:
+    """Boxes of all contours and of the largest contour of every distinct level of the thresholds, exact, all
+    levels in one compiled pass (`camloc.level_sets`); OpenCV only for levels whose largest area is tied."""
+    u8, distinct, inverse = uint8_levels(scoremap, thresholds)
     height, width = u8.shape
-    levels = threshold_levels(int(u8.max()), thresholds)
-    distinct, inverse = np.unique(levels, return_inverse=True)
-    rows_on = u8.max(axis=1)[None, :].astype(np.int64) > distinct[:, None]  # (L, H)
-    cols_on = u8.max(axis=0)[None, :].astype(np.int64) > distinct[:, None]  # (L, W)
-    has_fg = rows_on.any(axis=1)
-    r0 = rows_on.argmax(axis=1)
-    r1 = height - rows_on[:, ::-1].argmax(axis=1)
-    c0 = cols_on.argmax(axis=1)
-    c1 = width - cols_on[:, ::-1].argmax(axis=1)
-
-    contours: list = []
-    contour_level: list = []  # (level index, number of contours) per traced level
-    counts = np.zeros(len(distinct), dtype=np.int64)
-    comp_boxes: list = []  # per level read off components: its largest box first, then all its boxes
-    comp_level: list = []  # (level index, number of rows) per such level
-    bounds = np.stack([r0, r1, c0, c1, distinct], axis=1).tolist()  # plain ints: uint8 > int stays uint8
-    by_components = False
-    for i in np.flatnonzero(has_fg).tolist():
-        y0, y1, x0, x1, level = bounds[i]
-        mask = (u8[y0:y1, x0:x1] > level).view(np.uint8)
-        if by_components:
-            got = _components_level(mask, x0, y0, width, height)
-            if got is not None:
-                comp_boxes += [got[1][None], got[0]]
-                comp_level.append((i, len(got[0]) + 1))
-                counts[i] = len(got[0])
-                continue
-        found = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-        contours.extend(found)
-        contour_level.append((i, len(found)))
-        counts[i] = len(found)
-        by_components = many is not None and len(found) > many
-    level_of = np.repeat(*np.array(contour_level, dtype=np.int64).reshape(-1, 2).T)
-    if contours:
-        offsets = np.stack([c0, r0], axis=1)[level_of]
-        found_boxes, area2 = _boxes_of(contours, offsets, width, height)
-    else:
-        found_boxes, area2 = np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
-    if comp_boxes:  # the largest box gets an area above any contour's, the others one below; it is dropped below
-        comp_boxes_ = np.concatenate(comp_boxes)
-        comp_level_ = np.repeat(*np.array(comp_level, dtype=np.int64).reshape(-1, 2).T)
-        head = np.r_[True, comp_level_[1:] != comp_level_[:-1]]
-        comp_area2 = np.where(head, np.iinfo(np.int64).max, -2)
-    else:
-        comp_boxes_, comp_level_, comp_area2 = np.zeros((0, 4), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        head = np.zeros(0, bool)
-    # levels without foreground get the single box [0, 0, 0, 0] (area -1 so it is "largest" only when alone)
-    empty = np.flatnonzero(counts == 0)
-    counts[empty] = 1
-    level_of = np.concatenate([level_of, comp_level_, empty])
-    order = np.argsort(level_of, kind="stable")
-    level_of = level_of[order]
-    all_boxes = np.concatenate([found_boxes, comp_boxes_, np.zeros((len(empty), 4), np.int64)])[order]
-    area2 = np.concatenate([area2, comp_area2, np.full(len(empty), -1, np.int64)])[order]
-    keep = ~np.concatenate([np.zeros(len(found_boxes), bool), head, np.zeros(len(empty), bool)])[order]
-    sizes = np.bincount(level_of, minlength=len(distinct))
-    starts = np.cumsum(sizes) - sizes
-    best = np.maximum.reduceat(area2, starts)
-    first_best = np.flatnonzero(area2 == best[level_of])
-    first_best = first_best[np.unique(level_of[first_best], return_index=True)[1]]
-    largest = all_boxes[first_best]
-    all_boxes = all_boxes[keep]
-    starts = np.cumsum(counts) - counts
-    # expand distinct levels back to thresholds
-    per_threshold = counts[inverse]
-    rows = np.repeat(starts[inverse] - (np.cumsum(per_threshold) - per_threshold), per_threshold) \
-        + np.arange(int(per_threshold.sum()))
-    owner = np.repeat(np.arange(len(thresholds)), per_threshold)
-    return ContourBoxes(largest=largest[inverse], boxes=all_boxes[rows], owner=owner)
+    rows, largest, tie = level_contour_boxes(u8, distinct)
+    for i in np.flatnonzero(tie).tolist():
+        largest[i] = _largest_by_opencv(u8, int(distinct[i]), width, height)
+    return LevelBoxes(levels=distinct, inverse=inverse, rows=rows, largest=largest)
 
 
-def contour_boxes(scoremap: np.ndarray, thresholds: np.ndarray) -> ContourBoxes:
-    """Boxes of all contours and of the largest contour at each threshold (fast path, exact, in findContours order).
+def contour_box_sets(scoremap: np.ndarray, thresholds: np.ndarray) -> ContourBoxes:
+    """Boxes of all contours and of the largest contour at each threshold, exact, all levels in one pass.
 
     scoremap: (H, W) float in [0, 1]; thresholds: (T,) floats (e.g. `np.arange(0, 1, 0.01)`).
-    One `findContours` per distinct level, on the bounding crop of that level's mask; areas and boxes of all
-    contours of all levels in one vectorised pass.
+    `largest` equals the reference loop's; per threshold, `boxes` holds the same multiset of boxes as the
+    reference (not in findContours order).
     """
-    return _contour_boxes(scoremap, thresholds, None)
-
-
-def contour_box_sets(scoremap: np.ndarray, thresholds: np.ndarray, many: int = 24) -> ContourBoxes:
-    """As `contour_boxes` (the same `largest`; per threshold the same multiset of `boxes`, not in findContours
-    order), faster on maps with many contours: after a level with more than `many` contours, levels are read off
-    connected components (module docstring)."""
-    return _contour_boxes(scoremap, thresholds, many)
+    found = level_box_sets(scoremap, thresholds)
+    rows = found.rows[np.argsort(found.rows[:, 0], kind="stable")]
+    counts = np.bincount(rows[:, 0], minlength=len(found.levels))
+    starts = np.cumsum(counts) - counts
+    per_threshold = counts[found.inverse]  # expand distinct levels back to thresholds
+    picks = np.repeat(starts[found.inverse] - (np.cumsum(per_threshold) - per_threshold), per_threshold) \
+        + np.arange(int(per_threshold.sum()))
+    owner = np.repeat(np.arange(len(thresholds)), per_threshold)
+    return ContourBoxes(largest=found.largest[found.inverse], boxes=rows[picks, 1:], owner=owner)
 
 
 def contour_boxes_reference(scoremap: np.ndarray, thresholds: np.ndarray) -> ContourBoxes:
