@@ -26,8 +26,8 @@ def _masked_histograms(values: np.ndarray, foreground: np.ndarray, ignore: np.nd
         v = values[j]
         if not (lo <= v <= hi):  # outside the edges (or NaN): counted by no bin, as np.histogram
             continue
-        guess = (v - lo) * scale
-        k = n_bins - 1 if guess >= n_bins - 1 else int(guess)  # clamped as a float: no integer overflow
+        guess = (v - lo) * scale  # NaN when v == lo and the first bin is denormal-thin (scale = inf)
+        k = n_bins - 1 if guess >= n_bins - 1 else int(guess) if guess > 0 else 0  # clamped as a float
         while k > 0 and v < edges[k]:
             k -= 1
         while k < n_bins - 1 and v >= edges[k + 1]:
