@@ -21,6 +21,7 @@ from camloc.engine import class_activation_maps, normalize
 from camloc.io import InputError
 from camloc.methods import (CAM, GradCAM, GradCAMPlusPlus, LayerCAM, LayerError, ScoreCAM, XGradCAM,
                             default_layer_name, get_method)
+from camloc.methods.base import input_layout
 from camloc.models.adapters import HeadError
 
 GRADIENT = [GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM]
@@ -183,6 +184,22 @@ def test_scorecam_constant_channels_share_one_zero_pass():
                 w = scores[:, classes[b, j]].softmax(dim=0)
                 expected[b, j] = torch.einsum("chw,c->hw", acts[b], w).clamp(min=0)
     torch.testing.assert_close(maps, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", [CAM] + ALL)
+def test_channels_last_input_same_maps(method):
+    """On a CPU the model runs on a channels-last copy of the input: same maps as the caller's layout, the
+    caller's tensor untouched."""
+    model, x = gapnet()
+    assert input_layout(x).is_contiguous(memory_format=torch.channels_last) and x.is_contiguous()
+    single = x[0]  # not a 4-D batch: left as is
+    assert input_layout(x, channels_last=False) is x and input_layout(single) is single
+    fast = method()
+    plain = method()
+    plain.channels_last = False
+    classes = torch.tensor([[0, 5], [6, 1], [3, 4]])
+    torch.testing.assert_close(fast.run(model, x, classes)[2], plain.run(model, x, classes)[2], atol=1e-6, rtol=1e-5)
+    assert x.is_contiguous()
 
 
 def test_per_column_fallback_gives_the_same_gradients(monkeypatch):

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from camloc.engine import EPS, min_max, normalize, upsample
-from camloc.methods.base import MapMethod, register_method, select_classes
+from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
 from camloc.methods.layers import forward_recorded, resolve_layer
 from camloc.models.adapters import as_logits, eval_mode
 
@@ -41,6 +41,7 @@ class ScoreCAM(MapMethod):
     def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
             top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
         target = resolve_layer(model, self.layer)
+        x = input_layout(x, self.channels_last)
         with torch.no_grad(), eval_mode(model):
             acts, logits = forward_recorded(model, x, target)
             chosen = select_classes(logits, classes, top_k)
@@ -64,6 +65,6 @@ class ScoreCAM(MapMethod):
             idx = todo[start: start + self.batch_size]
             img, ch = idx // c, idx % c
             masks = normalize(upsample(acts[img, ch][:, None].float(), size)).to(x.dtype)  # (n, 1, H, W)
-            out = as_logits(model(x[img] * masks))
+            out = as_logits(model(input_layout(x[img] * masks, self.channels_last)))
             scores[idx] = out.gather(1, chosen[img]).float()
         return scores.view(b, c, -1)
