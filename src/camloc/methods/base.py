@@ -54,9 +54,9 @@ class MapMethod(ABC):
 
 def input_layout(x: Tensor, channels_last: bool = True) -> Tensor:
     """The input batch in the memory layout the model runs fastest with: channels-last (NHWC) for a 4-D float
-    batch on a CPU, where oneDNN's convolutions (depthwise ones above all) are faster in that layout
-    (EfficientNet-Lite0, batch 16 at 224: about 1.4x, docs/methods.md); unchanged elsewhere. The values are the
-    same; outputs differ by float round-off of the other kernels (1e-5 in the logits). Differentiable (a copy)."""
+    batch on a CPU, where oneDNN's convolutions are faster in that layout (EfficientNet-Lite0: "forward
+    channels-last" in benchmarks/bench_methods.py, docs/methods.md); unchanged elsewhere. Same values; outputs
+    differ by the float round-off of other kernels. Differentiable (a copy)."""
     if channels_last and x.dim() == 4 and x.device.type == "cpu" and x.is_floating_point():
         return x.contiguous(memory_format=torch.channels_last)
     return x

@@ -11,9 +11,9 @@ when the layer has the input's resolution (docs/methods.md). A constant channel 
 
 One masked pass serves every class: the k chosen classes of an image read their scores from the same logits, so
 the cost is at most B * C forward passes (in chunks of `batch_size`) whatever k is. A channel that is constant over
-the map (common after a ReLU / ReLU6: 30-50% of EfficientNet-Lite0's last 1280 channels on a photo) has an all-zero
-mask, so its masked input is the zero image for every such channel of every image: its score is read from one
-forward pass of zeros instead of one pass per channel (the same numbers, up to float round-off of batching).
+the map (common after a ReLU / ReLU6, e.g. at EfficientNet-Lite0's last layer) has an all-zero mask, so its masked
+input is the zero image for every such channel of every image: its score is read from one forward pass of zeros
+instead of one pass per channel (the same numbers, up to the float round-off of batching).
 """
 
 from __future__ import annotations
