@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench bench-resolution bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ bench: $(STAMP)
 
 bench-resolution: $(STAMP)
 	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md
+
+# all six methods with the 224 classification pass alone (Score-CAM: a forward pass per channel), then the five
+# cheap ones at the default map size (640); tables in bench-results/methods-imagenet.md (docs/methods.md)
+bench-methods-imagenet: $(STAMP)
+	mkdir -p bench-results/methods-imagenet
+	( $(PY) benchmarks/compare_methods_imagenet.py --map-sizes native && \
+	  $(PY) benchmarks/compare_methods_imagenet.py --map-sizes 640 --methods cam gradcam gradcam++ xgradcam layercam ) \
+	  | tee bench-results/methods-imagenet.md
 
 data:
 	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist

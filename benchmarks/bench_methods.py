@@ -2,23 +2,30 @@
 
 The default model (EfficientNet-Lite0, bundled ImageNet weights), a batch of 16 images (the pictures in examples/,
 repeated, resized to 224 x 224), maps of the top-5 classes of each image. All contenders run in one process,
-interleaved round by round (so a busy machine slows them alike); the median round is reported, in images/s.
+interleaved round by round in a new random order each round (so a busy machine slows them alike and no contender
+always follows the same one); the median round is reported, in images/s, and for the pairs compared the share of
+rounds in which the first was faster than the second in that same round.
 
     python benchmarks/bench_methods.py [--rounds 7] [--device cpu|cuda] [--batch 16] [--threads N]
 
 What each contender returns (the work each must do for usable top-5 maps):
-- forward: model(x) and the top-5 classes, nothing else (the floor);
+- forward: model(x) and the top-5 classes, nothing else (the floor); `channels-last` feeds the same batch in the
+  NHWC layout that camloc's methods use on a CPU (`camloc.methods.base.input_layout`), to show what the layout
+  alone is worth;
 - camloc cam / gradcam: raw maps (B, 5, 7, 7) from `method.run` (Grad-CAM in closed form at the CAM-exact layer);
-  `+maps` adds camloc's upsampling to 224 and min-max normalisation of all 80 maps;
+  `+norm` min-max normalises them at 7 x 7 (what torchcam returns); `+maps` adds camloc's upsampling to 224 and
+  min-max normalisation of all 80 maps; `caller's layout` sets `channels_last = False`;
 - camloc gradcam autograd: closed_form=False, one forward and one batched backward pass;
 - pytorch-grad-cam GradCAM: 5 calls (one target class per image per call), each forward + backward, normalised
   maps resized to 224 (its only output);
-- torchcam CAM / GradCAM: one forward, then 5 extractor calls (GradCAM: 5 backward passes), 7 x 7 maps.
+- torchcam CAM / GradCAM: one forward, then 5 extractor calls (GradCAM: 5 backward passes), 7 x 7 maps, each
+  min-max normalised; `channels-last input` gives torchcam the same NHWC batch camloc makes for itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -54,8 +61,19 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
         with torch.no_grad():
             return model(x).topk(TOP_K, dim=1).indices
 
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def forward_cl():
+        with torch.no_grad():
+            return model(x_cl).topk(TOP_K, dim=1).indices
+
     out["forward"] = forward
+    out["forward channels-last"] = forward_cl
     out["camloc cam"] = lambda: CAM().run(model, x, top_k=TOP_K)
+    caller_layout = CAM()
+    caller_layout.channels_last = False
+    out["camloc cam caller's layout"] = lambda: caller_layout.run(model, x, top_k=TOP_K)
+    out["camloc cam +norm"] = lambda: normalize(CAM().run(model, x, top_k=TOP_K)[2])
     out["camloc cam +maps"] = lambda: normalize(upsample(CAM().run(model, x, top_k=TOP_K)[2], size))
     out["camloc gradcam"] = lambda: GradCAM().run(model, x, top_k=TOP_K)
     out["camloc gradcam +maps"] = lambda: normalize(upsample(GradCAM().run(model, x, top_k=TOP_K)[2], size))
@@ -77,10 +95,10 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
     try:
         from torchcam.methods import CAM as TcCAM, GradCAM as TcGradCAM
 
-        def tc_cam():
+        def tc_cam(inp: torch.Tensor = x):
             with TcCAM(model, target_layer="bn2", fc_layer="classifier") as extractor:
                 with torch.no_grad():
-                    classes = model(x).topk(TOP_K, dim=1).indices
+                    classes = model(inp).topk(TOP_K, dim=1).indices
                 return [extractor(class_idx=classes[:, j].tolist())[0] for j in range(TOP_K)]
 
         def tc_gradcam():
@@ -91,6 +109,7 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
                         for j in range(TOP_K)]
 
         out["torchcam cam"] = tc_cam
+        out["torchcam cam channels-last input"] = lambda: tc_cam(x_cl)
         out["torchcam gradcam"] = tc_gradcam
     except ImportError:
         print("torchcam is not installed: skipped", file=sys.stderr)
@@ -104,6 +123,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the per-round order")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,8 +139,12 @@ def main() -> None:
     for fn in runs.values():  # warm-up (and layer discovery, cached per model)
         fn()
     times: dict[str, list[float]] = {name: [] for name in runs}
+    rng = random.Random(args.seed)
     for _ in range(args.rounds):
-        for name, fn in runs.items():
+        order = list(runs)
+        rng.shuffle(order)
+        for name in order:
+            fn = runs[name]
             sync()
             t0 = time.perf_counter()
             fn()
@@ -130,19 +154,25 @@ def main() -> None:
     print(f"# {info_of(model).name}, batch {args.batch} x {args.size}x{args.size}, top-{TOP_K} maps, "
           f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} rounds")
-    print(f"{'contender':34s} {'images/s':>10s} {'vs forward':>11s}")
+    print(f"{'contender':36s} {'images/s':>10s} {'vs forward':>11s}   {'fastest / slowest round, s':>26s}")
     for name, r in rate.items():
-        print(f"{name:34s} {r:10.1f} {r / rate['forward']:10.3f}x")
+        print(f"{name:36s} {r:10.1f} {r / rate['forward']:10.3f}x   {min(times[name]):12.3f} / {max(times[name]):.3f}")
     ratios = [("camloc cam / forward", "camloc cam", "forward"),
+              ("camloc cam / forward channels-last", "camloc cam", "forward channels-last"),
+              ("camloc cam caller's layout / forward", "camloc cam caller's layout", "forward"),
               ("camloc cam / torchcam cam", "camloc cam", "torchcam cam"),
+              ("camloc cam +norm / torchcam cam", "camloc cam +norm", "torchcam cam"),
+              ("camloc cam caller's layout / torchcam cam", "camloc cam caller's layout", "torchcam cam"),
+              ("camloc cam / torchcam cam channels-last input", "camloc cam", "torchcam cam channels-last input"),
               ("camloc gradcam +maps / pytorch-grad-cam", "camloc gradcam +maps", "pytorch-grad-cam gradcam"),
               ("camloc gradcam autograd +maps / pytorch-grad-cam", "camloc gradcam autograd +maps",
                "pytorch-grad-cam gradcam"),
               ("camloc gradcam / torchcam gradcam", "camloc gradcam", "torchcam gradcam")]
-    print()
+    print(f"\n{'ratio of median rates':50s} {'ratio':>7s}   first faster in")
     for label, a, b in ratios:
         if a in rate and b in rate:
-            print(f"{label:50s} {rate[a] / rate[b]:7.2f}x")
+            wins = sum(ta < tb for ta, tb in zip(times[a], times[b]))
+            print(f"{label:50s} {rate[a] / rate[b]:6.2f}x   {wins}/{args.rounds} rounds")
 
 
 if __name__ == "__main__":

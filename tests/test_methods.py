@@ -21,6 +21,7 @@ from camloc.engine import class_activation_maps, normalize
 from camloc.io import InputError
 from camloc.methods import (CAM, GradCAM, GradCAMPlusPlus, LayerCAM, LayerError, ScoreCAM, XGradCAM,
                             default_layer_name, get_method)
+from camloc.methods.base import input_layout
 from camloc.models.adapters import HeadError
 
 GRADIENT = [GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM]
@@ -150,6 +151,55 @@ def test_batched_classes_equal_single_passes(method):
         for j in range(3):
             single = method(layer="features.1").run(model, x[b:b + 1], classes[b:b + 1, j:j + 1])[2]
             torch.testing.assert_close(batched[b, j], single[0, 0], atol=1e-6, rtol=1e-4)
+
+
+def test_scorecam_constant_channels_share_one_zero_pass():
+    """Dead (constant) channels have all-zero masks: their scores come from one pass of the zero image, and the
+    maps equal the formula computed channel by channel with one masked pass each."""
+    model, x = gapnet()
+    with torch.no_grad():  # kill 6 of the 16 channels of features.2: constant 0 after the ReLU
+        model.features[2].weight[:6] = 0
+        model.features[2].bias[:6] = -1.0
+    classes = torch.tensor([[0, 5], [6, 1], [3, 4]])
+    ScoreCAM(layer="features.3").run(model, x[:1], classes[:1])  # layer discovery (probe passes) done and cached
+    batch_sizes: list[int] = []
+    handle = model.register_forward_hook(lambda m, i, o: batch_sizes.append(i[0].shape[0]))
+    try:
+        _, _, maps = ScoreCAM(layer="features.3", batch_size=8).run(model, x, classes)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        acts = model.features(x)  # (3, 16, 8, 8)
+    flat = acts.flatten(2)
+    assert int((flat.amax(-1) == flat.amin(-1)).sum()) == 19  # the 6 killed ones in 3 images, and one more
+    # 1 recording pass (3 images), 1 zero-image pass, then the 48 - 19 = 29 live channels in chunks of 8
+    assert batch_sizes == [3, 1, 8, 8, 8, 5]
+    with torch.no_grad():
+        expected = torch.zeros_like(maps)
+        for b in range(3):
+            scores = torch.stack([model(x[b:b + 1] * normalize(F.interpolate(
+                acts[b:b + 1, k:k + 1], size=(16, 16), mode="bilinear", align_corners=False)))[0]
+                for k in range(16)])  # (C, K)
+            for j in range(2):
+                w = scores[:, classes[b, j]].softmax(dim=0)
+                expected[b, j] = torch.einsum("chw,c->hw", acts[b], w).clamp(min=0)
+    torch.testing.assert_close(maps, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", [CAM] + ALL)
+def test_channels_last_input_same_maps(method):
+    """On a CPU the model runs on a channels-last copy of the input: same maps as the caller's layout, the
+    caller's tensor untouched."""
+    model, x = gapnet()
+    assert input_layout(x).is_contiguous(memory_format=torch.channels_last) and x.is_contiguous()
+    single = x[0]  # not a 4-D batch: left as is
+    assert input_layout(x, channels_last=False) is x and input_layout(single) is single
+    fast = method()
+    plain = method()
+    plain.channels_last = False
+    classes = torch.tensor([[0, 5], [6, 1], [3, 4]])
+    torch.testing.assert_close(fast.run(model, x, classes)[2], plain.run(model, x, classes)[2], atol=1e-6, rtol=1e-5)
+    assert x.is_contiguous()
 
 
 def test_per_column_fallback_gives_the_same_gradients(monkeypatch):

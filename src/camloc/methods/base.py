@@ -29,9 +29,12 @@ class MapMethod(ABC):
     """Base class: computes raw maps of chosen classes for a batch.
 
     Subclasses implement `run`. `layer` names a module (by `named_modules()` name) for methods that need one.
+    `channels_last`: on a CPU, run the model on a channels-last copy of the input (see `input_layout`); set it to
+    False on an instance to keep the caller's layout.
     """
 
     name = "base"
+    channels_last = True
 
     def __init__(self, layer: str | None = None) -> None:
         self.layer = layer
@@ -47,6 +50,16 @@ class MapMethod(ABC):
     def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
         """Raw maps of given classes (a pass at another input size); methods may skip work they don't need."""
         return self.run(model, x, classes)[2]
+
+
+def input_layout(x: Tensor, channels_last: bool = True) -> Tensor:
+    """The input batch in the memory layout the model runs fastest with: channels-last (NHWC) for a 4-D float
+    batch on a CPU, where oneDNN's convolutions are faster in that layout (EfficientNet-Lite0: "forward
+    channels-last" in benchmarks/bench_methods.py, docs/methods.md); unchanged elsewhere. Same values; outputs
+    differ by the float round-off of other kernels. Differentiable (a copy)."""
+    if channels_last and x.dim() == 4 and x.device.type == "cpu" and x.is_floating_point():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def get_method(method: "str | MapMethod | type[MapMethod]", layer: str | None = None) -> MapMethod:

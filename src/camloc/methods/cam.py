@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from camloc.engine import class_activation_maps
-from camloc.methods.base import MapMethod, register_method, select_classes
+from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
 from camloc.models.adapters import get_adapter
 
 
@@ -31,7 +31,7 @@ class CAM(MapMethod):
             top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
         with torch.set_grad_enabled(self.differentiable):
-            features, logits = adapter.forward(x)
+            features, logits = adapter.forward(input_layout(x, self.channels_last))
             chosen = select_classes(logits, classes, top_k)
             return logits, chosen, class_activation_maps(features, adapter.weight, chosen)
 
@@ -39,4 +39,5 @@ class CAM(MapMethod):
         """Raw maps of given classes at another input size (no logits needed)."""
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
         with torch.set_grad_enabled(self.differentiable):
-            return class_activation_maps(adapter.features(x), adapter.weight, classes)
+            return class_activation_maps(adapter.features(input_layout(x, self.channels_last)), adapter.weight,
+                                         classes)

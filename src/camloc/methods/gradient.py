@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from camloc.io import InputError
-from camloc.methods.base import MapMethod, register_method, select_classes
+from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
 from camloc.methods.layers import TargetLayer, forward_recorded, resolve_layer
 from camloc.models.adapters import eval_mode
 
@@ -60,7 +60,8 @@ class GradientMethod(MapMethod):
             top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
         target = resolve_layer(model, self.layer)
         logits, chosen, acts, grads = activations_and_gradients(
-            model, x, target, classes, top_k, closed_form=self.closed_form, create_graph=self.differentiable)
+            model, input_layout(x, self.channels_last), target, classes, top_k, closed_form=self.closed_form,
+            create_graph=self.differentiable)
         with torch.inference_mode(False), torch.set_grad_enabled(self.differentiable):
             maps = self.combine(acts, grads)
             return logits, chosen, maps.clamp(min=0) if self.relu else maps

@@ -10,7 +10,10 @@ which the softmax cancels). Up is bilinear with align_corners=False, camloc's co
 when the layer has the input's resolution (docs/methods.md). A constant channel gives an all-zero mask.
 
 One masked pass serves every class: the k chosen classes of an image read their scores from the same logits, so
-the cost is B * C forward passes (in chunks of `batch_size`) whatever k is.
+the cost is at most B * C forward passes (in chunks of `batch_size`) whatever k is. A channel that is constant over
+the map (common after a ReLU / ReLU6, e.g. at EfficientNet-Lite0's last layer) has an all-zero mask, so its masked
+input is the zero image for every such channel of every image: its score is read from one forward pass of zeros
+instead of one pass per channel (the same numbers, up to the float round-off of batching).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from camloc.engine import normalize, upsample
-from camloc.methods.base import MapMethod, register_method, select_classes
+from camloc.engine import EPS, min_max, normalize, upsample
+from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
 from camloc.methods.layers import forward_recorded, resolve_layer
 from camloc.models.adapters import as_logits, eval_mode
 
@@ -38,6 +41,7 @@ class ScoreCAM(MapMethod):
     def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
             top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
         target = resolve_layer(model, self.layer)
+        x = input_layout(x, self.channels_last)
         with torch.no_grad(), eval_mode(model):
             acts, logits = forward_recorded(model, x, target)
             chosen = select_classes(logits, classes, top_k)
@@ -49,11 +53,18 @@ class ScoreCAM(MapMethod):
         """s (B, C, k): logits of the chosen classes for the input masked by each normalised channel."""
         b, c = acts.shape[:2]
         size = tuple(x.shape[-2:])
+        lo, hi = min_max(acts.float())
+        flat = (hi - lo).flatten() <= EPS  # (B*C,) constant channels: normalize() makes their masks all zero
+        img_all = torch.arange(b * c, device=x.device) // c
         scores = torch.empty(b * c, chosen.shape[1], dtype=torch.float32, device=x.device)
-        for start in range(0, b * c, self.batch_size):  # masks made per chunk: all at once would be B*C*H*W
-            idx = torch.arange(start, min(start + self.batch_size, b * c), device=x.device)
+        if flat.any():  # X * 0 is the zero image whatever X is: one pass serves every constant channel
+            zero = as_logits(model(torch.zeros_like(x[:1])))[0]
+            scores[flat] = zero[chosen[img_all[flat]]].float()
+        todo = torch.nonzero(~flat).flatten()
+        for start in range(0, len(todo), self.batch_size):  # masks made per chunk: all at once would be B*C*H*W
+            idx = todo[start: start + self.batch_size]
             img, ch = idx // c, idx % c
             masks = normalize(upsample(acts[img, ch][:, None].float(), size)).to(x.dtype)  # (n, 1, H, W)
-            out = as_logits(model(x[img] * masks))
-            scores[start: start + len(idx)] = out.gather(1, chosen[img]).float()
+            out = as_logits(model(input_layout(x[img] * masks, self.channels_last)))
+            scores[idx] = out.gather(1, chosen[img]).float()
         return scores.view(b, c, -1)
