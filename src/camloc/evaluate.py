@@ -296,19 +296,24 @@ def evaluate(dataset: Dataset, *, maps_dir: str | os.PathLike | None = None, mod
     """
     if (maps_dir is None) == (model is None):
         raise InputError("give either score maps (--maps) or a model (--model)")
-    dist = _init_distributed() if distributed or (distributed is None and int(os.environ.get("WORLD_SIZE", 1)) > 1) \
-        else None
-    main_ev = _run(dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist,
-                   results)
-    calib_ev = None
-    if calibration is not None:
-        calib_ev = _run(calibration, maps_dir, model, settings, None, batch_size, method, map_sizes, progress, dist,
-                        None)
+    wanted = distributed or (distributed is None and int(os.environ.get("WORLD_SIZE", 1)) > 1)
+    dist, created = _init_distributed() if wanted else (None, False)
+    try:
+        main_ev = _run(dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist,
+                       results)
+        calib_ev = None
+        if calibration is not None:
+            calib_ev = _run(calibration, maps_dir, model, settings, None, batch_size, method, map_sizes, progress,
+                            dist, None)
+        world = dist.get_world_size() if dist is not None else 1
+    finally:
+        if created:  # a process group left alive aborts the process at exit ("terminate called ...")
+            dist.destroy_process_group()
     report = main_ev.report(calib_ev, calibration.source if calibration is not None else "")
     report["protocol"]["map_source"] = f"maps: {maps_dir}" if maps_dir is not None else f"model, method={method}"
     report["protocol"]["data"] = dataset.source
     if dist is not None:
-        report["protocol"]["processes"] = dist.get_world_size()
+        report["protocol"]["processes"] = world
     return report
 
 
@@ -343,13 +348,15 @@ def _run(dataset, maps_dir, model, settings, save_maps, batch_size, method, map_
 
 
 def _init_distributed():
+    """torch.distributed, and whether this call created its process group (then it is ours to destroy)."""
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        import torch
+    if dist.is_initialized():
+        return dist, False
+    import torch
 
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist, True
 
 
 def coco_results(results: list[dict], dataset: Dataset, score: float = 1.0) -> list[dict]:
