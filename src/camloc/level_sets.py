@@ -68,6 +68,7 @@ def _ring_groups(connectivity: int) -> np.ndarray:
 _GROUPS8 = _ring_groups(8)
 _GROUPS4 = _ring_groups(4)
 
+
 def _euler_steps() -> np.ndarray:
     """(256,) change of 4 * Euler number (8-connected foreground) when a pixel with the given present ring
     neighbours turns on, by Gray's bit quads (E = n(Q1) - n(Q3) - 2 n(QD) over the 2x2 quads): the number of
@@ -259,7 +260,8 @@ def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.n
         best = -1
         for j in range(n_live):
             r = live[j]
-            rows = _push(rows, n_rows, i, box[r, 0], box[r, 1], min(box[r, 2] + 1, w - 1), min(box[r, 3] + 1, h - 1))
+            rows = _push(rows, n_rows, i, box[r, 0], box[r, 1], min(box[r, 2] + 1, w - 1),
+                         min(box[r, 3] + 1, h - 1))
             n_rows += 1
             bounds[j] = 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])  # >= 2 * contourArea (< 2^31)
             if best < 0 or bounds[j] > bounds[best]:
@@ -326,7 +328,6 @@ def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.n
     return rows[:n_rows], largest, tie
 
 
-
 @njit(cache=True, nogil=True)
 def _uint8_levels(scoremap: np.ndarray, thresholds: np.ndarray):
     h, w = scoremap.shape
@@ -379,9 +380,8 @@ def level_contour_boxes(u8: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
 
     Returns rows (N, 5) int64 `(level index, x0, y0, x1, y1)`, every contour of every level (outer and hole
     borders, in no particular order; a level without foreground has the single box [0, 0, 0, 0]), largest (L, 4)
-    int64 (the box of
-    the largest contour; zeros without foreground) and tie (L,) bool (levels where different boxes share the
-    largest area: the reference's choice then depends on OpenCV's contour order).
+    int64 (the box of the largest contour; zeros without foreground) and tie (L,) bool (levels where different
+    boxes share the largest area: the reference's choice then depends on OpenCV's contour order).
     """
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
     work, box = _workspace(*u8.shape)
@@ -407,7 +407,7 @@ def _best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.nd
 
 def best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.ndarray:
     """(n_levels,) the best IoU (inclusive boxes, the +1 convention of `camloc.metrics.wsol_iou`, same float
-    operations) between any box of a level (`rows` as from `level_contour_boxes`) and any GT box; -1 for a level
-    without rows or without GT boxes."""
+    operations) between any box of a level (`rows` as from `level_contour_boxes`) and any GT box; -1 without GT
+    boxes."""
     return _best_iou_by_level(np.ascontiguousarray(rows, dtype=np.int64), int(n_levels),
                               np.ascontiguousarray(gt, dtype=np.int64).reshape(-1, 4))

@@ -29,8 +29,7 @@ import numpy as np
 
 from camloc.level_sets import level_contour_boxes, uint8_levels
 
-__all__ = ["ContourBoxes", "LevelBoxes", "to_uint8", "threshold_levels", "level_box_sets", "contour_box_sets",
-           "contour_boxes_reference"]
+__all__ = ["ContourBoxes", "LevelBoxes", "to_uint8", "level_box_sets", "contour_box_sets", "contour_boxes_reference"]
 
 
 @dataclass(frozen=True)
@@ -52,31 +51,19 @@ def to_uint8(scoremap: np.ndarray) -> np.ndarray:
     return (scoremap * 255).astype(np.uint8)
 
 
-def threshold_levels(u8_max: int, thresholds: np.ndarray) -> np.ndarray:
-    """(T,) integer levels `int(t * u8_max)` of the thresholds; a pixel is foreground when `u8 > level`."""
-    return (np.asarray(thresholds, dtype=np.float64) * u8_max).astype(np.int64)  # int() truncation, t >= 0
-
-
-def _boxes_of(contours: list, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 4) clipped inclusive boxes and (n,) doubled areas (shoelace, exact) of n OpenCV contours."""
-    lengths = np.fromiter((len(c) for c in contours), dtype=np.int64, count=len(contours))
-    pts = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    nxt = np.arange(1, len(pts) + 1)
-    nxt[ends - 1] = starts  # each contour closes on its first point
-    x, y = pts[:, 0], pts[:, 1]
-    area2 = np.abs(np.add.reduceat(x * y[nxt] - x[nxt] * y, starts))  # = 2 * cv2.contourArea
-    x1 = np.minimum(np.maximum.reduceat(x, starts) + 1, width - 1)
-    y1 = np.minimum(np.maximum.reduceat(y, starts) + 1, height - 1)
-    return np.stack([np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts), x1, y1], axis=1), area2
-
-
-def _largest_by_opencv(u8: np.ndarray, level: int, width: int, height: int) -> np.ndarray:
-    """The reference's largest box of one level: the first contour of maximal contourArea in findContours order."""
-    contours = cv2.findContours((u8 > level).view(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-    boxes, area2 = _boxes_of(list(contours), width, height)
-    return boxes[int(np.argmax(area2))]
+def _opencv_level(u8: np.ndarray, level: int) -> tuple[list[list[int]], list[int]]:
+    """The reference's boxes of one level: all contours' boxes (findContours order) and the largest one's (the
+    first of maximal contourArea); the single box [0, 0, 0, 0] without foreground."""
+    height, width = u8.shape
+    _, binary = cv2.threshold(u8, level, 255, cv2.THRESH_BINARY)
+    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    if len(contours) == 0:
+        return [[0, 0, 0, 0]], [0, 0, 0, 0]
+    found = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        found.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+    return found, found[max(range(len(contours)), key=lambda j: cv2.contourArea(contours[j]))]
 
 
 @dataclass(frozen=True)
@@ -99,10 +86,9 @@ def level_box_sets(scoremap: np.ndarray, thresholds: np.ndarray) -> LevelBoxes:
     """Boxes of all contours and of the largest contour of every distinct level of the thresholds, exact, all
     levels in one compiled pass (`camloc.level_sets`); OpenCV only for levels whose largest area is tied."""
     u8, distinct, inverse = uint8_levels(scoremap, thresholds)
-    height, width = u8.shape
     rows, largest, tie = level_contour_boxes(u8, distinct)
     for i in np.flatnonzero(tie).tolist():
-        largest[i] = _largest_by_opencv(u8, int(distinct[i]), width, height)
+        largest[i] = _opencv_level(u8, int(distinct[i]))[1]
     return LevelBoxes(levels=distinct, inverse=inverse, rows=rows, largest=largest)
 
 
@@ -115,33 +101,19 @@ def contour_box_sets(scoremap: np.ndarray, thresholds: np.ndarray) -> ContourBox
     """
     found = level_box_sets(scoremap, thresholds)
     rows = found.rows[np.argsort(found.rows[:, 0], kind="stable")]
-    counts = np.bincount(rows[:, 0], minlength=len(found.levels))
-    starts = np.cumsum(counts) - counts
-    per_threshold = counts[found.inverse]  # expand distinct levels back to thresholds
-    picks = np.repeat(starts[found.inverse] - (np.cumsum(per_threshold) - per_threshold), per_threshold) \
-        + np.arange(int(per_threshold.sum()))
-    owner = np.repeat(np.arange(len(thresholds)), per_threshold)
-    return ContourBoxes(largest=found.largest[found.inverse], boxes=rows[picks, 1:], owner=owner)
+    per_level = np.split(rows[:, 1:], np.cumsum(np.bincount(rows[:, 0], minlength=len(found.levels)))[:-1])
+    boxes = [per_level[i] for i in found.inverse]
+    owner = np.repeat(np.arange(len(thresholds)), [len(b) for b in boxes])
+    return ContourBoxes(largest=found.largest[found.inverse], boxes=np.concatenate(boxes), owner=owner)
 
 
 def contour_boxes_reference(scoremap: np.ndarray, thresholds: np.ndarray) -> ContourBoxes:
     """The straightforward loop: threshold, findContours and boundingRect once per threshold (slow, for tests)."""
     u8 = to_uint8(scoremap)
-    height, width = u8.shape
     u8_max = int(u8.max())
     largest, boxes, owner = [], [], []
     for k, t in enumerate(thresholds):
-        _, binary = cv2.threshold(u8, int(t * u8_max), 255, cv2.THRESH_BINARY)
-        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-        if len(contours) == 0:
-            found = [[0, 0, 0, 0]]
-            best = [0, 0, 0, 0]
-        else:
-            found = []
-            for contour in contours:
-                x, y, w, h = cv2.boundingRect(contour)
-                found.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-            best = found[max(range(len(contours)), key=lambda j: cv2.contourArea(contours[j]))]
+        found, best = _opencv_level(u8, int(t * u8_max))
         largest.append(best)
         boxes.extend(found)
         owner.extend([k] * len(found))
