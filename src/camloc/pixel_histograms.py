@@ -45,6 +45,9 @@ def masked_histograms(scoremap: np.ndarray, foreground: np.ndarray, ignore: np.n
                       edges: np.ndarray) -> np.ndarray:
     """(2, len(edges) - 1) int64: `np.histogram` counts of the map's values at foreground pixels ([0]) and at
     the other pixels outside `ignore` ([1]; foreground wins over ignore); edges increasing."""
+    shapes = {np.shape(scoremap), np.shape(foreground)} | (set() if ignore is None else {np.shape(ignore)})
+    if len(shapes) > 1:  # the kernel reads the masks by the map's pixel index
+        raise ValueError(f"map and masks differ in shape: {sorted(shapes)}")
     values = np.ascontiguousarray(scoremap, dtype=np.float64).ravel()
     fg = np.ascontiguousarray(foreground, dtype=np.bool_).ravel()
     ig = np.zeros_like(fg) if ignore is None else np.ascontiguousarray(ignore, dtype=np.bool_).ravel()
