@@ -93,3 +93,14 @@ def test_explain_on_a_user_module_with_named_layers() -> None:
     res = camloc.explain(net, x, top_k=2, method=CAM(layer="trunk.2", linear_layer="fc"), map_sizes=())
     assert res.raw.shape == (2, 2, 8, 10) and res.maps.shape == (2, 2, 16, 20)
     assert float(check_identity(res.raw, res.all_logits, res.classes, net.fc.bias)) < 1e-5
+
+
+def test_cached_adapter_follows_a_replaced_head():
+    """A cached adapter must not keep serving the old linear layer after the head is swapped."""
+    from camloc.models.gapnet import gapnet
+
+    model = gapnet(num_classes=10).eval()
+    assert get_adapter(model).num_classes == 10
+    model.reset_classifier(3)
+    adapter = get_adapter(model)
+    assert adapter.num_classes == 3 and adapter.linear is model.get_classifier()

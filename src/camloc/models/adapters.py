@@ -139,17 +139,13 @@ def get_adapter(model: nn.Module, feature_layer: str | None = None, linear_layer
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     key = (feature_layer, linear_layer)
     per_model = _CACHE.setdefault(model, {})
-    if key not in per_model:
+    cached = per_model.get(key)
+    if cached is None or not any(m is cached.linear for m in model.modules()):  # new or a replaced head
         with eval_mode(model), torch.no_grad():
             adapter = _find_adapter(model, feature_layer, linear_layer)
             _verify(adapter)
         per_model[key] = adapter
     return per_model[key]
-
-
-def clear_adapter_cache(model: nn.Module) -> None:
-    """Forget the cached adapter of `model` (call after replacing its layers, e.g. a new classifier)."""
-    _CACHE.pop(model, None)
 
 
 def _probe_input(model: nn.Module) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from camloc.io import CONFIG_NAME, InputError
-from camloc.models.adapters import clear_adapter_cache, get_adapter
+from camloc.models.adapters import get_adapter
 from camloc.models.zoo import DEFAULT_MODEL, build_architecture, register_architecture
 
 
@@ -61,5 +61,4 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     setattr(parent, child, new)
     if isinstance(getattr(model, "num_classes", None), int):
         model.num_classes = num_classes  # timm models keep it; keep it truthful
-    clear_adapter_cache(model)
     return model
