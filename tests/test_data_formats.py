@@ -36,6 +36,13 @@ def test_wsol_boxes(tmp_path):
     assert s.image == tmp_path / "img" / "a/1.jpg" and s.masks() is None
 
 
+def test_an_option_the_format_does_not_take_is_an_error(tmp_path):
+    """A given option (e.g. --split) is never dropped silently; None means "not given"."""
+    with pytest.raises(InputError, match=r"--split does not apply to the 'wsol' format"):
+        open_dataset(f"wsol:{wsol_boxes(tmp_path / 'm')}", split="val")
+    assert len(open_dataset(f"wsol:{wsol_boxes(tmp_path / 'm')}", split=None)) == 2
+
+
 def test_wsol_masks(tmp_path):
     meta = tmp_path / "meta"
     write(meta / "image_ids.txt", "x.jpg\n")

@@ -74,21 +74,16 @@ class LinearFit:
 def open_probe_set(spec: str | PathLike, split: str | None = "train", **opts: Any) -> ProbeSet:
     """Training images from a dataset spec: `FORMAT:PATH` (any format of `camloc.data.open_dataset`) or a plain
     folder path (ImageFolder layout). `split` goes to formats that have splits (train by default)."""
-    import inspect
-
     from camloc.data import FORMATS, open_dataset
+    from camloc.data.base import accepts_option
 
     text = str(spec)
     fmt = text.partition(":")[0]
     if fmt not in FORMATS or Path(text).exists():
         text = f"folder:{text}"
         fmt = "folder"
-    accepted = inspect.signature(FORMATS[fmt]).parameters
-    if split is not None and "split" in accepted:
+    if split is not None and accepts_option(fmt, "split"):
         opts["split"] = split
-    for key, value in opts.items():
-        if value is not None and key not in accepted:
-            raise InputError(f"--{key.replace('_', '-')} does not apply to the '{fmt}' format")
     return probe_set_from(open_dataset(text, **opts))
 
 

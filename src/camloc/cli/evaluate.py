@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "cluttered (cluttered:test, or cluttered:IDX_DIR with --split)")
     p.add_argument("--images", default=None, help="image root folder (needed with --model for wsol metadata)")
     p.add_argument("--mask-root", default=None, help="mask root folder (wsol metadata with masks: PxAP)")
-    p.add_argument("--split", default=None, help="split for cub (train/test/all) and voc (ImageSets/Main name)")
+    p.add_argument("--split", default=None, help="split for cub (train/test/all), voc (ImageSets/Main name) and cluttered:IDX_DIR (train/val/test)")
     p.add_argument("--class-map", default=None, help="file of 'dataset_class,model_index' lines (default: identity)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--maps", default=None, help="folder of <image_id>.npy score maps (2-D, any resolution)")
@@ -75,19 +75,17 @@ def format_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from camloc.data import open_dataset
+    from camloc.data import FORMATS, open_dataset
+    from camloc.data.base import accepts_option
     from camloc.evaluate import Settings, coco_results, evaluate
 
     opts = {"images": args.images, "mask_root": args.mask_root, "split": args.split}
-
-    def open_spec(spec: str):
-        fmt = spec.partition(":")[0]
-        allowed = {"wsol": ("images", "mask_root"), "ilsvrc": ("images",), "cub": ("images", "split"),
-                   "voc": ("images", "split"), "coco": ("images",)}.get(fmt, ())
-        return open_dataset(spec, class_map=args.class_map, **{k: v for k, v in opts.items() if k in allowed})
-
-    dataset = open_spec(args.data)
-    calibration = open_spec(args.calibrate_on) if args.calibrate_on else None
+    dataset = open_dataset(args.data, class_map=args.class_map, **opts)
+    calibration = None
+    if args.calibrate_on:  # shares the options that apply to its format
+        fmt = args.calibrate_on.partition(":")[0]
+        shared = {k: v for k, v in opts.items() if fmt in FORMATS and accepts_option(fmt, k)}
+        calibration = open_dataset(args.calibrate_on, class_map=args.class_map, **shared)
     settings = Settings(interval=args.interval, resolution=args.resolution, box_rule=args.box_rule,
                         loc_threshold=args.loc_threshold,
                         **({"threshold_mode": args.threshold_mode} if args.threshold_mode else {}))

@@ -8,6 +8,7 @@ model classes is explicit: `Dataset.model_index` (identity unless a map is given
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,11 +85,20 @@ def register_format(name: str) -> Callable[[Opener], Opener]:
     return deco
 
 
+def accepts_option(fmt: str, key: str) -> bool:
+    """Whether the opener of format `fmt` takes the keyword option `key` (e.g. "split")."""
+    import camloc.data  # noqa: F401  (registers the built-in formats)
+
+    params = inspect.signature(FORMATS[fmt]).parameters
+    return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def open_dataset(spec: str, class_map: str | os.PathLike | None = None, **opts) -> Dataset:
     """Open `FORMAT:PATH` (formats: see `FORMATS`) and apply an optional class map file.
 
     class_map: a text file of `dataset_index,model_index` lines (or `class_name,model_index`).
-    Other keyword options go to the format's opener (e.g. `images=`, `mask_root=`, `split=`).
+    Other keyword options go to the format's opener (e.g. `images=`, `mask_root=`, `split=`); a given (not None)
+    option the format does not take is an error, never silently dropped.
     """
     import camloc.data  # noqa: F401  (registers the built-in formats)
 
@@ -99,6 +109,9 @@ def open_dataset(spec: str, class_map: str | os.PathLike | None = None, **opts) 
     if not path:
         raise InputError(f"--data '{spec}': the path after '{fmt}:' is empty")
     opts = {k: v for k, v in opts.items() if v is not None}
+    for key in opts:
+        if not accepts_option(fmt, key):
+            raise InputError(f"--{key.replace('_', '-')} does not apply to the '{fmt}' format ({spec})")
     ds = FORMATS[fmt](Path(path), **opts)
     ds.source = spec
     if class_map is not None:
