@@ -154,3 +154,18 @@ def test_cli_bad_input(idx_dir, tmp_path, capsys):
                  "--scale", "0.6,1.0", "--arch", "alexnet"]) == 2
     err = capsys.readouterr().err
     assert "not CAM-exact" in err and "surgery" in err and "Traceback" not in err
+
+
+def test_device_names_are_checked_once_for_every_command():
+    """`--device` of train, explain and probe goes through pick_device: clear errors, never a torch traceback."""
+    import torch
+
+    from camloc.distributed import pick_device
+    from camloc.io import InputError
+
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(InputError, match="not a device"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA device"):
+            pick_device("cuda")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from camloc.io import InputError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -36,7 +38,12 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     if preference == "auto":
         return torch.device("cuda", local_rank % torch.cuda.device_count()) if torch.cuda.is_available() \
             else torch.device("cpu")
-    device = torch.device(preference)
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        raise InputError(f"--device {preference}: not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {preference}: no CUDA device is available")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return device

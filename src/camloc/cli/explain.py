@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from camloc import writers
 from camloc.boxes import THRESHOLD_MODES
+from camloc.distributed import pick_device
 from camloc.explainer import DEFAULT_MAP_SIZES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE, explain
 from camloc.io import InputError, iter_image_paths, load_image
 from camloc.methods import METHODS
@@ -82,14 +82,6 @@ def unique_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available")
-    return torch.device(name)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InputError("--top-k must be at least 1")
@@ -100,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             targets = [int(c) for c in args.classes.split(",") if c.strip()]
         except ValueError:
             raise InputError(f"--classes: '{args.classes}' is not a comma-separated list of integers") from None
-    model = load(args.model).to(resolve_device(args.device))
+    model = load(args.model).to(pick_device(args.device))
     paths = list(iter_image_paths(args.inputs))
     if not paths:
         raise InputError(f"no images found in {', '.join(args.inputs)}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from camloc.cli.explain import resolve_device
+from camloc.distributed import pick_device
 from camloc.features_cache import default_cache_dir
 from camloc.io import InputError
 from camloc.probe import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
@@ -63,7 +63,7 @@ def run_fit(args: argparse.Namespace) -> int:
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     quiet = args.quiet or not sys.stderr.isatty()
     probe = fit_probe(data, args.backbone, classifier=args.classifier, Cs=cs, folds=args.folds,
-                      batch_size=args.batch_size, cache_dir=cache_dir, device=resolve_device(args.device),
+                      batch_size=args.batch_size, cache_dir=cache_dir, device=pick_device(args.device),
                       progress=not quiet)
     probe.save(args.out)
     if not args.quiet:
