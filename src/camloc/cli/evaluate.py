@@ -76,6 +76,7 @@ def format_table(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from camloc.data import FORMATS, open_dataset
+    from camloc.distributed import pick_device
     from camloc.data.base import accepts_option
     from camloc.evaluate import Settings, coco_results, evaluate
 
@@ -92,15 +93,11 @@ def run(args: argparse.Namespace) -> int:
     model = None
     map_sizes = None
     if args.model is not None:
-        import torch
-
         from camloc.cli.explain import parse_map_sizes
         from camloc.models.zoo import load
 
         model = load(args.model)
-        device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
-            ("cpu" if args.device == "auto" else args.device)
-        model = model.to(device)
+        model = model.to(pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0))))  # torchrun: one GPU each
         map_sizes = parse_map_sizes(args.map_sizes)
     elif args.save_maps:
         raise InputError("--save-maps needs --model (maps given with --maps are already saved)")
