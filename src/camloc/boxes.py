@@ -30,19 +30,8 @@ EMPTY_BOX = np.zeros(4, dtype=np.int64)
 
 def threshold_mask(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
     """Boolean (H, W) mask of the pixels kept by the paper's rule under `mode` (see module docstring)."""
-    heatmap = np.asarray(heatmap, dtype=np.float64)
-    if not np.isfinite(heatmap).all():
-        heatmap = np.nan_to_num(heatmap, nan=-np.inf, neginf=-np.inf, posinf=np.finfo(np.float64).max)
-    lo, hi = float(heatmap.min()), float(heatmap.max())
-    if mode == "minmax":
-        if not hi > lo:
-            return np.zeros(heatmap.shape, dtype=bool)
-        return heatmap >= lo + threshold * (hi - lo)
-    if mode == "max":
-        if not hi > 0:
-            return np.zeros(heatmap.shape, dtype=bool)
-        return heatmap >= threshold * hi
-    raise ValueError(f"unknown threshold mode '{mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+    maps = torch.from_numpy(np.asarray(heatmap, dtype=np.float64))
+    return threshold_masks(maps, threshold, mode).numpy()
 
 
 def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,15 +58,24 @@ def all_boxes_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: Thresh
     return component_boxes(threshold_mask(heatmap, threshold, mode))[0]
 
 
+def _limits(maps: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-map minimum and maximum (..., 1, 1) of maps (..., H, W)."""
+    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
+    return lo[..., None, None], hi[..., None, None]
+
+
 def threshold_masks(maps: Tensor, threshold: float = 0.2, mode: ThresholdMode = "minmax",
                     lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
     """`threshold_mask` for a stack of maps (..., H, W) at once, as one tensor operation -> bool tensor.
 
     `lo` / `hi` (..., 1, 1) may pass in the per-map minimum and maximum when the caller has them already.
-    NaN maps give empty masks.
+    NaN pixels are never kept and +inf counts as the largest float (a map of NaN gives an empty mask).
     """
     if lo is None or hi is None:
-        lo, hi = (v[..., None, None] for v in torch.aminmax(maps.flatten(-2), dim=-1))
+        lo, hi = _limits(maps)
+    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):  # rare: clean the maps, then their limits
+        maps = torch.nan_to_num(maps, nan=-torch.inf, neginf=-torch.inf, posinf=torch.finfo(maps.dtype).max)
+        lo, hi = _limits(maps)
     if mode == "minmax":
         cut = torch.where(hi > lo, lo + threshold * (hi - lo), torch.full_like(hi, torch.inf))
     elif mode == "max":
@@ -91,24 +89,17 @@ def boxes_from_maps(maps: Tensor | np.ndarray, threshold: float = 0.2, mode: Thr
                     lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
     """Paper boxes for a stack of maps (..., H, W) -> (..., 4) int64 tensor (on the CPU).
 
-    Thresholds every map in one tensor operation, finds each mask's extent (the rows and columns with any pixel
-    kept) in two more, then labels components map by map (OpenCV) on that crop only.
+    Thresholds every map in one tensor operation, then labels components map by map (OpenCV).
     """
     maps = maps if isinstance(maps, Tensor) else torch.from_numpy(np.asarray(maps))
-    masks_t = threshold_masks(maps.detach(), threshold, mode, lo, hi)
-    lead = masks_t.shape[:-2]
-    flat_t = masks_t.reshape(-1, *masks_t.shape[-2:])
-    rows = flat_t.any(dim=-1).cpu().numpy()  # (N, H)
-    cols = flat_t.any(dim=-2).cpu().numpy()  # (N, W)
-    flat = flat_t.cpu().numpy()
+    masks = threshold_masks(maps.detach(), threshold, mode, lo, hi)
+    lead = masks.shape[:-2]
+    flat = masks.reshape(-1, *masks.shape[-2:]).cpu().numpy()
     out = np.zeros((len(flat), 4), dtype=np.int64)
     for i, mask in enumerate(flat):
-        ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
-        if len(ys) == 0:
-            continue
-        y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
-        boxes, _ = component_boxes(mask[y0:y1, x0:x1])
-        out[i] = boxes[0] + np.array([x0, y0, x0, y0])
+        boxes, _ = component_boxes(mask)
+        if len(boxes):
+            out[i] = boxes[0]
     return torch.from_numpy(out.reshape(*lead, 4))
 
 
