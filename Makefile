@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
+# `cmd | tee log` recipes fail when cmd fails
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: install demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
 
