@@ -44,6 +44,8 @@ def test_exif_rotation_is_applied(tmp_path: Path) -> None:
     viewed = load_image(path)
     assert viewed.size == (20, 40)
     assert viewed.getpixel((10, 2))[0] > 200 and viewed.getpixel((10, 38))[0] < 50  # stripe now on top
+    stored = load_image(path, exif_orientation=False)  # the grid dataset boxes refer to (evaluation)
+    assert stored.size == (40, 20) and stored.getpixel((2, 10))[0] > 200 and stored.getpixel((38, 10))[0] < 50
 
 
 @pytest.mark.parametrize("make, reason", [

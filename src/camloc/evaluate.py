@@ -11,7 +11,7 @@ Every metric is a sum of counts (`Evaluator.counts()`), so shards of a dataset e
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -22,7 +22,7 @@ from PIL import Image
 from camloc.boxes import THRESHOLD_MODES, box_from_map
 from camloc.explainer import DEFAULT_THRESHOLD_MODE
 from camloc.data.base import Dataset, Sample
-from camloc.io import InputError
+from camloc.io import InputError, load_image
 from camloc.metrics import (IOU_LEVELS, WSOL_SIZE, BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds,
                             prepare_scoremap, resize_boxes_wsol)
 from camloc.release_boxes import release_box, release_guesses
@@ -263,15 +263,19 @@ def iter_model_maps(model, dataset: Dataset, batch_size: int = 16, method: str =
         for s in batch:
             if s.image is None:
                 raise InputError(f"image '{s.image_id}': no image path (give --images)")
-        paths = [Image.fromarray(s.image) if isinstance(s.image, np.ndarray) else str(s.image) for s in batch]
+        # decoded once for both passes, in the stored pixel grid the GT boxes refer to (no EXIF rotation, as the
+        # reference's PIL loading); the size then comes from the decoded image, not from a second file open
+        images = [Image.fromarray(s.image) if isinstance(s.image, np.ndarray) else load_image(s.image, False)
+                 for s in batch]
+        batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images)]
         gts = [dataset.to_model(s.label) for s in batch]
-        res = explain(model, paths, top_k=top_k, method=method, map_sizes=map_sizes)
+        res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes)
         classes = res.classes.cpu().numpy()
         maps = as_list(res.maps)
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
         extra = {}
         if missing:
-            res2 = explain(model, [paths[i] for i in missing], targets=[[gts[i]] for i in missing], method=method,
+            res2 = explain(model, [images[i] for i in missing], targets=[[gts[i]] for i in missing], method=method,
                            map_sizes=map_sizes)
             extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps))}
         for i, s in enumerate(batch):

@@ -32,8 +32,9 @@ class InputError(ValueError):
 # ----------------------------------------------------------------------------------------------- images
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image file into an RGB PIL image in the orientation a viewer shows (EXIF applied).
+def load_image(path: str | os.PathLike, exif_orientation: bool = True) -> Image.Image:
+    """Decode an image file into an RGB PIL image in the orientation a viewer shows (EXIF applied; with
+    `exif_orientation=False` the stored pixel grid, which dataset boxes refer to).
 
     Handles grayscale, RGBA/LA (composited on white), palette, 16-bit and 32-bit integer or float, and CMYK.
     Raises `InputError` with the file name for missing, empty, truncated, non-image or oversized files.
@@ -55,7 +56,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
                 if w < MIN_SIDE or h < MIN_SIDE:
                     raise InputError(f"{path}: image has zero size")
                 img.load()
-                return to_rgb(ImageOps.exif_transpose(img))
+                return to_rgb(ImageOps.exif_transpose(img) if exif_orientation else img)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
