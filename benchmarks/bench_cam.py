@@ -3,7 +3,7 @@
 Measured in one run, same input size, batches of 1 and 32:
   forward        model(x)
   cam+boxes      camloc.explain(model, x, top_k=5, map_sizes=()) : logits, top-5 CAMs, upsampled maps, boxes
-  default        camloc.explain(model, x, top_k=5)               : the default settings (adds a pass at 448)
+  default        camloc.explain(model, x, top_k=5)               : the default settings (adds a pass at 640)
 Prints images/s and the ratio to the forward pass. Target: cam+boxes costs under 5% over the forward pass.
 """
 

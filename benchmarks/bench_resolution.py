@@ -60,6 +60,8 @@ def build_set(model: torch.nn.Module, per_cell: int, seed: int) -> list[Sample]:
     rng = np.random.default_rng(seed)
     root = data_dir()
     samples = []
+    backgrounds = {(f, (h, w)): Image.open(root / f).convert("RGB").resize((w, h), Image.BICUBIC)
+                   for f in BACKGROUNDS for h, w in CANVASES}  # decoded and resized once
     for obj_file, box in OBJECTS.items():
         photo = Image.open(root / obj_file).convert("RGB")
         crop = photo.crop(box)
@@ -67,7 +69,7 @@ def build_set(model: torch.nn.Module, per_cell: int, seed: int) -> list[Sample]:
         samples.append(Sample(photo, box, target, 1.0, f"{obj_file}:whole"))
         for bg_file, scale, rep in itertools.product(BACKGROUNDS, SCALES, range(per_cell)):
             h, w = CANVASES[rep % len(CANVASES)]
-            canvas = Image.open(root / bg_file).convert("RGB").resize((w, h), Image.BICUBIC)
+            canvas = backgrounds[bg_file, (h, w)].copy()
             side = scale * min(h, w)
             f = side / max(crop.size)
             ow, oh = max(2, round(crop.width * f)), max(2, round(crop.height * f))
