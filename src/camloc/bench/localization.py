@@ -140,8 +140,7 @@ def reference_maps(h: int, w: int) -> dict[str, np.ndarray]:
 
 def score_reference(heatmap: np.ndarray, arr: ClutteredArrays, preds: np.ndarray) -> Scorer:
     scorer = Scorer()
-    box = np.array([0, 0, heatmap.shape[1], heatmap.shape[0]]) if heatmap.min() < 1e-6 and \
-        heatmap.mean() > 0.99 else paper_box(heatmap)
+    box = paper_box(heatmap)
     for i in range(len(arr)):
         scorer.add(heatmap, arr.boxes[i], arr.masks[i], int(arr.labels[i]), int(preds[i]), box, box)
     return scorer

@@ -248,7 +248,7 @@ def open_cluttered(path: Path, split: str = "test", size: int | str | None = Non
     def loader(i: int):
         return lambda: (arr.masks[i], None)
 
-    samples = [Sample(f"{split}/{i:06d}", np.repeat(arr.images[i][:, :, None], 3, axis=2), int(arr.labels[i]),
+    samples = [Sample(f"{split}/{i:06d}", np.broadcast_to(arr.images[i][:, :, None], (side, side, 3)), int(arr.labels[i]),
                       arr.boxes[i:i + 1].astype(np.float64), (side, side), loader(i)) for i in range(len(arr))]
     return EvalDataset(f"cluttered-fashion-mnist/{split}", samples, list(CLASSES))
 
