@@ -36,7 +36,9 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
 
+from camloc import boxes
 from camloc.level_sets import best_iou_by_level
 from camloc.pixel_histograms import masked_histograms
 from camloc.wsol_boxes import level_box_sets
@@ -72,16 +74,12 @@ def wsol_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes with x1 / y1 exclusive (areas (x1 - x0) * (y1 - y0)): a (N, 4), b (M, 4) -> (N, M)."""
-    a = np.asarray(a, dtype=np.float64)[:, None, :]
-    b = np.asarray(b, dtype=np.float64)[None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    """IoU of boxes with x1 / y1 exclusive (areas (x1 - x0) * (y1 - y0)): a (N, 4), b (M, 4) -> (N, M) float64;
+    `camloc.boxes.box_iou` on numpy arrays."""
+    def as_boxes(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(-1, 4))
+
+    return boxes.box_iou(as_boxes(a), as_boxes(b)).numpy()
 
 
 def resize_boxes_wsol(boxes: np.ndarray, size: tuple[int, int], new_size: tuple[int, int] = (WSOL_SIZE, WSOL_SIZE)
