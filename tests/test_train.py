@@ -114,6 +114,8 @@ def test_resume_refuses_other_architecture_and_missing_state(data, tmp_path):
     (tmp_path / "a" / "train_state.safetensors").write_bytes(b"garbage")
     with pytest.raises(InputError, match="damaged"):
         run_fit(data, tmp_path / "a", resume=True)
+    with pytest.raises(InputError, match="damaged train_state.safetensors; delete it or choose another --out"):
+        run_fit(data, tmp_path / "a")  # without --resume: not "start the run again", which is what the user did
 
 
 def free_port() -> int:

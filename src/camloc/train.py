@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from camloc import distributed as D
 from camloc.io import InputError, save_checkpoint
-from camloc.train_state import STATE_NAME, read_state, restore, save_state
+from camloc.train_state import STATE_NAME, read_progress, read_state, restore, save_state
 
 
 class BatchSource(Protocol):
@@ -143,7 +143,10 @@ def fit(model: nn.Module, model_config: dict[str, Any], train: BatchSource, out_
         progress.update({k: saved[k] for k in ("epoch", "step_in_epoch", "global_step", "history",
                                                "train_seconds") if k in saved})
     elif (out_dir / STATE_NAME).is_file():
-        _, saved = read_state(out_dir)
+        try:
+            saved = read_progress(out_dir)
+        except InputError:
+            raise InputError(f"{out_dir}: holds a damaged {STATE_NAME}; delete it or choose another --out") from None
         what = "a finished run" if saved.get("finished") else \
             f"an unfinished run (stopped in epoch {saved.get('epoch', 0) + 1})"
         raise InputError(f"{out_dir}: holds {what}; pass --resume to continue it or choose another --out")

@@ -48,6 +48,15 @@ def save_state(directory: str | os.PathLike, model: nn.Module, optimizer: torch.
 
 def read_state(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, progress) of a run folder; `InputError` if there is none or it is damaged."""
+    return _read(directory, with_tensors=True)
+
+
+def read_progress(directory: str | os.PathLike) -> dict[str, Any]:
+    """The progress record of a run folder (epoch, finished, configs, ...), without reading any tensor."""
+    return _read(directory, with_tensors=False)[1]
+
+
+def _read(directory: str | os.PathLike, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import SafetensorError, safe_open
 
     path = Path(directory) / STATE_NAME
@@ -57,7 +66,7 @@ def read_state(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})[META_KEY])
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if with_tensors else {}
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: damaged training state ({type(exc).__name__}); start the run again") from None
     return tensors, meta

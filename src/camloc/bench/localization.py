@@ -24,7 +24,7 @@ from camloc.engine import class_activation_maps, normalize, upsample
 from camloc.models.adapters import get_adapter
 from camloc.models.builder import model_for_training
 from camloc.train import TrainConfig, fit
-from camloc.train_state import read_state
+from camloc.train_state import read_progress
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def train_or_reuse(name: str, arch: str, stride: int, study: Study, train: Tenso
     cfg = TrainConfig(epochs=study.epochs, batch_size=study.batch_size, lr=study.lr, seed=study.seed)
     resume = (run_dir / "train_state.safetensors").is_file()
     if resume:
-        _, saved = read_state(run_dir)
+        saved = read_progress(run_dir)
         if saved.get("train_config") != asdict(cfg) or saved.get("model_config") != config:
             raise_mismatch(run_dir)
     if not quiet:
