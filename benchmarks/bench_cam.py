@@ -39,8 +39,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = camloc.load("default")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, input {args.size}x{args.size}, "
-          f"default map sizes {DEFAULT_MAP_SIZES}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, input {args.size}x{args.size}, "
+        f"default map sizes {DEFAULT_MAP_SIZES}"
+    )
     print(f"{'batch':>5} {'forward img/s':>14} {'cam+boxes img/s':>16} {'ratio':>7} {'default img/s':>14} {'ratio':>7}")
     for b in (int(v) for v in args.batches.split(",")):
         x = torch.randn(b, 3, args.size, args.size)

@@ -116,19 +116,27 @@ def main() -> None:
     n_t = len(thresholds)
     print(f"{len(maps)} box maps, {len(mmaps)} mask maps, {n_t} CAM thresholds; counts identical: yes")
     print(f"one-time compile or cache load of the compiled kernels (not in the times below): {t_jit:.2f} s")
-    print(f"boxes (MaxBoxAcc + V2): loop {t_slow_box:7.2f} s   accumulator {t_fast_box:7.2f} s   "
-          f"ratio {t_slow_box / t_fast_box:5.1f}x")
-    print(f"PxAP:                   loop {t_slow_px:7.2f} s   accumulator {t_fast_px:7.2f} s   "
-          f"ratio {t_slow_px / t_fast_px:5.1f}x")
+    print(
+        f"boxes (MaxBoxAcc + V2): loop {t_slow_box:7.2f} s   accumulator {t_fast_box:7.2f} s   "
+        f"ratio {t_slow_box / t_fast_box:5.1f}x"
+    )
+    print(
+        f"PxAP:                   loop {t_slow_px:7.2f} s   accumulator {t_fast_px:7.2f} s   "
+        f"ratio {t_slow_px / t_fast_px:5.1f}x"
+    )
     kinds = np.array(kinds_of(args.n))
     for kind in sorted(set(kinds)):
         sel = kinds == kind
         ts, tf = np.array(slow_times)[sel].sum(), np.array(fast_times)[sel].sum()
-        print(f"  boxes, {kind:>8} maps (n={sel.sum():3d}): loop {1e3 * ts / sel.sum():7.2f} ms/map   "
-              f"accumulator {1e3 * tf / sel.sum():7.2f} ms/map   ratio {ts / tf:5.1f}x")
+        print(
+            f"  boxes, {kind:>8} maps (n={sel.sum():3d}): loop {1e3 * ts / sel.sum():7.2f} ms/map   "
+            f"accumulator {1e3 * tf / sel.sum():7.2f} ms/map   ratio {ts / tf:5.1f}x"
+        )
     total_slow, total_fast = t_slow_box + t_slow_px, t_fast_box + t_fast_px
-    print(f"all:                    loop {total_slow:7.2f} s   accumulator {total_fast:7.2f} s   "
-          f"ratio {total_slow / total_fast:5.1f}x")
+    print(
+        f"all:                    loop {total_slow:7.2f} s   accumulator {total_fast:7.2f} s   "
+        f"ratio {total_slow / total_fast:5.1f}x"
+    )
 
 
 if __name__ == "__main__":

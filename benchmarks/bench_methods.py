@@ -86,8 +86,10 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
         def pgc():
             classes = forward()
             with PgcGradCAM(model=model, target_layers=[model.bn2]) as cam:
-                return [cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, j]])
-                        for j in range(TOP_K)]
+                return [
+                    cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, j]])
+                    for j in range(TOP_K)
+                ]
 
         out["pytorch-grad-cam gradcam"] = pgc
     except ImportError:
@@ -105,8 +107,10 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
             with TcGradCAM(model, target_layer="bn2") as extractor:
                 scores = model(x)
                 classes = scores.topk(TOP_K, dim=1).indices
-                return [extractor(class_idx=classes[:, j].tolist(), scores=scores, retain_graph=j < TOP_K - 1)[0]
-                        for j in range(TOP_K)]
+                return [
+                    extractor(class_idx=classes[:, j].tolist(), scores=scores, retain_graph=j < TOP_K - 1)[0]
+                    for j in range(TOP_K)
+                ]
 
         out["torchcam cam"] = tc_cam
         out["torchcam cam channels-last input"] = lambda: tc_cam(x_cl)
@@ -151,23 +155,30 @@ def main() -> None:
             sync()
             times[name].append(time.perf_counter() - t0)
     rate = {name: args.batch / statistics.median(t) for name, t in times.items()}
-    print(f"# {info_of(model).name}, batch {args.batch} x {args.size}x{args.size}, top-{TOP_K} maps, "
-          f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} rounds")
+    print(
+        f"# {info_of(model).name}, batch {args.batch} x {args.size}x{args.size}, top-{TOP_K} maps, "
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"median of {args.rounds} rounds"
+    )
     print(f"{'contender':36s} {'images/s':>10s} {'vs forward':>11s}   {'fastest / slowest round, s':>26s}")
     for name, r in rate.items():
         print(f"{name:36s} {r:10.1f} {r / rate['forward']:10.3f}x   {min(times[name]):12.3f} / {max(times[name]):.3f}")
-    ratios = [("camloc cam / forward", "camloc cam", "forward"),
-              ("camloc cam / forward channels-last", "camloc cam", "forward channels-last"),
-              ("camloc cam caller's layout / forward", "camloc cam caller's layout", "forward"),
-              ("camloc cam / torchcam cam", "camloc cam", "torchcam cam"),
-              ("camloc cam +norm / torchcam cam", "camloc cam +norm", "torchcam cam"),
-              ("camloc cam caller's layout / torchcam cam", "camloc cam caller's layout", "torchcam cam"),
-              ("camloc cam / torchcam cam channels-last input", "camloc cam", "torchcam cam channels-last input"),
-              ("camloc gradcam +maps / pytorch-grad-cam", "camloc gradcam +maps", "pytorch-grad-cam gradcam"),
-              ("camloc gradcam autograd +maps / pytorch-grad-cam", "camloc gradcam autograd +maps",
-               "pytorch-grad-cam gradcam"),
-              ("camloc gradcam / torchcam gradcam", "camloc gradcam", "torchcam gradcam")]
+    ratios = [
+        ("camloc cam / forward", "camloc cam", "forward"),
+        ("camloc cam / forward channels-last", "camloc cam", "forward channels-last"),
+        ("camloc cam caller's layout / forward", "camloc cam caller's layout", "forward"),
+        ("camloc cam / torchcam cam", "camloc cam", "torchcam cam"),
+        ("camloc cam +norm / torchcam cam", "camloc cam +norm", "torchcam cam"),
+        ("camloc cam caller's layout / torchcam cam", "camloc cam caller's layout", "torchcam cam"),
+        ("camloc cam / torchcam cam channels-last input", "camloc cam", "torchcam cam channels-last input"),
+        ("camloc gradcam +maps / pytorch-grad-cam", "camloc gradcam +maps", "pytorch-grad-cam gradcam"),
+        (
+            "camloc gradcam autograd +maps / pytorch-grad-cam",
+            "camloc gradcam autograd +maps",
+            "pytorch-grad-cam gradcam",
+        ),
+        ("camloc gradcam / torchcam gradcam", "camloc gradcam", "torchcam gradcam"),
+    ]
     print(f"\n{'ratio of median rates':50s} {'ratio':>7s}   first faster in")
     for label, a, b in ratios:
         if a in rate and b in rate:

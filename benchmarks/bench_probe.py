@@ -33,12 +33,18 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     spec = ClutterSpec()
-    splits = {name: ClutteredFashionMNIST(name, size, spec, args.idx_dir).arrays()
-              for name, size in (("train", args.train), ("val", args.val), ("test", args.test))}
+    splits = {
+        name: ClutteredFashionMNIST(name, size, spec, args.idx_dir).arrays()
+        for name, size in (("train", args.train), ("val", args.val), ("test", args.test))
+    }
     start = time.perf_counter()
     row = bench_row(splits["train"], splits["val"], splits["test"], classifier=args.classifier, progress=True)
-    info = {"sizes": {"train": args.train, "val": args.val, "test": args.test}, "threads": args.threads,
-            "total_seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__}
+    info = {
+        "sizes": {"train": args.train, "val": args.val, "test": args.test},
+        "threads": args.threads,
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "torch": torch.__version__,
+    }
     print(json.dumps(row))
     if args.out is not None:
         write_json(args.out, {"row": row, "info": info})

@@ -32,8 +32,12 @@ from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 
 # skimage data file -> object box (x0, y0, x1, y1), drawn by hand on the original photo
-OBJECTS = {"chelsea.png": (0, 0, 380, 300), "coffee.png": (30, 15, 545, 395),
-           "rocket.jpg": (285, 90, 335, 427), "motorcycle_left.png": (70, 110, 690, 440)}
+OBJECTS = {
+    "chelsea.png": (0, 0, 380, 300),
+    "coffee.png": (30, 15, 545, 395),
+    "rocket.jpg": (285, 90, 335, 427),
+    "motorcycle_left.png": (70, 110, 690, 440),
+}
 BACKGROUNDS = ("grass.png", "gravel.png", "brick.png")
 SCALES = (0.12, 0.2, 0.3, 0.45, 0.65, 0.9)  # object's longer side / canvas's shorter side
 CANVASES = ((360, 480), (480, 360))  # (h, w)
@@ -60,8 +64,11 @@ def build_set(model: torch.nn.Module, per_cell: int, seed: int) -> list[Sample]:
     rng = np.random.default_rng(seed)
     root = data_dir()
     samples = []
-    backgrounds = {(f, (h, w)): Image.open(root / f).convert("RGB").resize((w, h), Image.BICUBIC)
-                   for f in BACKGROUNDS for h, w in CANVASES}  # decoded and resized once
+    backgrounds = {
+        (f, (h, w)): Image.open(root / f).convert("RGB").resize((w, h), Image.BICUBIC)
+        for f in BACKGROUNDS
+        for h, w in CANVASES
+    }  # decoded and resized once
     for obj_file, box in OBJECTS.items():
         photo = Image.open(root / obj_file).convert("RGB")
         crop = photo.crop(box)
@@ -102,9 +109,11 @@ def main() -> None:
     samples = build_set(model, args.per_cell, args.seed)
     maps = [raw_maps(model, s) for s in samples]
     gts = torch.tensor([s.box for s in samples])
-    groups = {"small (<=0.2)": [s.scale <= 0.2 for s in samples],
-              "medium (0.3-0.45)": [0.2 < s.scale <= 0.45 for s in samples],
-              "large (>=0.65)": [s.scale > 0.45 for s in samples]}
+    groups = {
+        "small (<=0.2)": [s.scale <= 0.2 for s in samples],
+        "medium (0.3-0.45)": [0.2 < s.scale <= 0.45 for s in samples],
+        "large (>=0.65)": [s.scale > 0.45 for s in samples],
+    }
     rows = []
     for sizes, mode, relu in itertools.product(SIZE_SETS, ("minmax", "max"), (False, True)):
         hits = []
@@ -113,20 +122,21 @@ def main() -> None:
             box = boxes_from_maps(combined, 0.2, mode)
             hits.append(float(box_iou(box, gt[None])[0, 0]) >= 0.5)
         hits_arr = np.array(hits)
-        row = {"map_sizes": list(sizes), "threshold_mode": mode, "relu": relu,
-               "all": 100 * hits_arr.mean()}
+        row = {"map_sizes": list(sizes), "threshold_mode": mode, "relu": relu, "all": 100 * hits_arr.mean()}
         row.update({g: 100 * hits_arr[np.array(mask)].mean() for g, mask in groups.items()})
         rows.append(row)
     rows.sort(key=lambda r: -r["all"])
     counts = {g: int(sum(mask)) for g, mask in groups.items()}
-    print(f"{len(samples)} images ({counts}); GT-known loc (IoU>=0.5, threshold 0.2), %; "
-          f"{time.time() - t0:.0f}s")
+    print(f"{len(samples)} images ({counts}); GT-known loc (IoU>=0.5, threshold 0.2), %; {time.time() - t0:.0f}s")
     header = f"| map sizes | threshold mode | relu | all | {' | '.join(groups)} |"
     print(header)
     print("|" + "---|" * (4 + len(groups)))
     for r in rows:
-        print(f"| {','.join(map(str, r['map_sizes']))} | {r['threshold_mode']} | {r['relu']} | {r['all']:.1f} | "
-              + " | ".join(f"{r[g]:.1f}" for g in groups) + " |")
+        print(
+            f"| {','.join(map(str, r['map_sizes']))} | {r['threshold_mode']} | {r['relu']} | {r['all']:.1f} | "
+            + " | ".join(f"{r[g]:.1f}" for g in groups)
+            + " |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"n_images": len(samples), "groups": counts, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

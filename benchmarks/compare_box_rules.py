@@ -28,8 +28,10 @@ from camloc.release_boxes import release_box  # noqa: E402
 
 
 def describe(name: str, ious: np.ndarray) -> None:
-    print(f"{name}: n={len(ious)}  IoU(paper, release) mean {ious.mean():.3f}  median {np.median(ious):.3f}  "
-          f"share >= 0.5: {100 * (ious >= 0.5).mean():.1f}%")
+    print(
+        f"{name}: n={len(ious)}  IoU(paper, release) mean {ious.mean():.3f}  median {np.median(ious):.3f}  "
+        f"share >= 0.5: {100 * (ious >= 0.5).mean():.1f}%"
+    )
 
 
 def main() -> None:
@@ -45,8 +47,10 @@ def main() -> None:
             hit_paper.append(box_iou(p[None], s.boxes).max() >= 0.5)
             hit_release.append(box_iou(r[None], s.boxes).max() >= 0.5)
     describe("synthetic fixture", np.array(ious))
-    print(f"synthetic fixture: GT-known loc  paper {100 * np.mean(hit_paper):.1f}%  "
-          f"release {100 * np.mean(hit_release):.1f}%")
+    print(
+        f"synthetic fixture: GT-known loc  paper {100 * np.mean(hit_paper):.1f}%  "
+        f"release {100 * np.mean(hit_release):.1f}%"
+    )
 
     import camloc
 

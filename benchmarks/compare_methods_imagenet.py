@@ -86,16 +86,24 @@ def run_method(model: torch.nn.Module, samples: list, method: str, sizes: tuple[
         halves[i % 2].accumulate(res.maps[0, 0].float().cpu().numpy(), np.array([[x0, y0, x1 - 1, y1 - 1]]))
     both = BoxAccuracy(thresholds, IOU_LEVELS)
     both.set_counts(halves[0].counts() + halves[1].counts())
-    return {"method": method, "map_sizes": list(sizes), "n_images": len(samples),
-            "gt_known_loc": 100.0 * float(np.mean(hits)), "hits": hits,
-            "two_fold": cross_calibrated(halves), "best_on_all": {k: v for k, v in both.summary().items()
-                                                                  if k != "best_threshold"},
-            "seconds_per_image": seconds / len(samples), "threads": torch.get_num_threads()}
+    return {
+        "method": method,
+        "map_sizes": list(sizes),
+        "n_images": len(samples),
+        "gt_known_loc": 100.0 * float(np.mean(hits)),
+        "hits": hits,
+        "two_fold": cross_calibrated(halves),
+        "best_on_all": {k: v for k, v in both.summary().items() if k != "best_threshold"},
+        "seconds_per_image": seconds / len(samples),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def print_table(out: Path, methods: list[str], tag: str) -> None:
-    print(f"| method | GT-known loc | MaxBoxAcc 50 | MaxBoxAccV2 30 / 50 / 70 (2-fold) | mean | mean, best on all "
-          f"| s / image |")
+    print(
+        f"| method | GT-known loc | MaxBoxAcc 50 | MaxBoxAccV2 30 / 50 / 70 (2-fold) | mean | mean, best on all "
+        f"| s / image |"
+    )
     print("|---|---:|---:|---|---:|---:|---:|")
     for m in methods:
         path = out / f"{m}-{tag}.json"
@@ -103,8 +111,10 @@ def print_table(out: Path, methods: list[str], tag: str) -> None:
             continue
         r = json.loads(path.read_text())
         a, v = r["two_fold"]["maxboxacc"], r["two_fold"]["maxboxacc_v2"]
-        print(f"| {m} | {r['gt_known_loc']:.1f} | {a['50']:.1f} | {v['30']:.1f} / {v['50']:.1f} / {v['70']:.1f} | "
-              f"{v['mean']:.1f} | {r['best_on_all']['maxboxacc_v2']['mean']:.1f} | {r['seconds_per_image']:.2f} |")
+        print(
+            f"| {m} | {r['gt_known_loc']:.1f} | {a['50']:.1f} | {v['30']:.1f} / {v['50']:.1f} / {v['70']:.1f} | "
+            f"{v['mean']:.1f} | {r['best_on_all']['maxboxacc_v2']['mean']:.1f} | {r['seconds_per_image']:.2f} |"
+        )
 
 
 def main() -> None:
@@ -124,8 +134,10 @@ def main() -> None:
             r = run_method(model, samples, m, args.map_sizes)
             (args.out / f"{m}-{tag}.json").write_text(json.dumps(r, indent=1))
             print(f"{m} (map sizes {tag}): {len(samples)} images, {time.time() - t0:.0f} s", flush=True)
-    print(f"\n# efficientnet-lite0, pasted-object set (bench_resolution.py), map sizes {tag}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"\n# efficientnet-lite0, pasted-object set (bench_resolution.py), map sizes {tag}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print_table(args.out, args.methods, tag)
 
 

@@ -21,7 +21,7 @@ def picture(tmp_path_factory: pytest.TempPathFactory) -> str:
     rng = np.random.default_rng(0)
     arr = (rng.random((90, 120, 3)) * 80).astype(np.uint8)
     yy, xx = np.mgrid[:90, :120]
-    arr[(yy - 40) ** 2 + (xx - 70) ** 2 < 20 ** 2] = (230, 180, 40)
+    arr[(yy - 40) ** 2 + (xx - 70) ** 2 < 20**2] = (230, 180, 40)
     path = tmp_path_factory.mktemp("img") / "disc.jpg"
     Image.fromarray(arr).save(path, quality=95)
     return str(path)

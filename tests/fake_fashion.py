@@ -24,9 +24,9 @@ def fake_items(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     for i, c in enumerate(labels):
         h, w = 6 + 2 * (c % 5), 20 - 2 * (c % 5)
         y, x = rng.integers(1, 28 - h), rng.integers(1, 28 - w)
-        images[i, y:y + h, x:x + w] = rng.integers(120, 256)
+        images[i, y : y + h, x : x + w] = rng.integers(120, 256)
         if c >= 5:
-            images[i, y:y + h, x + w // 2] = 40
+            images[i, y : y + h, x + w // 2] = 40
     return images, labels.astype(np.uint8)
 
 

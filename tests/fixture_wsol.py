@@ -38,11 +38,11 @@ def make_map(rng: np.random.Generator, kind: str) -> np.ndarray:
     for _ in range(int(rng.integers(1, 5))):
         cx, cy = rng.uniform(-20, SIZE + 20, size=2)
         sx, sy = rng.uniform(8, 70, size=2)
-        m += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 / (2 * sx ** 2) + (yy - cy) ** 2 / (2 * sy ** 2)))
+        m += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 / (2 * sx**2) + (yy - cy) ** 2 / (2 * sy**2)))
     if kind == "ring":  # a blob with a dip in the middle: holes in the level sets
         cx, cy = rng.uniform(60, 160, size=2)
         r = np.hypot(xx - cx, yy - cy)
-        m += np.exp(-((r - 40) ** 2) / (2 * 10 ** 2))
+        m += np.exp(-((r - 40) ** 2) / (2 * 10**2))
     if kind == "noisy":
         m += rng.uniform(0, 0.1, size=m.shape)
     return _grid(m)
@@ -128,7 +128,7 @@ def make_mask_fixture(root: Path, n: int = 200, seed: int = 1) -> Path:
             Image.fromarray(inst.astype(np.uint8) * 255).save(masks / names[-1])
         ignore = np.zeros((h, w), bool)
         x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
-        ignore[y0:y0 + h // 3, x0:x0 + w // 3] = True
+        ignore[y0 : y0 + h // 3, x0 : x0 + w // 3] = True
         Image.fromarray(ignore.astype(np.uint8) * 255).save(masks / f"img_{i:04d}_ignore.png")
         (maps / image_id).parent.mkdir(parents=True, exist_ok=True)
         m = make_map(rng, KINDS[int(rng.integers(len(KINDS)))])

@@ -28,15 +28,18 @@ class TupleNet(UserNet):
         return super().forward(x), x
 
 
-@pytest.mark.parametrize("build, expect", [
-    (lambda: torchvision.models.vgg11(), "3 linear layers"),
-    (lambda: torchvision.models.alexnet(), "3 linear layers"),
-    (lambda: torchvision.models.convnext_tiny(), "sits between"),
-    (lambda: torchvision.models.mobilenet_v3_small(), "2 linear layers"),
-    (lambda: timm.create_model("convnext_atto"), "not CAM-exact"),
-    (lambda: timm.create_model("resnet18", num_classes=0), "no classifier"),
-    (lambda: timm.create_model("resnet18", global_pool="max"), "pools with 'max'"),
-])
+@pytest.mark.parametrize(
+    "build, expect",
+    [
+        (lambda: torchvision.models.vgg11(), "3 linear layers"),
+        (lambda: torchvision.models.alexnet(), "3 linear layers"),
+        (lambda: torchvision.models.convnext_tiny(), "sits between"),
+        (lambda: torchvision.models.mobilenet_v3_small(), "2 linear layers"),
+        (lambda: timm.create_model("convnext_atto"), "not CAM-exact"),
+        (lambda: timm.create_model("resnet18", num_classes=0), "no classifier"),
+        (lambda: timm.create_model("resnet18", global_pool="max"), "pools with 'max'"),
+    ],
+)
 def test_refused_heads_say_why_and_what_to_do(build, expect: str) -> None:
     with pytest.raises(HeadError, match=expect) as err:
         get_adapter(build())

@@ -88,8 +88,9 @@ def test_single_rectangle_is_recovered(x0: int, y0: int, w: int, h: int) -> None
 def test_batched_boxes_equal_single_map_rule(seed: int, mode: str, threshold: float) -> None:
     """The batched path (thresholds in one op, components on each mask's crop) equals the one-map rule."""
     rng = np.random.default_rng(seed)
-    maps = torch.nn.functional.interpolate(torch.from_numpy(rng.normal(size=(3, 1, 5, 6))).float(), size=(40, 48),
-                                           mode="bilinear", align_corners=False)[:, 0]
+    maps = torch.nn.functional.interpolate(
+        torch.from_numpy(rng.normal(size=(3, 1, 5, 6))).float(), size=(40, 48), mode="bilinear", align_corners=False
+    )[:, 0]
     batched = boxes_from_maps(maps, threshold, mode)
     for m, b in zip(maps, batched):
         assert b.tolist() == box_from_map(m.numpy(), threshold, mode).tolist()

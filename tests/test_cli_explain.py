@@ -54,8 +54,20 @@ def test_json_files_and_folders(picture: str, tmp_path: Path) -> None:
     Image.open(picture).save(folder / "a.png")
     Image.open(picture).convert("L").save(tmp_path / "in" / "b.png")
     out = tmp_path / "out"
-    rc = main(["explain", str(tmp_path / "in"), "--out", str(out), "--format", "json", "--no-images", "--quiet",
-               "--map-sizes", "native"])
+    rc = main(
+        [
+            "explain",
+            str(tmp_path / "in"),
+            "--out",
+            str(out),
+            "--format",
+            "json",
+            "--no-images",
+            "--quiet",
+            "--map-sizes",
+            "native",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json"]
     rec = json.loads((out / "a.json").read_text())
@@ -68,8 +80,20 @@ def test_bad_files_do_not_stop_the_batch(picture: str, tmp_path: Path, capsys: p
     (tmp_path / "empty.png").write_bytes(b"")
     Image.open(picture).save(tmp_path / "good.png")
     out = tmp_path / "out"
-    rc = main(["explain", str(tmp_path / "broken.jpg"), str(tmp_path / "empty.png"), str(tmp_path / "good.png"),
-               str(tmp_path / "missing.jpg"), "--out", str(out), "--format", "json", "--quiet"])
+    rc = main(
+        [
+            "explain",
+            str(tmp_path / "broken.jpg"),
+            str(tmp_path / "empty.png"),
+            str(tmp_path / "good.png"),
+            str(tmp_path / "missing.jpg"),
+            "--out",
+            str(out),
+            "--format",
+            "json",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert "broken.jpg" in err and "empty.png: empty file" in err and "missing.jpg: no such file" in err
@@ -79,8 +103,7 @@ def test_bad_files_do_not_stop_the_batch(picture: str, tmp_path: Path, capsys: p
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "camloc", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "camloc", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_bad_model_is_one_line_without_traceback(picture: str, tmp_path: Path) -> None:

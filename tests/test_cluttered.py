@@ -27,12 +27,15 @@ def test_idx_roundtrip(tmp_path):
     np.testing.assert_array_equal(read_idx(tmp_path / "a"), arr)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"\x00\x00\x08", "bad magic"),
-    (b"\x01\x02\x08\x01\x00\x00\x00\x01\x05", "bad magic"),
-    (idx_bytes(np.zeros((4, 2), np.uint8))[:-1], "header"),
-    (b"\x00\x00\x08\x03\x00", "truncated"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x00\x00\x08", "bad magic"),
+        (b"\x01\x02\x08\x01\x00\x00\x00\x01\x05", "bad magic"),
+        (idx_bytes(np.zeros((4, 2), np.uint8))[:-1], "header"),
+        (b"\x00\x00\x08\x03\x00", "truncated"),
+    ],
+)
 def test_malformed_idx(tmp_path, content, message):
     (tmp_path / "bad").write_bytes(content)
     with pytest.raises(InputError, match=message):
@@ -150,9 +153,26 @@ def test_camloc_evaluate_reads_cluttered(idx_dir, tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     kw = {"num_classes": 10, "final_stride": 8, "widths": [8, 8, 16]}
-    save_checkpoint(tmp_path / "net", gapnet(**kw).state_dict(),
-                    {"architecture": "gapnet", "arch_kwargs": kw, "preprocess": ClutterSpec().preprocess()})
-    rc = main(["evaluate", "--data", f"cluttered:{idx_dir}", "--split", "test", "--model", str(tmp_path / "net"),
-               "--resolution", "native", "--map-sizes", "native", "--quiet"])
+    save_checkpoint(
+        tmp_path / "net",
+        gapnet(**kw).state_dict(),
+        {"architecture": "gapnet", "arch_kwargs": kw, "preprocess": ClutterSpec().preprocess()},
+    )
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            f"cluttered:{idx_dir}",
+            "--split",
+            "test",
+            "--model",
+            str(tmp_path / "net"),
+            "--resolution",
+            "native",
+            "--map-sizes",
+            "native",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "images: 20" in out and "pxap" in out

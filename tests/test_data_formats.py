@@ -64,14 +64,17 @@ def test_wsol_masks(tmp_path):
         open_dataset(f"wsol:{meta}")
 
 
-@pytest.mark.parametrize("loc, message", [
-    ("a/1.jpg,10,20,110\n", r"localization.txt:1: expected 3 or 5 comma-separated fields, got 4"),
-    ("a/1.jpg,10,20,110,80\nzzz.jpg,1,1,2,2\n", r"localization.txt:2: unknown image id 'zzz.jpg'"),
-    ("a/1.jpg,10,20,210,80\n", r"localization.txt:1: box .* outside the 200x100 image"),
-    ("a/1.jpg,50,20,10,80\n", r"localization.txt:1: box .* x1 < x0"),
-    ("a/1.jpg,5,x,10,80\n", r"localization.txt:1: coordinate 'x' is not a number"),
-    ("a/1.jpg,1,1,2,2\n", r"localization.txt: no box or mask for image 'b/2.jpg'"),
-])
+@pytest.mark.parametrize(
+    "loc, message",
+    [
+        ("a/1.jpg,10,20,110\n", r"localization.txt:1: expected 3 or 5 comma-separated fields, got 4"),
+        ("a/1.jpg,10,20,110,80\nzzz.jpg,1,1,2,2\n", r"localization.txt:2: unknown image id 'zzz.jpg'"),
+        ("a/1.jpg,10,20,210,80\n", r"localization.txt:1: box .* outside the 200x100 image"),
+        ("a/1.jpg,50,20,10,80\n", r"localization.txt:1: box .* x1 < x0"),
+        ("a/1.jpg,5,x,10,80\n", r"localization.txt:1: coordinate 'x' is not a number"),
+        ("a/1.jpg,1,1,2,2\n", r"localization.txt: no box or mask for image 'b/2.jpg'"),
+    ],
+)
 def test_wsol_bad_lines(tmp_path, loc, message):
     with pytest.raises(InputError, match=message):
         open_dataset(f"wsol:{wsol_boxes(tmp_path / 'm', loc)}")
@@ -79,9 +82,12 @@ def test_wsol_bad_lines(tmp_path, loc, message):
 
 def test_ilsvrc_layout(tmp_path):
     write(tmp_path / "LOC_synset_mapping.txt", "n01440764 tench\nn01443537 goldfish\nn01484850 great white shark\n")
-    write(tmp_path / "LOC_val_solution.csv", "ImageId,PredictionString\n"
-          "ILSVRC2012_val_00000002,n01443537 5 6 70 80 n01443537 1 1 9 9 n01440764 0 0 4 4 \n"
-          "ILSVRC2012_val_00000001,n01484850 10 20 30 40 \n")
+    write(
+        tmp_path / "LOC_val_solution.csv",
+        "ImageId,PredictionString\n"
+        "ILSVRC2012_val_00000002,n01443537 5 6 70 80 n01443537 1 1 9 9 n01440764 0 0 4 4 \n"
+        "ILSVRC2012_val_00000001,n01484850 10 20 30 40 \n",
+    )
     ds = open_dataset(f"ilsvrc:{tmp_path}")
     assert [s.image_id for s in ds] == ["ILSVRC2012_val_00000001", "ILSVRC2012_val_00000002"]
     assert ds[0].label == 2 and ds[1].label == 1 and ds.class_names[1] == "n01443537"
@@ -136,15 +142,39 @@ def test_coco_boxes_polygons_and_rle(tmp_path):
     rle_mask[30:35, 40:45] = 1
     rle = mask_utils.encode(rle_mask)
     rle["counts"] = rle["counts"].decode()
-    data = {"images": [{"id": 7, "file_name": "seven.jpg", "width": 50, "height": 40}],
-            "categories": [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}],
-            "annotations": [
-                {"id": 1, "image_id": 7, "category_id": 18, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0,
-                 "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
-                {"id": 2, "image_id": 7, "category_id": 18, "bbox": [40, 30, 5, 5], "area": 25, "iscrowd": 0,
-                 "segmentation": rle},
-                {"id": 3, "image_id": 7, "category_id": 3, "bbox": [20, 20, 5, 5], "area": 25, "iscrowd": 0,
-                 "segmentation": [[20, 20, 25, 20, 25, 25]]}]}
+    data = {
+        "images": [{"id": 7, "file_name": "seven.jpg", "width": 50, "height": 40}],
+        "categories": [{"id": 18, "name": "dog"}, {"id": 3, "name": "car"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 18,
+                "bbox": [0, 0, 10, 10],
+                "area": 100,
+                "iscrowd": 0,
+                "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 18,
+                "bbox": [40, 30, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+                "segmentation": rle,
+            },
+            {
+                "id": 3,
+                "image_id": 7,
+                "category_id": 3,
+                "bbox": [20, 20, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+                "segmentation": [[20, 20, 25, 20, 25, 25]],
+            },
+        ],
+    }
     path = write(tmp_path / "ann.json", json.dumps(data))
     ds = open_dataset(f"coco:{path}")
     s = ds[0]

@@ -7,8 +7,15 @@ import timm
 import torch
 import torchvision
 
-from camloc.engine import (all_class_activation_maps, check_identity, class_activation_maps, combine_passes,
-                           logits_from_features, normalize, upsample)
+from camloc.engine import (
+    all_class_activation_maps,
+    check_identity,
+    class_activation_maps,
+    combine_passes,
+    logits_from_features,
+    normalize,
+    upsample,
+)
 from camloc.models.adapters import get_adapter
 
 

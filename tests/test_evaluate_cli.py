@@ -33,8 +33,21 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 def test_report_keys_and_table(boxes, tmp_path, capsys):
     report = tmp_path / "r.json"
-    rc, out, _ = run_cli(["evaluate", "--data", f"wsol:{boxes / 'meta'}", "--maps", str(boxes / "maps"),
-                          "--report", str(report), "--calibrate-on", f"wsol:{boxes / 'meta'}", "--quiet"], capsys)
+    rc, out, _ = run_cli(
+        [
+            "evaluate",
+            "--data",
+            f"wsol:{boxes / 'meta'}",
+            "--maps",
+            str(boxes / "maps"),
+            "--report",
+            str(report),
+            "--calibrate-on",
+            f"wsol:{boxes / 'meta'}",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert rc == 0 and "maxboxacc_v2" in out and "gt_known_loc" in out
     rep = json.loads(report.read_text())
     assert rep["n_images"] == 24 and set(rep["maxboxacc"]) == {"30", "50", "70", "mean"}
@@ -51,8 +64,21 @@ def test_report_keys_and_table(boxes, tmp_path, capsys):
 def test_pxap_report(tmp_path, capsys):
     make_mask_fixture(tmp_path, n=12, seed=5)
     rep_path = tmp_path / "r.json"
-    rc, out, _ = run_cli(["evaluate", "--data", f"wsol:{tmp_path / 'meta'}", "--mask-root", str(tmp_path / "masks"),
-                          "--maps", str(tmp_path / "maps"), "--report", str(rep_path), "--quiet"], capsys)
+    rc, out, _ = run_cli(
+        [
+            "evaluate",
+            "--data",
+            f"wsol:{tmp_path / 'meta'}",
+            "--mask-root",
+            str(tmp_path / "masks"),
+            "--maps",
+            str(tmp_path / "maps"),
+            "--report",
+            str(rep_path),
+            "--quiet",
+        ],
+        capsys,
+    )
     rep = json.loads(rep_path.read_text())
     assert rc == 0 and 0 < rep["pxap"] < 100 and "maxboxacc" not in rep and "pxap" in out
 
@@ -65,8 +91,10 @@ def test_bad_maps(boxes, tmp_path, capsys):
         m = np.load(boxes / "maps" / f"{image_id}.npy")
         np.save(maps / f"{image_id}.npy", np.full((7, 7), np.nan) if i == 0 else m[None] if i == 1 else m)
     rep_path = tmp_path / "r.json"
-    rc, _, _ = run_cli(["evaluate", "--data", f"wsol:{boxes / 'meta'}", "--maps", str(maps), "--report",
-                        str(rep_path), "--quiet"], capsys)
+    rc, _, _ = run_cli(
+        ["evaluate", "--data", f"wsol:{boxes / 'meta'}", "--maps", str(maps), "--report", str(rep_path), "--quiet"],
+        capsys,
+    )
     assert rc == 0 and json.loads(rep_path.read_text())["problems"]["nan_map"] == 1  # counted, not fatal
     np.save(maps / f"{ids[2]}.npy", np.zeros((3, 4, 5)))
     rc, _, err = run_cli(["evaluate", "--data", f"wsol:{boxes / 'meta'}", "--maps", str(maps), "--quiet"], capsys)
@@ -89,17 +117,31 @@ def test_coco_results_are_scored_by_pycocotools(tmp_path, capsys):
         w, h = 60 + 10 * i, 50
         x, y, bw, bh = 5 * i, 8, 20 + i, 15
         images.append({"id": i, "file_name": f"{i}.jpg", "width": w, "height": h})
-        anns.append({"id": i, "image_id": i, "category_id": 5 + i % 2, "bbox": [x, y, bw, bh], "area": bw * bh,
-                     "iscrowd": 0, "segmentation": [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]]})
+        anns.append(
+            {
+                "id": i,
+                "image_id": i,
+                "category_id": 5 + i % 2,
+                "bbox": [x, y, bw, bh],
+                "area": bw * bh,
+                "iscrowd": 0,
+                "segmentation": [[x, y, x + bw, y, x + bw, y + bh, x, y + bh]],
+            }
+        )
         m = np.zeros((h, w), np.float32)
-        m[y:y + bh, x:x + bw] = 1  # a perfect map: the GT-known box is the GT box
+        m[y : y + bh, x : x + bw] = 1  # a perfect map: the GT-known box is the GT box
         np.save(maps / f"{i}.npy", m)
     gt_file = tmp_path / "gt.json"
-    gt_file.write_text(json.dumps({"images": images, "annotations": anns,
-                                   "categories": [{"id": 5, "name": "a"}, {"id": 6, "name": "b"}]}))
+    gt_file.write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 5, "name": "a"}, {"id": 6, "name": "b"}]}
+        )
+    )
     res_file = tmp_path / "res.json"
-    rc, _, _ = run_cli(["evaluate", "--data", f"coco:{gt_file}", "--maps", str(maps), "--coco-results",
-                        str(res_file), "--quiet"], capsys)
+    rc, _, _ = run_cli(
+        ["evaluate", "--data", f"coco:{gt_file}", "--maps", str(maps), "--coco-results", str(res_file), "--quiet"],
+        capsys,
+    )
     assert rc == 0
     gt = COCO(str(gt_file))
     ev = COCOeval(gt, gt.loadRes(str(res_file)), "bbox")
@@ -125,8 +167,7 @@ def _write_image_fixture(root: Path, n: int = 4) -> Path:
         labels.append(f"{i}.jpg,{[948, 950, 951, 954][i]}")  # apple, orange, lemon, banana
         sizes.append(f"{i}.jpg,{w},{h}")
         locs.append(f"{i}.jpg,{cx - r},{cy - r},{cx + r},{cy + r}")
-    for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes),
-                        ("localization", locs)):
+    for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes), ("localization", locs)):
         (root / "meta").mkdir(exist_ok=True)
         (root / "meta" / f"{name}.txt").write_text("\n".join(lines) + "\n")
     return root
@@ -151,9 +192,22 @@ def test_model_evaluation_library(default_model, tmp_path):
 def test_model_run_and_saved_maps_give_the_same_numbers(tmp_path, capsys):
     root = _write_image_fixture(tmp_path)
     common = ["evaluate", "--data", f"wsol:{root / 'meta'}", "--quiet"]
-    rc, _, err = run_cli(common + ["--images", str(root / "img"), "--model", "default", "--map-sizes", "native",
-                                   "--save-maps", str(tmp_path / "maps"), "--report", str(tmp_path / "a.json")],
-                         capsys)
+    rc, _, err = run_cli(
+        common
+        + [
+            "--images",
+            str(root / "img"),
+            "--model",
+            "default",
+            "--map-sizes",
+            "native",
+            "--save-maps",
+            str(tmp_path / "maps"),
+            "--report",
+            str(tmp_path / "a.json"),
+        ],
+        capsys,
+    )
     assert rc == 0, err
     rc, _, _ = run_cli(common + ["--maps", str(tmp_path / "maps"), "--report", str(tmp_path / "b.json")], capsys)
     a, b = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
@@ -166,11 +220,33 @@ def test_model_run_and_saved_maps_give_the_same_numbers(tmp_path, capsys):
 
 def test_torchrun_two_processes_match_one(boxes, tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    args = ["-m", "camloc", "evaluate", "--data", f"wsol:{boxes / 'meta'}", "--maps", str(boxes / "maps"),
-            "--quiet", "--report"]
+    args = [
+        "-m",
+        "camloc",
+        "evaluate",
+        "--data",
+        f"wsol:{boxes / 'meta'}",
+        "--maps",
+        str(boxes / "maps"),
+        "--quiet",
+        "--report",
+    ]
     subprocess.run([sys.executable, *args, str(tmp_path / "one.json")], check=True, env=env, capture_output=True)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          *args, str(tmp_path / "two.json")], env=env, capture_output=True, text=True, timeout=120)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            *args,
+            str(tmp_path / "two.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     one, both = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
     assert both["protocol"].pop("processes") == 2

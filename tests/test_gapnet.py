@@ -46,9 +46,12 @@ def test_cam_identity_and_adapter(stride, norm):
 def test_checkpoint_roundtrip_via_zoo(tmp_path):
     torch.manual_seed(1)
     net = GapNet(4, 8, WIDTHS).eval()
-    config = {"architecture": "gapnet", "arch_kwargs": {"num_classes": 4, "final_stride": 8, "widths": list(WIDTHS)},
-              "labels": ["a", "b", "c", "d"], "preprocess": {"mean": [0.1] * 3, "std": [0.25] * 3,
-                                                             "input_size": 96, "interpolation": "bilinear"}}
+    config = {
+        "architecture": "gapnet",
+        "arch_kwargs": {"num_classes": 4, "final_stride": 8, "widths": list(WIDTHS)},
+        "labels": ["a", "b", "c", "d"],
+        "preprocess": {"mean": [0.1] * 3, "std": [0.25] * 3, "input_size": 96, "interpolation": "bilinear"},
+    }
     save_checkpoint(tmp_path / "ck", net.state_dict(), config)
     loaded = zoo.load(tmp_path / "ck")
     x = torch.randn(2, 3, 96, 96)
@@ -68,8 +71,10 @@ def test_box_regressor_shares_backbone():
     assert logits.shape == (2, 5) and boxes.shape == (2, 4) and ((boxes > 0) & (boxes < 1)).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [({"final_stride": 3}, "power of two"), ({"final_stride": 64}, "power"),
-                                             ({"norm": "layer"}, "norm")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"final_stride": 3}, "power of two"), ({"final_stride": 64}, "power"), ({"norm": "layer"}, "norm")],
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(InputError, match=message):
         GapNet(10, widths=WIDTHS, **kwargs)

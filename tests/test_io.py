@@ -21,7 +21,9 @@ def test_modes_become_rgb(tmp_path: Path) -> None:
     gray = save(Image.new("L", (8, 6), 100), tmp_path / "gray.png")
     rgba = Image.new("RGBA", (8, 6), (255, 0, 0, 0))  # fully transparent red -> white
     rgba_path = save(rgba, tmp_path / "rgba.png")
-    palette = save(Image.new("RGB", (8, 6), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE), tmp_path / "pal.png")
+    palette = save(
+        Image.new("RGB", (8, 6), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE), tmp_path / "pal.png"
+    )
     cmyk = save(Image.new("CMYK", (8, 6), (0, 255, 255, 0)), tmp_path / "cmyk.jpg")
     deep = save(Image.fromarray(np.full((6, 8), 65535 // 2, dtype=np.uint16)), tmp_path / "deep.png")
     for p in (gray, rgba_path, palette, cmyk, deep):
@@ -48,11 +50,14 @@ def test_exif_rotation_is_applied(tmp_path: Path) -> None:
     assert stored.size == (40, 20) and stored.getpixel((2, 10))[0] > 200 and stored.getpixel((38, 10))[0] < 50
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda p: p, "no such file"),
-    (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
-    (lambda p: (p.write_text("hello, not a picture"), p)[1], "not an image"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
+        (lambda p: (p.write_text("hello, not a picture"), p)[1], "not an image"),
+    ],
+)
 def test_unusable_files(tmp_path: Path, make, reason: str) -> None:
     path = make(tmp_path / "bad.jpg")
     with pytest.raises(InputError, match=reason) as err:
@@ -61,8 +66,9 @@ def test_unusable_files(tmp_path: Path, make, reason: str) -> None:
 
 
 def test_truncated_file(tmp_path: Path) -> None:
-    good = save(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)),
-                tmp_path / "full.png")
+    good = save(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)), tmp_path / "full.png"
+    )
     cut = tmp_path / "cut.png"
     cut.write_bytes(good.read_bytes()[:300])
     with pytest.raises(InputError, match="cut.png: corrupt or truncated"):

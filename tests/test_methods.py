@@ -19,8 +19,17 @@ from torch import nn
 import camloc
 from camloc.engine import class_activation_maps, normalize
 from camloc.io import InputError
-from camloc.methods import (CAM, GradCAM, GradCAMPlusPlus, LayerCAM, LayerError, ScoreCAM, XGradCAM,
-                            default_layer_name, get_method)
+from camloc.methods import (
+    CAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    LayerCAM,
+    LayerError,
+    ScoreCAM,
+    XGradCAM,
+    default_layer_name,
+    get_method,
+)
 from camloc.methods.base import input_layout
 from camloc.models.adapters import HeadError
 
@@ -36,8 +45,9 @@ class GapNet(nn.Module):
 
     def __init__(self, classes: int = 7) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1),
-                                      nn.ReLU(inplace=True))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(inplace=True)
+        )
         self.fc = nn.Linear(16, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,18 +94,28 @@ def test_gradcam_is_relu_cam_over_hw(closed_form):
 
 
 @settings(max_examples=8, deadline=None)
-@given(channels=st.integers(1, 12), classes=st.integers(2, 9), side=st.integers(4, 13), k=st.integers(1, 2),
-       seed=st.integers(0, 2**16))
+@given(
+    channels=st.integers(1, 12),
+    classes=st.integers(2, 9),
+    side=st.integers(4, 13),
+    k=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
 def test_gradcam_identity_property(channels, classes, side, k, seed):
     """The identity by autograd on random GAP + linear nets of random sizes (odd sides, one channel, k=1...)."""
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(channels, classes)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, channels, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(channels, classes),
+    ).eval()
     x = torch.randn(2, 3, side, side)
     _, chosen, cam = CAM().run(model, x, top_k=k)
     grad = GradCAM(closed_form=False).run(model, x, chosen)[2]
     assert default_layer_name(model) == "1"
-    torch.testing.assert_close(grad, cam.clamp(min=0) / side ** 2, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(grad, cam.clamp(min=0) / side**2, atol=1e-6, rtol=1e-4)
 
 
 @pytest.mark.parametrize("method", GRADIENT)
@@ -111,8 +131,9 @@ def test_densenet_inplace_relu_identity():
     """torchvision's DenseNet applies F.relu(..., inplace=True) after `features`: forward hook + autograd.grad on
     the stored output still gives Grad-CAM = ReLU(CAM)/(h w) (post-ReLU features, as the adapter sees them)."""
     torch.manual_seed(0)
-    model = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16,
-                                        bn_size=2, num_classes=5).eval()  # DenseNet-121's code, smaller
+    model = torchvision.models.DenseNet(
+        growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2, num_classes=5
+    ).eval()  # DenseNet-121's code, smaller
     x = torch.randn(2, 3, 64, 64)
     assert default_layer_name(model) == "features"
     _, classes, cam = CAM().run(model, x, top_k=2)
@@ -149,7 +170,7 @@ def test_batched_classes_equal_single_passes(method):
     _, _, batched = method(layer="features.1").run(model, x, classes)
     for b in range(3):
         for j in range(3):
-            single = method(layer="features.1").run(model, x[b:b + 1], classes[b:b + 1, j:j + 1])[2]
+            single = method(layer="features.1").run(model, x[b : b + 1], classes[b : b + 1, j : j + 1])[2]
             torch.testing.assert_close(batched[b, j], single[0, 0], atol=1e-6, rtol=1e-4)
 
 
@@ -177,9 +198,19 @@ def test_scorecam_constant_channels_share_one_zero_pass():
     with torch.no_grad():
         expected = torch.zeros_like(maps)
         for b in range(3):
-            scores = torch.stack([model(x[b:b + 1] * normalize(F.interpolate(
-                acts[b:b + 1, k:k + 1], size=(16, 16), mode="bilinear", align_corners=False)))[0]
-                for k in range(16)])  # (C, K)
+            scores = torch.stack(
+                [
+                    model(
+                        x[b : b + 1]
+                        * normalize(
+                            F.interpolate(
+                                acts[b : b + 1, k : k + 1], size=(16, 16), mode="bilinear", align_corners=False
+                            )
+                        )
+                    )[0]
+                    for k in range(16)
+                ]
+            )  # (C, K)
             for j in range(2):
                 w = scores[:, classes[b, j]].softmax(dim=0)
                 expected[b, j] = torch.einsum("chw,c->hw", acts[b], w).clamp(min=0)
@@ -319,8 +350,9 @@ def test_all_negative_map_is_defined(method):
         assert torch.isfinite(normalize(signed)).all()
 
 
-@pytest.mark.parametrize("method, layer", [(m, layer) for m in GRADIENT for layer in (None, "features.1")]
-                         + [(CAM, None)])
+@pytest.mark.parametrize(
+    "method, layer", [(m, layer) for m in GRADIENT for layer in (None, "features.1")] + [(CAM, None)]
+)
 def test_differentiable_maps(method, layer):
     """differentiable=True: maps on the model's device, equal to the plain ones, usable in a loss."""
     model, x = gapnet()
@@ -371,8 +403,15 @@ def test_any_cnn_through_explain(method):
 
 
 def test_names_and_classes_resolve():
-    for name, cls in [("gradcam", GradCAM), ("Grad-CAM", GradCAM), ("gradcam++", GradCAMPlusPlus),
-                      ("xgradcam", XGradCAM), ("layercam", LayerCAM), ("scorecam", ScoreCAM), ("cam", CAM)]:
+    for name, cls in [
+        ("gradcam", GradCAM),
+        ("Grad-CAM", GradCAM),
+        ("gradcam++", GradCAMPlusPlus),
+        ("xgradcam", XGradCAM),
+        ("layercam", LayerCAM),
+        ("scorecam", ScoreCAM),
+        ("cam", CAM),
+    ]:
         assert type(get_method(name)) is cls
     assert get_method(GradCAM, layer="x").layer == "x"
     mine = GradCAM(relu=False)
@@ -394,8 +433,9 @@ def test_unknown_layer(method):
         method(layer="features.9").run(model, x)
 
 
-@pytest.mark.parametrize("layer, message", [("fc", r"outputs shape \(3, 7\), not a \(batch, channels, h, w\)"),
-                                            ("", "outputs shape")])
+@pytest.mark.parametrize(
+    "layer, message", [("fc", r"outputs shape \(3, 7\), not a \(batch, channels, h, w\)"), ("", "outputs shape")]
+)
 @pytest.mark.parametrize("method", ALL)
 def test_layer_without_spatial_output(method, layer, message):
     model, x = gapnet()
@@ -446,8 +486,19 @@ def test_cli_cam_on_a_non_cam_model_is_one_line(tmp_path, capsys):
     from camloc.cli import main
 
     image = str(Path(__file__).resolve().parents[1] / "examples" / "cat.jpg")
-    common = [image, "--model", "mobilenetv3_small_050", "--map-sizes", "native", "--no-images", "--quiet",
-              "--format", "json", "--out", str(tmp_path)]
+    common = [
+        image,
+        "--model",
+        "mobilenetv3_small_050",
+        "--map-sizes",
+        "native",
+        "--no-images",
+        "--quiet",
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(["explain", *common]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     message = [line for line in err if line.startswith("camloc: error:")]

@@ -33,8 +33,14 @@ class TinyNet(nn.Module):
 
     def __init__(self, stride: int = 1, classes: int = 6) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, stride, 1),
-                                      nn.ReLU(), nn.Conv2d(12, 16, 3, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 12, 3, stride, 1),
+            nn.ReLU(),
+            nn.Conv2d(12, 16, 3, padding=1),
+            nn.ReLU(),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(16, classes)
 
@@ -63,8 +69,10 @@ def pgc_maps(cls, model, layer: str, x, classes) -> torch.Tensor:
     module = dict(model.named_modules())[layer]
     cam = cls(model=model, target_layers=[module])
     try:
-        cols = [cam(input_tensor=x, targets=[pgc_targets.ClassifierOutputTarget(int(c)) for c in classes[:, j]])
-                for j in range(classes.shape[1])]
+        cols = [
+            cam(input_tensor=x, targets=[pgc_targets.ClassifierOutputTarget(int(c)) for c in classes[:, j]])
+            for j in range(classes.shape[1])
+        ]
     finally:
         cam.activations_and_grads.release()
     return torch.from_numpy(np.stack(cols, axis=1))
@@ -80,8 +88,13 @@ def torchcam_raw(cls, model, layer: str, x, classes, **kwargs) -> torch.Tensor:
     return torch.stack(cols, dim=1).detach()
 
 
-PGC = {GradCAM: "GradCAM", GradCAMPlusPlus: "GradCAMPlusPlus", XGradCAM: "XGradCAM", LayerCAM: "LayerCAM",
-       ScoreCAM: "ScoreCAM"}
+PGC = {
+    GradCAM: "GradCAM",
+    GradCAMPlusPlus: "GradCAMPlusPlus",
+    XGradCAM: "XGradCAM",
+    LayerCAM: "LayerCAM",
+    ScoreCAM: "ScoreCAM",
+}
 TORCHCAM = {GradCAM: "GradCAM", XGradCAM: "XGradCAM", LayerCAM: "LayerCAM", ScoreCAM: "ScoreCAM"}
 
 
@@ -122,7 +135,7 @@ def test_gradcampp_torchcam_difference_is_its_undivided_alpha():
     for layer in (MID, LAST):
         theirs = torchcam_raw(torchcam.GradCAMpp, model, layer, x, classes)
         _, _, a, g = activations_and_gradients(model, x, resolve_layer(model, layer), classes, 2)
-        undivided = torch.einsum("bchw,bkc->bkhw", a, (g ** 2 * g.clamp(min=0)).sum(dim=(-2, -1))).clamp(min=0)
+        undivided = torch.einsum("bchw,bkc->bkhw", a, (g**2 * g.clamp(min=0)).sum(dim=(-2, -1))).clamp(min=0)
         torch.testing.assert_close(undivided, theirs, atol=1e-5 * float(theirs.amax()), rtol=1e-4)
         mine = GradCAMPlusPlus(layer=layer).run(model, x, classes)[2]
         assert (normalize(mine) - normalize(theirs)).abs().max() > 1e-2

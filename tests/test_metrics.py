@@ -10,8 +10,16 @@ from hypothesis.extra.numpy import arrays
 
 from fixture_wsol import make_map
 
-from camloc.metrics import (BoxAccuracy, ClassLocAccuracy, PixelAP, box_iou, cam_thresholds, prepare_scoremap,
-                            resize_boxes_wsol, wsol_iou)
+from camloc.metrics import (
+    BoxAccuracy,
+    ClassLocAccuracy,
+    PixelAP,
+    box_iou,
+    cam_thresholds,
+    prepare_scoremap,
+    resize_boxes_wsol,
+    wsol_iou,
+)
 from camloc.pixel_histograms import masked_histograms
 from camloc.release_boxes import relative_erosion, release_boxes, release_guesses
 from camloc.wsol_boxes import contour_box_sets, contour_boxes_reference
@@ -36,13 +44,14 @@ def test_box_iou_exclusive_hand_values():
 
 
 boxes_st = st.tuples(st.integers(0, 12), st.integers(0, 12), st.integers(0, 6), st.integers(0, 6)).map(
-    lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+    lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]]
+)
 
 
 def _raster(box, inclusive: bool) -> np.ndarray:
     grid = np.zeros((20, 20), bool)
     x0, y0, x1, y1 = box
-    grid[y0:y1 + inclusive, x0:x1 + inclusive] = True
+    grid[y0 : y1 + inclusive, x0 : x1 + inclusive] = True
     return grid
 
 
@@ -109,7 +118,8 @@ def test_largest_versus_all_contours_and_several_gt_boxes():
 
 
 smooth_maps = arrays(np.uint8, (12, 16), elements=st.integers(0, 5)).map(
-    lambda a: np.kron(a, np.ones((3, 3))).astype(np.float64) / 5)
+    lambda a: np.kron(a, np.ones((3, 3))).astype(np.float64) / 5
+)
 
 
 def _as_sets(found):
@@ -117,9 +127,14 @@ def _as_sets(found):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(smooth_maps, arrays(np.float64, (9, 11), elements=st.floats(0, 1)),
-                 arrays(np.uint8, (14, 13), elements=st.integers(0, 7)).map(lambda a: a / 7.0)),
-       st.sampled_from([0.01, 0.1, 0.25]))
+@given(
+    st.one_of(
+        smooth_maps,
+        arrays(np.float64, (9, 11), elements=st.floats(0, 1)),
+        arrays(np.uint8, (14, 13), elements=st.integers(0, 7)).map(lambda a: a / 7.0),
+    ),
+    st.sampled_from([0.01, 0.1, 0.25]),
+)
 def test_fast_path_gives_the_loops_boxes(m, interval):
     """contour_box_sets gives the same largest boxes and, per threshold, the same multiset of boxes as the
     straightforward findContours loop (smooth maps with nested holes, noise, few-valued maps full of ties)."""
@@ -149,8 +164,12 @@ def test_boxes_cover_the_mask(m):
         assert found.largest[k].tolist() in boxes.tolist()
         if len(xs):
             x1 = np.minimum(boxes[:, 2], m.shape[1] - 1)
-            inside = ((xs[:, None] >= boxes[:, 0]) & (xs[:, None] <= x1) & (ys[:, None] >= boxes[:, 1])
-                      & (ys[:, None] <= boxes[:, 3]))
+            inside = (
+                (xs[:, None] >= boxes[:, 0])
+                & (xs[:, None] <= x1)
+                & (ys[:, None] >= boxes[:, 1])
+                & (ys[:, None] <= boxes[:, 3])
+            )
             assert inside.any(axis=1).all()
 
 
@@ -198,10 +217,15 @@ def test_pxap_ignore_region_and_histogram_edges():
 
 
 @settings(max_examples=100, deadline=None)
-@given(arrays(np.float64, 60, elements=st.one_of(st.floats(0, 1), st.sampled_from([0.0, 0.3, 0.57, 1.0]))),
-       arrays(np.bool_, 60), arrays(np.bool_, 60),
-       st.one_of(st.sampled_from([0.01, 0.001, 0.3]).map(lambda i: np.append(cam_thresholds(i), [1.0, 2.0, 3.0])),
-                 arrays(np.float64, 7, elements=st.floats(0, 1), unique=True).map(np.sort)))
+@given(
+    arrays(np.float64, 60, elements=st.one_of(st.floats(0, 1), st.sampled_from([0.0, 0.3, 0.57, 1.0]))),
+    arrays(np.bool_, 60),
+    arrays(np.bool_, 60),
+    st.one_of(
+        st.sampled_from([0.01, 0.001, 0.3]).map(lambda i: np.append(cam_thresholds(i), [1.0, 2.0, 3.0])),
+        arrays(np.float64, 7, elements=st.floats(0, 1), unique=True).map(np.sort),
+    ),
+)
 def test_masked_histograms_equal_numpy(values, fg, ignore, edges):
     """Foreground / background histograms equal np.histogram of the masked values, for the PxAP edges and for
     arbitrary increasing edges (the bin guess is only a start)."""
@@ -238,8 +262,9 @@ def test_class_loc_accuracy_hand_case():
     # top-1 right with a good box
     acc.accumulate(3, gt, good, np.array([3, 1, 2, 4, 5]), np.array([3, 1, 2, 4, 5]), np.stack([good] + [bad] * 4))
     # class right only at rank 2, its box good; GT-known box bad
-    acc.accumulate(3, gt, bad, np.array([1, 3, 2, 4, 5]), np.array([1, 3, 2, 4, 5]),
-                   np.stack([good, good, bad, bad, bad]))
+    acc.accumulate(
+        3, gt, bad, np.array([1, 3, 2, 4, 5]), np.array([1, 3, 2, 4, 5]), np.stack([good, good, bad, bad, bad])
+    )
     s = acc.summary()
     assert s == {"gt_known_loc": 50.0, "top1_cls": 50.0, "top5_cls": 100.0, "top1_loc": 50.0, "top5_loc": 100.0}
 

@@ -42,7 +42,7 @@ def make_folder(root: Path, n_classes: int = 3, per_class: int = 4, seed: int = 
         for i in range(per_class):
             a = rng.integers(0, 60, (40 + 8 * (i % 2), 56, 3)).astype(np.uint8)  # two image shapes
             y, x = rng.integers(0, 16), rng.integers(0, 24)
-            a[y:y + 20, x:x + 28] = COLORS[c]
+            a[y : y + 20, x : x + 28] = COLORS[c]
             Image.fromarray(a).save(d / f"{i}.png")
     return root
 
@@ -51,8 +51,9 @@ def native_logits(model: torch.nn.Module, paths: list[Path]) -> np.ndarray:
     """The model's own logits, one image at a time, preprocessed as `explain` does."""
     pre = info_of(model).preprocess
     with torch.no_grad():
-        return torch.cat([model.eval()(image_to_tensor(load_image(p), pre.input_size, pre)[None])
-                          for p in paths]).numpy()
+        return torch.cat(
+            [model.eval()(image_to_tensor(load_image(p), pre.input_size, pre)[None]) for p in paths]
+        ).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_probe_cam_identity(fitted):
     bias = get_adapter(probe.model).bias.detach()
     raws = res.raw if isinstance(res.raw, list) else list(res.raw)
     for i, raw in enumerate(raws):
-        gap = check_identity(raw[None], res.all_logits[i:i + 1], res.classes[i:i + 1], bias)
+        gap = check_identity(raw[None], res.all_logits[i : i + 1], res.classes[i : i + 1], bias)
         assert float(gap) < 1e-4
     assert res.labels(0)[0] in data.classes
 
@@ -92,8 +93,9 @@ def test_save_load_explain_round_trip(fitted, tmp_path):
     assert get_adapter(model).num_classes == 3
     for k, v in probe.model.state_dict().items():
         assert torch.equal(v, model.state_dict()[k]), k
-    np.testing.assert_allclose(native_logits(model, data.sources[:3]), native_logits(probe.model, data.sources[:3]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        native_logits(model, data.sources[:3]), native_logits(probe.model, data.sources[:3]), atol=1e-6
+    )
     res = camloc.explain(model, data.sources[:2], top_k=2, map_sizes=())
     assert res.maps[0].shape[-2:] == (40, 56) and res.boxes.shape == (2, 2, 4)
 
@@ -109,13 +111,30 @@ def test_evaluate_loads_the_probe(fitted, tmp_path, capsys):
     meta.mkdir()
     ids = [str(Path(p).relative_to(root)) for p in data.sources]
     sizes = [Image.open(p).size for p in data.sources]
-    lines = {"image_ids": ids, "class_labels": [f"{i},{c}" for i, c in zip(ids, data.labels)],
-             "image_sizes": [f"{i},{w},{h}" for i, (w, h) in zip(ids, sizes)],
-             "localization": [f"{i},0,0,{w},{h}" for i, (w, h) in zip(ids, sizes)]}
+    lines = {
+        "image_ids": ids,
+        "class_labels": [f"{i},{c}" for i, c in zip(ids, data.labels)],
+        "image_sizes": [f"{i},{w},{h}" for i, (w, h) in zip(ids, sizes)],
+        "localization": [f"{i},0,0,{w},{h}" for i, (w, h) in zip(ids, sizes)],
+    }
     for name, rows in lines.items():
         (meta / f"{name}.txt").write_text("\n".join(rows) + "\n")
-    rc = main(["evaluate", "--data", f"wsol:{meta}", "--images", str(root), "--model", str(tmp_path / "probe"),
-               "--map-sizes", "native", "--report", str(tmp_path / "r.json"), "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            f"wsol:{meta}",
+            "--images",
+            str(root),
+            "--model",
+            str(tmp_path / "probe"),
+            "--map-sizes",
+            "native",
+            "--report",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "r.json").read_text())
     assert 0 <= report["top1_cls"] <= 100 and "maxboxacc_v2" in report
@@ -124,8 +143,26 @@ def test_evaluate_loads_the_probe(fitted, tmp_path, capsys):
 def test_cli_fit_then_explain(tmp_path, capsys):
     root = make_folder(tmp_path / "data", n_classes=2, per_class=3)
     (root / "class1" / "broken.png").write_bytes(b"not a png")
-    rc = main(["probe", "fit", "--data", f"folder:{root}", "--backbone", BACKBONE, "--out", str(tmp_path / "p"),
-               "--classifier", "svm", "--C", "0.01,1", "--folds", "3", "--cache-dir", str(tmp_path / "cache")])
+    rc = main(
+        [
+            "probe",
+            "fit",
+            "--data",
+            f"folder:{root}",
+            "--backbone",
+            BACKBONE,
+            "--out",
+            str(tmp_path / "p"),
+            "--classifier",
+            "svm",
+            "--C",
+            "0.01,1",
+            "--folds",
+            "3",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0
     skipped = [line for line in err.splitlines() if "broken.png" in line]
@@ -135,8 +172,24 @@ def test_cli_fit_then_explain(tmp_path, capsys):
     assert model.camloc_info.labels == ["class0", "class1"]
     config = (tmp_path / "p" / "config.json").read_text()
     assert '"classifier": "svm"' in config and '"train_images": 6' in config
-    rc = main(["explain", str(root / "class0"), "--model", str(tmp_path / "p"), "--top-k", "1", "--quiet",
-               "--out", str(tmp_path / "out"), "--map-sizes", "native", "--format", "json", "--no-images"])
+    rc = main(
+        [
+            "explain",
+            str(root / "class0"),
+            "--model",
+            str(tmp_path / "p"),
+            "--top-k",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "out"),
+            "--map-sizes",
+            "native",
+            "--format",
+            "json",
+            "--no-images",
+        ]
+    )
     assert rc == 0 and len(list((tmp_path / "out").glob("*.json"))) == 3
 
 
@@ -195,8 +248,20 @@ def test_folder_errors_and_unreadable_class(tmp_path, capsys):
         open_probe_set(root, images="elsewhere")
     for p in (root / "class1").iterdir():
         p.write_bytes(b"")
-    rc = main(["probe", "fit", "--data", str(root), "--backbone", BACKBONE, "--out", str(tmp_path / "p"),
-               "--no-cache", "--quiet"])
+    rc = main(
+        [
+            "probe",
+            "fit",
+            "--data",
+            str(root),
+            "--backbone",
+            BACKBONE,
+            "--out",
+            str(tmp_path / "p"),
+            "--no-cache",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "class 'class1' has no readable image" in err
     assert err.count("empty file") == 2
@@ -210,8 +275,9 @@ def test_torchvision_backbone_round_trip(tmp_path):
     model = camloc.load(tmp_path / "p")
     assert isinstance(model.fc, torch.nn.Linear) and model.fc.out_features == 2
     feats, _ = extract_features(model, data.sources)
-    np.testing.assert_allclose(native_logits(model, data.sources), decision_logits(probe.fit, feats),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        native_logits(model, data.sources), decision_logits(probe.fit, feats), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_default_backbone_on_a_few_images(tmp_path):
@@ -223,8 +289,9 @@ def test_default_backbone_on_a_few_images(tmp_path):
     model = camloc.load(tmp_path / "p")
     feats, _ = extract_features(model, data.sources)
     assert feats.shape == (6, 1280)
-    np.testing.assert_allclose(native_logits(model, data.sources), decision_logits(probe.fit, feats),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        native_logits(model, data.sources), decision_logits(probe.fit, feats), rtol=1e-4, atol=1e-4
+    )
     res = camloc.explain(model, data.sources[:1], top_k=2, map_sizes=())
     assert float(check_identity(res.raw, res.all_logits, res.classes, get_adapter(model).bias.detach())) < 1e-3
 
@@ -239,9 +306,9 @@ def gray_split(n_per_class: int, seed: int, n_classes: int = 3):
         for _ in range(n_per_class):
             a = rng.integers(0, 50, (64, 64)).astype(np.uint8)
             y, x = (int(v) for v in rng.integers(0, 40, 2))
-            a[y:y + 24, x:x + 24] = 140 + 50 * c
+            a[y : y + 24, x : x + 24] = 140 + 50 * c
             m = np.zeros((64, 64), bool)
-            m[y:y + 24, x:x + 24] = True
+            m[y : y + 24, x : x + 24] = True
             images.append(a), labels.append(c), boxes.append([x, y, x + 24, y + 24]), masks.append(m)
     return ClutteredArrays(np.stack(images), np.array(labels), np.array(boxes), np.stack(masks))
 
@@ -276,18 +343,24 @@ def test_bench_row_format_and_reuse(tmp_path):
     from camloc.probe_bench import bench_row
 
     train, test = gray_split(4, 1), gray_split(2, 2)
-    row = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2,
-                    save_to=tmp_path / "p")
-    for key in ("method", "feature_resolution", "top1_cls", "top1_loc", "gt_known_loc", "maxboxacc_v2", "pxap",
-                "train_seconds"):
+    row = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2, save_to=tmp_path / "p")
+    for key in (
+        "method",
+        "feature_resolution",
+        "top1_cls",
+        "top1_loc",
+        "gt_known_loc",
+        "maxboxacc_v2",
+        "pxap",
+        "train_seconds",
+    ):
         assert key in row, key
     assert row["feature_resolution"] == [5, 5]  # test_efficientnet at 160 px: stride 32
     for key in ("top1_cls", "top1_loc", "gt_known_loc", "pxap"):
         assert 0.0 <= row[key] <= 100.0, key
     assert 0.0 <= row["maxboxacc_v2"]["mean"] <= 100.0
     assert row["top1_loc"] <= row["top1_cls"] and row["train_seconds"] > 0
-    again = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2,
-                    save_to=tmp_path / "p")
+    again = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2, save_to=tmp_path / "p")
     assert again == row  # the saved probe is reused: same numbers, same recorded time
 
 
@@ -299,8 +372,18 @@ def test_probe_row_in_the_localization_bench(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)  # the split cache goes under ./.cache
     idx = write_fake_fashion(tmp_path / "fm", n_train=60, n_test=10)
-    study = Study(strides=(32,), widths=(8, 8, 8, 8, 8), regressor_stride=32, reference_stride=32, train_size=40,
-                  val_size=6, test_size=10, epochs=1, batch_size=20, probe_train_size=30)
+    study = Study(
+        strides=(32,),
+        widths=(8, 8, 8, 8, 8),
+        regressor_stride=32,
+        reference_stride=32,
+        train_size=40,
+        val_size=6,
+        test_size=10,
+        epochs=1,
+        batch_size=20,
+        probe_train_size=30,
+    )
     rows, info = run_study(tmp_path / "out", study, str(idx), quiet=True, log=lambda _m: None)
     probe = [r for r in rows if r["method"].startswith("probe")]
     assert len(probe) == 1 and probe[0]["feature_resolution"] == [7, 7]

@@ -51,8 +51,11 @@ def test_checkpoint_and_initial_weights(tmp_path):
     report = load_matching(net, tmp_path / "alex.safetensors")
     assert torch.equal(net.features[3].weight, alex.features[3].weight)
     assert "classifier.1.weight" in report.skipped and "fc.weight" in report.missing
-    save_checkpoint(tmp_path / "ck", net.state_dict(), {"architecture": "gap_surgery",
-                                                        "arch_kwargs": {"base": "alexnet", "num_classes": 4}})
+    save_checkpoint(
+        tmp_path / "ck",
+        net.state_dict(),
+        {"architecture": "gap_surgery", "arch_kwargs": {"base": "alexnet", "num_classes": 4}},
+    )
     loaded = zoo.load(tmp_path / "ck")
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():

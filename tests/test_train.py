@@ -24,8 +24,12 @@ from fake_fashion import write_fake_fashion
 torch.set_num_threads(1)
 SPEC = ClutterSpec(canvas=48, scale=(0.6, 1.0))
 KW = {"num_classes": 10, "final_stride": 8, "widths": [8, 8, 16], "norm": "group"}
-CONFIG = {"architecture": "gapnet", "arch_kwargs": KW, "labels": [str(i) for i in range(10)],
-          "preprocess": SPEC.preprocess()}
+CONFIG = {
+    "architecture": "gapnet",
+    "arch_kwargs": KW,
+    "labels": [str(i) for i in range(10)],
+    "preprocess": SPEC.preprocess(),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +55,9 @@ def test_ddp_sharding_covers_the_single_process_batches():
     single = epoch_indices(40, 2, 7)
     r0, r1 = epoch_indices(40, 2, 7, 0, 2), epoch_indices(40, 2, 7, 1, 2)
     for k in range(5):  # batch 8 on one process == batches of 4 on each of two
-        assert sorted(single[8 * k:8 * k + 8].tolist()) == sorted(r0[4 * k:4 * k + 4].tolist() +
-                                                                  r1[4 * k:4 * k + 4].tolist())
+        assert sorted(single[8 * k : 8 * k + 8].tolist()) == sorted(
+            r0[4 * k : 4 * k + 4].tolist() + r1[4 * k : 4 * k + 4].tolist()
+        )
 
 
 def test_training_learns_and_checkpoint_loads(data, tmp_path):
@@ -125,22 +130,70 @@ def free_port() -> int:
 
 
 def _cli(idx_dir: Path, out: Path, batch: int) -> list[str]:
-    return ["-m", "camloc", "train", "--out", str(out), "--idx-dir", str(idx_dir), "--canvas", "48",
-            "--scale", "0.6,1.0", "--train-size", "32", "--val-size", "6", "--epochs", "2", "--batch-size",
-            str(batch), "--widths", "8,8,16", "--norm", "group", "--threads", "1", "--quiet", "--device", "cpu"]
+    return [
+        "-m",
+        "camloc",
+        "train",
+        "--out",
+        str(out),
+        "--idx-dir",
+        str(idx_dir),
+        "--canvas",
+        "48",
+        "--scale",
+        "0.6,1.0",
+        "--train-size",
+        "32",
+        "--val-size",
+        "6",
+        "--epochs",
+        "2",
+        "--batch-size",
+        str(batch),
+        "--widths",
+        "8,8,16",
+        "--norm",
+        "group",
+        "--threads",
+        "1",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_ddp_two_processes_match_one(idx_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(camloc.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, *_cli(idx_dir, tmp_path / "one", 8)], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    single = subprocess.run(
+        [sys.executable, *_cli(idx_dir, tmp_path / "one", 8)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert single.returncode == 0, single.stderr
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-                          *_cli(idx_dir, tmp_path / "two", 8)], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=180)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={free_port()}",
+            *_cli(idx_dir, tmp_path / "two", 8),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     assert json.loads(ddp.stdout.strip().splitlines()[-1])["processes"] == 2
-    a, b = load_file(str(tmp_path / "one" / "model.safetensors")), load_file(str(tmp_path / "two" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "one" / "model.safetensors")),
+        load_file(str(tmp_path / "two" / "model.safetensors")),
+    )
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
@@ -152,8 +205,24 @@ def test_cli_bad_input(idx_dir, tmp_path, capsys):
 
     assert main(["train", "--out", str(tmp_path / "x"), "--idx-dir", str(tmp_path)]) == 2
     assert "train-images" in capsys.readouterr().err
-    assert main(["train", "--out", str(tmp_path / "x"), "--idx-dir", str(idx_dir), "--canvas", "48",
-                 "--scale", "0.6,1.0", "--arch", "alexnet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "x"),
+                "--idx-dir",
+                str(idx_dir),
+                "--canvas",
+                "48",
+                "--scale",
+                "0.6,1.0",
+                "--arch",
+                "alexnet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "not CAM-exact" in err and "surgery" in err and "Traceback" not in err
 

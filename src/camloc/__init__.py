@@ -1,8 +1,8 @@
 """camloc: class activation maps and weakly-supervised object localization for PyTorch classifiers.
 
-    import camloc
-    model = camloc.load("default")
-    res = camloc.explain(model, ["photo.jpg"], top_k=5)
+import camloc
+model = camloc.load("default")
+res = camloc.explain(model, ["photo.jpg"], top_k=5)
 """
 
 from camloc.explainer import Result, explain

@@ -64,8 +64,13 @@ def _limits(maps: Tensor) -> tuple[Tensor, Tensor]:
     return lo[..., None, None], hi[..., None, None]
 
 
-def threshold_masks(maps: Tensor, threshold: float = 0.2, mode: ThresholdMode = "minmax",
-                    lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
+def threshold_masks(
+    maps: Tensor,
+    threshold: float = 0.2,
+    mode: ThresholdMode = "minmax",
+    lo: Tensor | None = None,
+    hi: Tensor | None = None,
+) -> Tensor:
     """`threshold_mask` for a stack of maps (..., H, W) at once, as one tensor operation -> bool tensor.
 
     `lo` / `hi` (..., 1, 1) may pass in the per-map minimum and maximum when the caller has them already.
@@ -85,8 +90,13 @@ def threshold_masks(maps: Tensor, threshold: float = 0.2, mode: ThresholdMode = 
     return maps >= cut  # one comparison per pixel; a map without contrast compares with +inf
 
 
-def boxes_from_maps(maps: Tensor | np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax",
-                    lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
+def boxes_from_maps(
+    maps: Tensor | np.ndarray,
+    threshold: float = 0.2,
+    mode: ThresholdMode = "minmax",
+    lo: Tensor | None = None,
+    hi: Tensor | None = None,
+) -> Tensor:
     """Paper boxes for a stack of maps (..., H, W) -> (..., 4) int64 tensor (on the CPU).
 
     Thresholds every map in one tensor operation, then labels components map by map (OpenCV).

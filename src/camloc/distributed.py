@@ -36,8 +36,11 @@ class DistContext:
 def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     """'auto' -> this process's CUDA device when there is one, else the CPU; 'cpu' / 'cuda' / 'cuda:1' as given."""
     if preference == "auto":
-        return torch.device("cuda", local_rank % torch.cuda.device_count()) if torch.cuda.is_available() \
+        return (
+            torch.device("cuda", local_rank % torch.cuda.device_count())
+            if torch.cuda.is_available()
             else torch.device("cpu")
+        )
     try:
         device = torch.device(preference)
     except RuntimeError:

@@ -37,8 +37,9 @@ def all_class_activation_maps(features: Tensor, weight: Tensor) -> Tensor:
 
 def logits_from_features(features: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """What a GAP + linear head computes: (B, C, h, w) -> (B, K)."""
-    return F.linear(features.mean(dim=(2, 3)), weight.to(features.dtype),
-                    None if bias is None else bias.to(features.dtype))
+    return F.linear(
+        features.mean(dim=(2, 3)), weight.to(features.dtype), None if bias is None else bias.to(features.dtype)
+    )
 
 
 def check_identity(raw: Tensor, logits: Tensor, classes: Tensor, bias: Tensor | None) -> Tensor:
@@ -77,8 +78,9 @@ def min_max(maps: Tensor) -> tuple[Tensor, Tensor]:
     return lo[..., None, None], hi[..., None, None]
 
 
-def normalize(maps: Tensor, relu: bool = False, eps: float = EPS, lo: Tensor | None = None,
-              hi: Tensor | None = None) -> Tensor:
+def normalize(
+    maps: Tensor, relu: bool = False, eps: float = EPS, lo: Tensor | None = None, hi: Tensor | None = None
+) -> Tensor:
     """Per-map min-max normalisation to [0, 1] over the last two dimensions.
 
     relu=True clips negative evidence to 0 first (so the minimum becomes max(min, 0)). A constant map (including

@@ -23,8 +23,16 @@ from camloc.boxes import THRESHOLD_MODES, box_from_map
 from camloc.explainer import DEFAULT_THRESHOLD_MODE
 from camloc.data.base import Dataset, Sample
 from camloc.io import InputError, load_image
-from camloc.metrics import (IOU_LEVELS, WSOL_SIZE, BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds,
-                            prepare_scoremap, resize_boxes_wsol)
+from camloc.metrics import (
+    IOU_LEVELS,
+    WSOL_SIZE,
+    BoxAccuracy,
+    ClassLocAccuracy,
+    PixelAP,
+    cam_thresholds,
+    prepare_scoremap,
+    resize_boxes_wsol,
+)
 from camloc.release_boxes import release_box, release_guesses
 
 PROBLEMS = ("nan_map", "constant_map", "mask_size_mismatch", "empty_mask")
@@ -103,8 +111,14 @@ class Evaluator:
         if name is not None:
             self.problems[PROBLEMS.index(name)] += 1
 
-    def add(self, sample: Sample, heatmap: np.ndarray, gt_label: int | None = None,
-            classes: np.ndarray | None = None, class_maps: list[np.ndarray] | None = None) -> dict:
+    def add(
+        self,
+        sample: Sample,
+        heatmap: np.ndarray,
+        gt_label: int | None = None,
+        classes: np.ndarray | None = None,
+        class_maps: list[np.ndarray] | None = None,
+    ) -> dict:
         """One image. heatmap: (h, w) map of the GT class at any resolution; classes (k,) model indices with
         class_maps their maps (paper protocol, top-k loc). Returns {"box": GT-known box (exclusive, original
         pixels), "guesses": [(class, box), ...]} for results files."""
@@ -116,8 +130,9 @@ class Evaluator:
             raise InputError(f"image '{sample.image_id}': score map of shape {heatmap.shape}, expected 2-D")
         has_boxes = len(sample.boxes) > 0
         masks = sample.masks()
-        if has_boxes or (s.resolution == "native" and (masks is None or sample.size is not None
-                                                       or sample.image is not None)):
+        if has_boxes or (
+            s.resolution == "native" and (masks is None or sample.size is not None or sample.image is not None)
+        ):
             size = image_size(sample)
         else:
             size = None if s.resolution == "224" else masks[0].shape[::-1]  # native, masks only: their size
@@ -125,8 +140,11 @@ class Evaluator:
         scoremap, problem = prepare_scoremap(heatmap, target if target is not None else heatmap.shape[::-1])
         self._problem(problem)
         if has_boxes:
-            gt = resize_boxes_wsol(sample.boxes, size, target) if s.resolution == "224" \
+            gt = (
+                resize_boxes_wsol(sample.boxes, size, target)
+                if s.resolution == "224"
                 else np.asarray(sample.boxes).astype(np.int64)
+            )
             self.box.accumulate(scoremap, gt)
         if masks is not None:
             fg, ignore = masks
@@ -163,12 +181,12 @@ class Evaluator:
     # merging
     def counts(self) -> np.ndarray:
         """All counters as one int64 vector (sum two of them to merge two evaluators)."""
-        return np.concatenate([self.box.counts(), self.pxap.counts(), self.loc.counts(), self.problems,
-                               [self.n_images]]).astype(np.int64)
+        return np.concatenate(
+            [self.box.counts(), self.pxap.counts(), self.loc.counts(), self.problems, [self.n_images]]
+        ).astype(np.int64)
 
     def set_counts(self, vector: np.ndarray) -> None:
-        parts = np.cumsum([len(self.box.counts()), len(self.pxap.counts()), len(self.loc.counts()),
-                           len(PROBLEMS)])
+        parts = np.cumsum([len(self.box.counts()), len(self.pxap.counts()), len(self.loc.counts()), len(PROBLEMS)])
         box, pxap, loc, problems, n = np.split(np.asarray(vector, dtype=np.int64), parts)
         self.box.set_counts(box)
         self.pxap.set_counts(pxap)
@@ -190,28 +208,39 @@ class Evaluator:
             rep["n_box_images"] = self.box.n
             rep["maxboxacc"] = summary["maxboxacc"]
             rep["maxboxacc_v2"] = summary["maxboxacc_v2"]
-            rep["cam_threshold"] = {"selected_on": "the evaluated split (best threshold, as MaxBoxAcc defines it)",
-                                    **{k: thr(v) for k, v in summary["best_threshold"].items()}}
+            rep["cam_threshold"] = {
+                "selected_on": "the evaluated split (best threshold, as MaxBoxAcc defines it)",
+                **{k: thr(v) for k, v in summary["best_threshold"].items()},
+            }
             if calibration is not None and calibration.box.n:
                 chosen = calibration.box.summary()["best_threshold"]
                 fixed = self.box.summary(fixed_index=chosen)
                 rep["calibrated"] = {"maxboxacc": fixed["maxboxacc"], "maxboxacc_v2": fixed["maxboxacc_v2"]}
-                rep["cam_threshold"]["calibrated"] = {"selected_on": calibration_source,
-                                                      **{k: thr(v) for k, v in chosen.items()}}
+                rep["cam_threshold"]["calibrated"] = {
+                    "selected_on": calibration_source,
+                    **{k: thr(v) for k, v in chosen.items()},
+                }
             rep.update(self.loc.summary())
         pxap = self.pxap.value() if self.pxap.hist.sum() else None
         if pxap is not None:
             rep["pxap"] = pxap
         rep["problems"] = {k: int(v) for k, v in zip(PROBLEMS, self.problems)}
         rep["protocol"] = {
-            **asdict(s), "iou_levels": list(s.iou_levels), "n_cam_thresholds": len(self.thresholds),
+            **asdict(s),
+            "iou_levels": list(s.iou_levels),
+            "n_cam_thresholds": len(self.thresholds),
             "cam_thresholds": f"np.arange(0, 1, {s.interval})",
-            "wsol": ("maps and boxes at 224x224 as clovaai/wsolevaluation (boxes rescaled with int truncation)"
-                     if s.resolution == "224" else "NATIVE resolution variant: maps resized to the original image "
-                     "size, boxes and masks not rescaled (not the reference protocol)"),
-            "paper_boxes": (f"camloc.boxes: threshold {s.loc_threshold} ({s.threshold_mode} reading), largest "
-                            "8-connected component" if s.box_rule == "paper" else
-                            "camloc.release_boxes: zhoubolei/CAM release generator (20/100/110, erosion, merge)"),
+            "wsol": (
+                "maps and boxes at 224x224 as clovaai/wsolevaluation (boxes rescaled with int truncation)"
+                if s.resolution == "224"
+                else "NATIVE resolution variant: maps resized to the original image "
+                "size, boxes and masks not rescaled (not the reference protocol)"
+            ),
+            "paper_boxes": (
+                f"camloc.boxes: threshold {s.loc_threshold} ({s.threshold_mode} reading), largest 8-connected component"
+                if s.box_rule == "paper"
+                else "camloc.release_boxes: zhoubolei/CAM release generator (20/100/110, erosion, merge)"
+            ),
         }
         return rep
 
@@ -245,9 +274,14 @@ def save_map(maps_dir: Path, image_id: str, heatmap: np.ndarray) -> None:
             np.save(fh, np.asarray(heatmap, dtype=np.float32))
 
 
-def iter_model_maps(model, dataset: Dataset, batch_size: int = 16, method: str = "cam",
-                    map_sizes: tuple[int, ...] | None = None, top_k: int = 5
-                    ) -> Iterable[tuple[Sample, np.ndarray, int, np.ndarray, list[np.ndarray]]]:
+def iter_model_maps(
+    model,
+    dataset: Dataset,
+    batch_size: int = 16,
+    method: str = "cam",
+    map_sizes: tuple[int, ...] | None = None,
+    top_k: int = 5,
+) -> Iterable[tuple[Sample, np.ndarray, int, np.ndarray, list[np.ndarray]]]:
     """(sample, GT-class map, GT model class, top-k classes, their maps) per image, maps at the original size.
 
     One `camloc.explain` call per batch for the top-k classes; images whose true class is not among them get
@@ -259,14 +293,15 @@ def iter_model_maps(model, dataset: Dataset, batch_size: int = 16, method: str =
         return [m.detach().float().cpu().numpy() for m in maps]
 
     for start in range(0, len(dataset), batch_size):
-        batch = dataset.samples[start:start + batch_size]
+        batch = dataset.samples[start : start + batch_size]
         for s in batch:
             if s.image is None:
                 raise InputError(f"image '{s.image_id}': no image path (give --images)")
         # decoded once for both passes, in the stored pixel grid the GT boxes refer to (no EXIF rotation, as the
         # reference's PIL loading); the size then comes from the decoded image, not from a second file open
-        images = [Image.fromarray(s.image) if isinstance(s.image, np.ndarray) else load_image(s.image, False)
-                 for s in batch]
+        images = [
+            Image.fromarray(s.image) if isinstance(s.image, np.ndarray) else load_image(s.image, False) for s in batch
+        ]
         batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images)]
         gts = [dataset.to_model(s.label) for s in batch]
         res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes)
@@ -275,8 +310,13 @@ def iter_model_maps(model, dataset: Dataset, batch_size: int = 16, method: str =
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
         extra = {}
         if missing:
-            res2 = explain(model, [images[i] for i in missing], targets=[[gts[i]] for i in missing], method=method,
-                           map_sizes=map_sizes)
+            res2 = explain(
+                model,
+                [images[i] for i in missing],
+                targets=[[gts[i]] for i in missing],
+                method=method,
+                map_sizes=map_sizes,
+            )
             extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps))}
         for i, s in enumerate(batch):
             gt_map = extra[i] if i in extra else maps[i][int(np.flatnonzero(classes[i] == gts[i])[0])]
@@ -286,11 +326,21 @@ def iter_model_maps(model, dataset: Dataset, batch_size: int = 16, method: str =
 # ------------------------------------------------------------------------------------------- the driver
 
 
-def evaluate(dataset: Dataset, *, maps_dir: str | os.PathLike | None = None, model=None,
-             settings: Settings = Settings(), calibration: Dataset | None = None, save_maps: str | None = None,
-             batch_size: int = 16, method: str = "cam", map_sizes: tuple[int, ...] | None = None,
-             progress: Callable[[Iterable, int], Iterable] | None = None, distributed: bool | None = None,
-             results: list | None = None) -> dict[str, Any]:
+def evaluate(
+    dataset: Dataset,
+    *,
+    maps_dir: str | os.PathLike | None = None,
+    model=None,
+    settings: Settings = Settings(),
+    calibration: Dataset | None = None,
+    save_maps: str | None = None,
+    batch_size: int = 16,
+    method: str = "cam",
+    map_sizes: tuple[int, ...] | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+    distributed: bool | None = None,
+    results: list | None = None,
+) -> dict[str, Any]:
     """Evaluate a dataset from saved maps (`maps_dir`) or a model; returns the report dict.
 
     calibration: another split (same map source) whose best CAM thresholds are reported on this one.
@@ -303,12 +353,14 @@ def evaluate(dataset: Dataset, *, maps_dir: str | os.PathLike | None = None, mod
     wanted = distributed or (distributed is None and int(os.environ.get("WORLD_SIZE", 1)) > 1)
     dist, created = _init_distributed() if wanted else (None, False)
     try:
-        main_ev = _run(dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist,
-                       results)
+        main_ev = _run(
+            dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist, results
+        )
         calib_ev = None
         if calibration is not None:
-            calib_ev = _run(calibration, maps_dir, model, settings, None, batch_size, method, map_sizes, progress,
-                            dist, None)
+            calib_ev = _run(
+                calibration, maps_dir, model, settings, None, batch_size, method, map_sizes, progress, dist, None
+            )
         world = dist.get_world_size() if dist is not None else 1
     finally:
         if created:  # a process group left alive aborts the process at exit ("terminate called ...")
@@ -321,8 +373,9 @@ def evaluate(dataset: Dataset, *, maps_dir: str | os.PathLike | None = None, mod
     return report
 
 
-def _run(dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist,
-         results) -> Evaluator:
+def _run(
+    dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist, results
+) -> Evaluator:
     ev = Evaluator(settings)
     shard = dataset.shard(dist.get_rank(), dist.get_world_size()) if dist is not None else dataset
     if model is not None:
@@ -336,8 +389,14 @@ def _run(dataset, maps_dir, model, settings, save_maps, batch_size, method, map_
             save_map(Path(save_maps), sample.image_id, heatmap)
         out = ev.add(sample, heatmap, gt, classes, class_maps)
         if results is not None and out["box"] is not None:
-            results.append({"image_id": sample.image_id, "label": gt if gt is not None else dataset.to_model(
-                sample.label), "gt_known_box": np.asarray(out["box"]).tolist(), "guesses": out["guesses"]})
+            results.append(
+                {
+                    "image_id": sample.image_id,
+                    "label": gt if gt is not None else dataset.to_model(sample.label),
+                    "gt_known_box": np.asarray(out["box"]).tolist(),
+                    "guesses": out["guesses"],
+                }
+            )
     if dist is not None:
         import torch
 
@@ -368,12 +427,18 @@ def coco_results(results: list[dict], dataset: Dataset, score: float = 1.0) -> l
     inverse = None if dataset.model_index is None else {int(m): d for d, m in enumerate(dataset.model_index)}
     out = []
     for r in results:
-        cls, box = (r["guesses"][0] if r["guesses"] else (r["label"], r["gt_known_box"]))
+        cls, box = r["guesses"][0] if r["guesses"] else (r["label"], r["gt_known_box"])
         dcls = cls if inverse is None else inverse.get(int(cls), -1)
         if cat_ids is not None and not 0 <= dcls < len(cat_ids):
             continue  # a class the dataset does not have cannot be scored
         image_id = int(r["image_id"]) if cat_ids is not None and str(r["image_id"]).isdigit() else r["image_id"]
         x0, y0, x1, y1 = (float(v) for v in box)
-        out.append({"image_id": image_id, "category_id": cat_ids[dcls] if cat_ids is not None else int(dcls),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score})
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": cat_ids[dcls] if cat_ids is not None else int(dcls),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "score": score,
+            }
+        )
     return out

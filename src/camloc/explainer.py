@@ -64,10 +64,19 @@ class Result:
         return [self.info.label(int(c)) for c in self.classes[i]]
 
 
-def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | Sequence[Sequence[int]] | None = None,
-            *, method: str | MapMethod = "cam", layer: str | None = None,
-            map_sizes: Sequence[int] | None = None, relu: bool = DEFAULT_RELU,
-            threshold: float = DEFAULT_THRESHOLD, threshold_mode: ThresholdMode = DEFAULT_THRESHOLD_MODE) -> Result:
+def explain(
+    model: nn.Module,
+    inputs: Inputs,
+    top_k: int = 5,
+    targets: Tensor | Sequence[Sequence[int]] | None = None,
+    *,
+    method: str | MapMethod = "cam",
+    layer: str | None = None,
+    map_sizes: Sequence[int] | None = None,
+    relu: bool = DEFAULT_RELU,
+    threshold: float = DEFAULT_THRESHOLD,
+    threshold_mode: ThresholdMode = DEFAULT_THRESHOLD_MODE,
+) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
     inputs: file paths, PIL images, or a preprocessed (B, 3, H, W) tensor (used as is: no hidden preprocessing).
@@ -80,8 +89,14 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
     mapper = get_method(method, layer=layer)
     native = info.preprocess.input_size
     sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
-    settings = {"method": getattr(mapper, "name", str(method)), "map_sizes": list(sizes_setting), "relu": relu,
-                "threshold": threshold, "threshold_mode": threshold_mode, "native_size": native}
+    settings = {
+        "method": getattr(mapper, "name", str(method)),
+        "map_sizes": list(sizes_setting),
+        "relu": relu,
+        "threshold": threshold,
+        "threshold_mode": threshold_mode,
+        "native_size": native,
+    }
     images, batch = _as_batch(inputs)
     n = len(images) if images is not None else batch.shape[0]
     target_tensor = _targets_tensor(targets, n)
@@ -97,8 +112,7 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
             out_size = tuple(x.shape[-2:]) if images is None else None
-            combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu,
-                                   out_size)
+            combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
             maps, boxes = _maps_and_boxes(combined, threshold, threshold_mode)
             parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
 
@@ -113,13 +127,23 @@ def explain(model: nn.Module, inputs: Inputs, top_k: int = 5, targets: Tensor | 
         maps = _stack_if_same([parts[p][4][j] for p, j in pick])
         boxes = torch.stack([parts[p][5][j] for p, j in pick])
     sizes = [tuple(m.shape[-2:]) for m in maps]
-    return Result(classes=classes, scores=all_logits.softmax(dim=1).gather(1, classes),
-                  logits=all_logits.gather(1, classes), raw=raw, maps=maps,
-                  boxes=boxes, all_logits=all_logits, sizes=sizes, info=info, settings=settings)
+    return Result(
+        classes=classes,
+        scores=all_logits.softmax(dim=1).gather(1, classes),
+        logits=all_logits.gather(1, classes),
+        raw=raw,
+        maps=maps,
+        boxes=boxes,
+        all_logits=all_logits,
+        sizes=sizes,
+        info=info,
+        settings=settings,
+    )
 
 
-def _maps_and_boxes(combined: Tensor | list[Tensor], threshold: float,
-                    mode: ThresholdMode) -> tuple[Tensor | list[Tensor], Tensor]:
+def _maps_and_boxes(
+    combined: Tensor | list[Tensor], threshold: float, mode: ThresholdMode
+) -> tuple[Tensor | list[Tensor], Tensor]:
     """Normalised maps and boxes of combined maps (a batched tensor, or a list when sizes differ)."""
     if isinstance(combined, Tensor):
         lo, hi = min_max(combined)
@@ -128,9 +152,19 @@ def _maps_and_boxes(combined: Tensor | list[Tensor], threshold: float,
     return [normalize(m) for m in combined], boxes
 
 
-def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor, raw: Tensor,
-                images: list[Image.Image] | None, idx: list[int], native: int, sizes: tuple[int, ...],
-                relu: bool, out_size: tuple[int, int] | None) -> Tensor | list[Tensor]:
+def _map_passes(
+    model: nn.Module,
+    mapper: MapMethod,
+    x: Tensor,
+    classes: Tensor,
+    raw: Tensor,
+    images: list[Image.Image] | None,
+    idx: list[int],
+    native: int,
+    sizes: tuple[int, ...],
+    relu: bool,
+    out_size: tuple[int, int] | None,
+) -> Tensor | list[Tensor]:
     """The combined maps (`engine.combine_passes`) at the output sizes: one (b, k, H, W) tensor when every image
     of the group has the same size, else a list of (k, H_i, W_i)."""
     out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
@@ -141,14 +175,21 @@ def _map_passes(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor,
         if same:  # one batched op
             passes.append(upsample(pass_raw.float(), out_sizes[0]))
         else:
-            passes.append([upsample(pass_raw[j: j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])
+            passes.append([upsample(pass_raw[j : j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])
     if same:
         return combine_passes(passes, relu=relu)
     return [combine_passes([p[j] for p in passes], relu=relu) for j in range(len(idx))]
 
 
-def _pass_at_size(model: nn.Module, mapper: MapMethod, x: Tensor, classes: Tensor,
-                  images: list[Image.Image] | None, idx: list[int], size: int) -> Tensor:
+def _pass_at_size(
+    model: nn.Module,
+    mapper: MapMethod,
+    x: Tensor,
+    classes: Tensor,
+    images: list[Image.Image] | None,
+    idx: list[int],
+    size: int,
+) -> Tensor:
     """Raw maps of `classes` from a pass whose input's shorter side is `size` (images re-preprocessed from the
     originals; a tensor input is resized)."""
     if images is None:
@@ -187,8 +228,7 @@ def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) ->
     return t.long()
 
 
-def _group_by_shape(tensors: list[Tensor], device: torch.device,
-                    dtype: torch.dtype) -> list[tuple[list[int], Tensor]]:
+def _group_by_shape(tensors: list[Tensor], device: torch.device, dtype: torch.dtype) -> list[tuple[list[int], Tensor]]:
     """Batch the images whose preprocessed shapes agree (no padding: it would change the pooled features)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, t in enumerate(tensors):

@@ -44,8 +44,10 @@ def weights_digest(model: nn.Module) -> str:
 
 def model_key(architecture: str, model: nn.Module, pre: Preprocess) -> str:
     """Key of a (model, preprocessing) pair: changes with the architecture, any weight or any setting."""
-    text = json.dumps({"v": CACHE_VERSION, "arch": architecture, "weights": weights_digest(model),
-                       "pre": pre.to_dict()}, sort_keys=True)
+    text = json.dumps(
+        {"v": CACHE_VERSION, "arch": architecture, "weights": weights_digest(model), "pre": pre.to_dict()},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -52,8 +52,9 @@ def _ring_groups(connectivity: int) -> np.ndarray:
         for a in present:
             for b in present:
                 (ax, ay), (bx, by) = _RING[a], _RING[b]
-                touching = max(abs(ax - bx), abs(ay - by)) == 1 if connectivity == 8 \
-                    else abs(ax - bx) + abs(ay - by) == 1
+                touching = (
+                    max(abs(ax - bx), abs(ay - by)) == 1 if connectivity == 8 else abs(ax - bx) + abs(ay - by) == 1
+                )
                 if touching:
                     group[root(a)] = root(b)
         neighbours = [d for d in present if connectivity == 8 or 0 in _RING[d]]
@@ -61,7 +62,7 @@ def _ring_groups(connectivity: int) -> np.ndarray:
         for d in neighbours:
             reps.setdefault(root(d), d)
         table[bits, 0] = len(reps)
-        table[bits, 1:1 + len(reps)] = list(reps.values())
+        table[bits, 1 : 1 + len(reps)] = list(reps.values())
     return table
 
 
@@ -160,13 +161,33 @@ def _union(parent: np.ndarray, box: np.ndarray, first: np.ndarray, a: int, b: in
 @njit(cache=True, inline="always")
 def _ring_bits(on: np.ndarray, p: int, stride: int) -> int:
     """Bit d set when ring neighbour d (`_RING` order) of padded pixel p is on."""
-    return (on[p - stride - 1] | (on[p - stride] << 1) | (on[p - stride + 1] << 2) | (on[p + 1] << 3)
-            | (on[p + stride + 1] << 4) | (on[p + stride] << 5) | (on[p + stride - 1] << 6) | (on[p - 1] << 7))
+    return (
+        on[p - stride - 1]
+        | (on[p - stride] << 1)
+        | (on[p - stride + 1] << 2)
+        | (on[p + 1] << 3)
+        | (on[p + stride + 1] << 4)
+        | (on[p + stride] << 5)
+        | (on[p + stride - 1] << 6)
+        | (on[p - 1] << 7)
+    )
 
 
 @njit(cache=True, inline="always")
-def _add_pixel(p: int, x: int, y: int, bits: int, ring: np.ndarray, groups: np.ndarray, parent: np.ndarray,
-               box: np.ndarray, first: np.ndarray, live: np.ndarray, slot: np.ndarray, n_live: int) -> int:
+def _add_pixel(
+    p: int,
+    x: int,
+    y: int,
+    bits: int,
+    ring: np.ndarray,
+    groups: np.ndarray,
+    parent: np.ndarray,
+    box: np.ndarray,
+    first: np.ndarray,
+    live: np.ndarray,
+    slot: np.ndarray,
+    n_live: int,
+) -> int:
     """Union-find step: pixel p (padded index, at x, y; `bits`: its present ring neighbours) joins the present
     neighbours' components, merging them, or starts a new live component; returns the new number of live roots."""
     n_groups = groups[bits, 0]
@@ -260,8 +281,7 @@ def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.n
         best = -1
         for j in range(n_live):
             r = live[j]
-            rows = _push(rows, n_rows, i, box[r, 0], box[r, 1], min(box[r, 2] + 1, w - 1),
-                         min(box[r, 3] + 1, h - 1))
+            rows = _push(rows, n_rows, i, box[r, 0], box[r, 1], min(box[r, 2] + 1, w - 1), min(box[r, 3] + 1, h - 1))
             n_rows += 1
             bounds[j] = 2 * (box[r, 2] - box[r, 0]) * (box[r, 3] - box[r, 1])  # >= 2 * contourArea (< 2^31)
             if best < 0 or bounds[j] > bounds[best]:
@@ -287,8 +307,7 @@ def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.n
                     best_area = area
                     largest[i, 0], largest[i, 1], largest[i, 2], largest[i, 3] = x0, y0, x1, y1
                     tie[i] = False
-                elif not (x0 == largest[i, 0] and y0 == largest[i, 1] and x1 == largest[i, 2]
-                          and y1 == largest[i, 3]):
+                elif not (x0 == largest[i, 0] and y0 == largest[i, 1] and x1 == largest[i, 2] and y1 == largest[i, 3]):
                     tie[i] = True
 
     # --- hole borders: 4-connected background, from the lowest value up; the frame is one outside component.
@@ -322,8 +341,9 @@ def _level_boxes(u8: np.ndarray, levels: np.ndarray, work: np.ndarray, box: np.n
             k += 1
         for j in range(n_live):
             r = live[j]
-            rows = _push(rows, n_rows, i, box[r, 0] - 1, box[r, 1] - 1, min(box[r, 2] + 2, w - 1),
-                         min(box[r, 3] + 2, h - 1))
+            rows = _push(
+                rows, n_rows, i, box[r, 0] - 1, box[r, 1] - 1, min(box[r, 2] + 2, w - 1), min(box[r, 3] + 2, h - 1)
+            )
             n_rows += 1
     return rows[:n_rows], largest, tie
 
@@ -358,8 +378,9 @@ def uint8_levels(scoremap: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarr
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if len(thresholds) and not (thresholds.min() >= 0 and thresholds.max() <= 1):
         raise ValueError("CAM thresholds must lie in [0, 1]")
-    return _uint8_levels(np.ascontiguousarray(scoremap, dtype=np.float64),
-                         np.ascontiguousarray(thresholds, dtype=np.float64))
+    return _uint8_levels(
+        np.ascontiguousarray(scoremap, dtype=np.float64), np.ascontiguousarray(thresholds, dtype=np.float64)
+    )
 
 
 _scratch = threading.local()
@@ -409,5 +430,8 @@ def best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.nda
     """(n_levels,) the best IoU (inclusive boxes, the +1 convention of `camloc.metrics.wsol_iou`, same float
     operations) between any box of a level (`rows` as from `level_contour_boxes`) and any GT box; -1 without GT
     boxes."""
-    return _best_iou_by_level(np.ascontiguousarray(rows, dtype=np.int64), int(n_levels),
-                              np.ascontiguousarray(gt, dtype=np.int64).reshape(-1, 4))
+    return _best_iou_by_level(
+        np.ascontiguousarray(rows, dtype=np.int64),
+        int(n_levels),
+        np.ascontiguousarray(gt, dtype=np.int64).reshape(-1, 4),
+    )

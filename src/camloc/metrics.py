@@ -67,8 +67,11 @@ def wsol_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
     ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
     inter = iw * ih
-    union = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1) \
-        + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1) - inter
+    union = (
+        (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+        + (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+        - inter
+    )
     ok = union > 0
     return np.where(ok, inter / np.where(ok, union, 1), 0.0)
 
@@ -76,14 +79,16 @@ def wsol_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of boxes with x1 / y1 exclusive (areas (x1 - x0) * (y1 - y0)): a (N, 4), b (M, 4) -> (N, M) float64;
     `camloc.boxes.box_iou` on numpy arrays."""
+
     def as_boxes(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(-1, 4))
 
     return boxes.box_iou(as_boxes(a), as_boxes(b)).numpy()
 
 
-def resize_boxes_wsol(boxes: np.ndarray, size: tuple[int, int], new_size: tuple[int, int] = (WSOL_SIZE, WSOL_SIZE)
-                      ) -> np.ndarray:
+def resize_boxes_wsol(
+    boxes: np.ndarray, size: tuple[int, int], new_size: tuple[int, int] = (WSOL_SIZE, WSOL_SIZE)
+) -> np.ndarray:
     """Rescale (n, 4) boxes from an image of size (width, height) to new_size, truncating to int like the
     reference (`int(x * new_w / w)`). Returns (n, 4) int64."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -111,8 +116,9 @@ def normalize_scoremap(scoremap: np.ndarray) -> tuple[np.ndarray, str | None]:
     return m / m.max(), None
 
 
-def prepare_scoremap(scoremap: np.ndarray, size: tuple[int, int] = (WSOL_SIZE, WSOL_SIZE)
-                     ) -> tuple[np.ndarray, str | None]:
+def prepare_scoremap(
+    scoremap: np.ndarray, size: tuple[int, int] = (WSOL_SIZE, WSOL_SIZE)
+) -> tuple[np.ndarray, str | None]:
     """A 2-D map of any resolution -> (H, W) = size[::-1] float64 map in [0, 1], and a problem tag or None.
 
     A map already of that size with values in [0, 1] is used as is (the reference's evaluator does not
@@ -152,8 +158,9 @@ class BoxAccuracy:
         found = level_box_sets(scoremap, self.thresholds)
         gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
         best_all = best_iou_by_level(found.rows, len(found.levels), gt)[found.inverse]
-        best_largest = best_iou_by_level(np.column_stack([np.arange(len(found.levels)), found.largest]),
-                                         len(found.levels), gt)[found.inverse]
+        best_largest = best_iou_by_level(
+            np.column_stack([np.arange(len(found.levels)), found.largest]), len(found.levels), gt
+        )[found.inverse]
         for j, level in enumerate(self.iou_levels):
             self.hits[0, j] += best_largest >= level / 100
             self.hits[1, j] += best_all >= level / 100
@@ -242,9 +249,15 @@ class ClassLocAccuracy:
         self.n = 0
         self.n_classified = 0
 
-    def accumulate(self, gt_label: int, gt_boxes: np.ndarray, gt_known_box: np.ndarray,
-                   classes: np.ndarray | None = None, guess_classes: np.ndarray | None = None,
-                   guess_boxes: np.ndarray | None = None) -> None:
+    def accumulate(
+        self,
+        gt_label: int,
+        gt_boxes: np.ndarray,
+        gt_known_box: np.ndarray,
+        classes: np.ndarray | None = None,
+        guess_classes: np.ndarray | None = None,
+        guess_boxes: np.ndarray | None = None,
+    ) -> None:
         """gt_boxes (G, 4), boxes with x1 exclusive, all in the same pixels; gt_label and classes are model indices.
 
         classes: (k,) predicted classes best first (classification); guess_classes (g,) / guess_boxes (g, 4): the

@@ -15,8 +15,7 @@ __all__ = ["masked_histograms"]
 
 
 @njit(cache=True, nogil=True)
-def _masked_histograms(values: np.ndarray, foreground: np.ndarray, ignore: np.ndarray, edges: np.ndarray
-                       ) -> np.ndarray:
+def _masked_histograms(values: np.ndarray, foreground: np.ndarray, ignore: np.ndarray, edges: np.ndarray) -> np.ndarray:
     n_bins = edges.shape[0] - 1
     fg_hist = np.zeros(n_bins, dtype=np.int64)
     bg_hist = np.zeros(n_bins, dtype=np.int64)
@@ -41,8 +40,9 @@ def _masked_histograms(values: np.ndarray, foreground: np.ndarray, ignore: np.nd
     return out
 
 
-def masked_histograms(scoremap: np.ndarray, foreground: np.ndarray, ignore: np.ndarray | None,
-                      edges: np.ndarray) -> np.ndarray:
+def masked_histograms(
+    scoremap: np.ndarray, foreground: np.ndarray, ignore: np.ndarray | None, edges: np.ndarray
+) -> np.ndarray:
     """(2, len(edges) - 1) int64: `np.histogram` counts of the map's values at foreground pixels ([0]) and at
     the other pixels outside `ignore` ([1]; foreground wins over ignore); edges increasing."""
     shapes = {np.shape(scoremap), np.shape(foreground)} | (set() if ignore is None else {np.shape(ignore)})

@@ -14,8 +14,14 @@ from camloc.models.zoo import Preprocess
 MAX_ASPECT = 4.0  # the long side is capped at MAX_ASPECT x the short side (panoramas would explode the input)
 MIN_SIDE = 32
 
-_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
-                "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+_PIL_FILTERS = {
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "nearest": Image.NEAREST,
+    "lanczos": Image.LANCZOS,
+    "box": Image.BOX,
+    "hamming": Image.HAMMING,
+}
 
 
 def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:

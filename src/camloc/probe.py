@@ -35,8 +35,10 @@ from camloc.preprocess import image_to_tensor
 
 Source = Union[str, PathLike, Image.Image, np.ndarray]
 CLASSIFIERS = ("logreg", "svm")
-DEFAULT_CS: dict[str, tuple[float, ...]] = {"logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
-                                            "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0)}
+DEFAULT_CS: dict[str, tuple[float, ...]] = {
+    "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
+    "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+}
 
 
 def _warn_skip(message: str) -> None:
@@ -102,8 +104,9 @@ def as_pil(source: Source) -> Image.Image:
         return source.convert("RGB")
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] != 3):
-            raise InputError(f"an image array must be (H, W) or (H, W, 3) uint8, got {source.dtype} "
-                             f"{tuple(source.shape)}")
+            raise InputError(
+                f"an image array must be (H, W) or (H, W, 3) uint8, got {source.dtype} {tuple(source.shape)}"
+            )
         return Image.fromarray(source).convert("RGB")
     if source is None:
         raise InputError("a sample has no image (the dataset was opened without its image folder)")
@@ -113,9 +116,15 @@ def as_pil(source: Source) -> Image.Image:
 # --------------------------------------------------------------------------------------------- features
 
 
-def extract_features(model: nn.Module, sources: Sequence[Source], *, batch_size: int = 32,
-                     cache: FeatureCache | None = None, progress: bool = False,
-                     on_skip: Callable[[str], None] = _warn_skip) -> tuple[np.ndarray, list[int]]:
+def extract_features(
+    model: nn.Module,
+    sources: Sequence[Source],
+    *,
+    batch_size: int = 32,
+    cache: FeatureCache | None = None,
+    progress: bool = False,
+    on_skip: Callable[[str], None] = _warn_skip,
+) -> tuple[np.ndarray, list[int]]:
     """GAP features (N', C) float32 of the images that could be read, and their indices into `sources`.
 
     Each image is preprocessed as `explain` does it (native size, aspect kept) and images of equal shape are batched
@@ -125,8 +134,11 @@ def extract_features(model: nn.Module, sources: Sequence[Source], *, batch_size:
     pre = info_of(model).preprocess
     device = adapter.weight.device
     vectors: list[np.ndarray | None] = [None] * len(sources)
-    with tqdm(total=len(sources), desc="features", unit="img", disable=not progress, file=sys.stderr) as bar, \
-            eval_mode(model), torch.no_grad():
+    with (
+        tqdm(total=len(sources), desc="features", unit="img", disable=not progress, file=sys.stderr) as bar,
+        eval_mode(model),
+        torch.no_grad(),
+    ):
         for start in range(0, len(sources), max(1, batch_size)):
             todo: list[tuple[int, str, torch.Tensor]] = []
             for i in range(start, min(start + batch_size, len(sources))):
@@ -185,12 +197,19 @@ def check_labels(labels: Sequence[int], classes: Sequence[str], where: str, read
     for name, n in zip(classes, counts, strict=True):
         if n < 2:
             what = ("no" if n == 0 else "only 1") + (" readable image" if readable else " image")
-            raise InputError(f"{where}: class '{name}' has {what}; each class needs at least 2 "
-                             "(cross-validation picks C)")
+            raise InputError(
+                f"{where}: class '{name}' has {what}; each class needs at least 2 (cross-validation picks C)"
+            )
 
 
-def fit_linear(features: np.ndarray, labels: Sequence[int], classifier: str = "logreg",
-               Cs: Sequence[float] | None = None, folds: int = 5, seed: int = 0) -> LinearFit:
+def fit_linear(
+    features: np.ndarray,
+    labels: Sequence[int],
+    classifier: str = "logreg",
+    Cs: Sequence[float] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> LinearFit:
     """Standardise features, fit logistic regression (or a linear SVM), C chosen by stratified k-fold
     cross-validation on accuracy, then fold the standardisation into the weights (exact, so CAMs stay exact)."""
     try:
@@ -212,11 +231,20 @@ def fit_linear(features: np.ndarray, labels: Sequence[int], classifier: str = "l
     n_splits = int(min(folds, np.bincount(y).min()))
     if n_splits < 2:
         raise InputError("every class needs at least 2 images to choose C by cross-validation")
-    clf = (LogisticRegression(max_iter=2000) if classifier == "logreg"
-           else LinearSVC(max_iter=20000, dual="auto", random_state=seed))
+    clf = (
+        LogisticRegression(max_iter=2000)
+        if classifier == "logreg"
+        else LinearSVC(max_iter=20000, dual="auto", random_state=seed)
+    )
     pipe = Pipeline([("scale", StandardScaler()), ("clf", clf)])
-    search = GridSearchCV(pipe, {"clf__C": list(Cs)}, cv=StratifiedKFold(n_splits, shuffle=True, random_state=seed),
-                          scoring="accuracy", refit=True, n_jobs=1)
+    search = GridSearchCV(
+        pipe,
+        {"clf__C": list(Cs)},
+        cv=StratifiedKFold(n_splits, shuffle=True, random_state=seed),
+        scoring="accuracy",
+        refit=True,
+        n_jobs=1,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(np.asarray(features, dtype=np.float64), y)
@@ -227,8 +255,15 @@ def fit_linear(features: np.ndarray, labels: Sequence[int], classifier: str = "l
     if weight.shape[0] == 1:  # binary: decision = w.x + b for class 1 against class 0
         weight = np.concatenate([-weight / 2, weight / 2])
         bias = np.concatenate([-bias / 2, bias / 2])
-    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), classifier,
-                     float(search.best_params_["clf__C"]), float(search.best_score_), n_splits, best)
+    return LinearFit(
+        weight.astype(np.float32),
+        bias.astype(np.float32),
+        classifier,
+        float(search.best_params_["clf__C"]),
+        float(search.best_score_),
+        n_splits,
+        best,
+    )
 
 
 def decision_logits(fit: LinearFit, features: np.ndarray) -> np.ndarray:
@@ -266,23 +301,43 @@ class Probe:
 
     def config(self) -> dict[str, Any]:
         info = info_of(self.model)
-        return {"architecture": "probe", "arch_kwargs": {"backbone": self.recipe, "num_classes": len(self.classes)},
-                "labels": list(self.classes), "preprocess": info.preprocess.to_dict(), "name": info.name,
-                "probe": {"backbone": self.backbone, "classifier": self.fit.classifier, "C": self.fit.C,
-                          "cv_accuracy": round(self.fit.cv_accuracy, 6), "cv_folds": self.fit.folds,
-                          "train_images": self.n_images, "skipped_images": self.n_skipped,
-                          "feature_dim": int(self.fit.weight.shape[1]),
-                          "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}}
+        return {
+            "architecture": "probe",
+            "arch_kwargs": {"backbone": self.recipe, "num_classes": len(self.classes)},
+            "labels": list(self.classes),
+            "preprocess": info.preprocess.to_dict(),
+            "name": info.name,
+            "probe": {
+                "backbone": self.backbone,
+                "classifier": self.fit.classifier,
+                "C": self.fit.C,
+                "cv_accuracy": round(self.fit.cv_accuracy, 6),
+                "cv_folds": self.fit.folds,
+                "train_images": self.n_images,
+                "skipped_images": self.n_skipped,
+                "feature_dim": int(self.fit.weight.shape[1]),
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            },
+        }
 
     def save(self, directory: str | PathLike) -> Path:
         """Write the whole model (safetensors) and its config (JSON); `camloc.load(directory)` reads it back."""
         return save_checkpoint(directory, self.model.state_dict(), self.config())
 
 
-def fit_probe(data: ProbeSet, backbone: str = "default", *, classifier: str = "logreg",
-              Cs: Sequence[float] | None = None, folds: int = 5, batch_size: int = 32,
-              cache_dir: str | PathLike | None = None, device: str | torch.device = "cpu",
-              progress: bool = False, on_skip: Callable[[str], None] = _warn_skip) -> Probe:
+def fit_probe(
+    data: ProbeSet,
+    backbone: str = "default",
+    *,
+    classifier: str = "logreg",
+    Cs: Sequence[float] | None = None,
+    folds: int = 5,
+    batch_size: int = 32,
+    cache_dir: str | PathLike | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    on_skip: Callable[[str], None] = _warn_skip,
+) -> Probe:
     """Extract (or read cached) GAP features of `data` with the frozen backbone, fit the linear classifier and
     return the probe. Raises `InputError` for fewer than two classes or a class without two readable images."""
     check_labels(data.labels, data.classes, data.name)
@@ -290,8 +345,9 @@ def fit_probe(data: ProbeSet, backbone: str = "default", *, classifier: str = "l
     model = load(backbone).to(device)
     recipe = backbone_recipe(backbone)
     cache = feature_cache_for(model, recipe["architecture"], cache_dir)
-    feats, kept = extract_features(model, data.sources, batch_size=batch_size, cache=cache, progress=progress,
-                                   on_skip=on_skip)
+    feats, kept = extract_features(
+        model, data.sources, batch_size=batch_size, cache=cache, progress=progress, on_skip=on_skip
+    )
     labels = [data.labels[i] for i in kept]
     check_labels(labels, data.classes, data.name, readable=True)
     t1 = time.perf_counter()
@@ -302,5 +358,13 @@ def fit_probe(data: ProbeSet, backbone: str = "default", *, classifier: str = "l
     info.labels = list(data.classes)
     info.name = f"probe ({classifier}) on {info.name}"
     model.camloc_info = info
-    return Probe(model, fit, list(data.classes), backbone, recipe, len(kept), len(data.sources) - len(kept),
-                 {"features": t1 - t0, "fit": t2 - t1})
+    return Probe(
+        model,
+        fit,
+        list(data.classes),
+        backbone,
+        recipe,
+        len(kept),
+        len(data.sources) - len(kept),
+        {"features": t1 - t0, "fit": t2 - t1},
+    )

@@ -50,8 +50,9 @@ def feature_resolution(model: nn.Module, arrays: ClutteredArrays) -> list[int]:
         return [int(s) for s in get_adapter(model).features(x).shape[-2:]]
 
 
-def score_probe(model: nn.Module, seconds: float, val: ClutteredArrays, test: ClutteredArrays,
-                method: str) -> dict[str, Any]:
+def score_probe(
+    model: nn.Module, seconds: float, val: ClutteredArrays, test: ClutteredArrays, method: str
+) -> dict[str, Any]:
     """The benchmark row of a fitted probe: thresholds chosen on val, numbers on test."""
     from camloc.bench.localization import row, score_cam
 
@@ -60,10 +61,22 @@ def score_probe(model: nn.Module, seconds: float, val: ClutteredArrays, test: Cl
     return row(method, feature_resolution(model, test), val_scorer, test_scorer, seconds)
 
 
-def bench_row(train: ClutteredArrays, val: ClutteredArrays, test: ClutteredArrays, *, backbone: str = "default",
-              max_train: int | None = None, classes: Sequence[str] = CLASSES, classifier: str = "logreg", Cs: Sequence[float] | None = None, folds: int = 5, batch_size: int = 64,
-              cache_dir: str | PathLike | None = None, save_to: str | PathLike | None = None,
-              progress: bool = False) -> dict[str, Any]:
+def bench_row(
+    train: ClutteredArrays,
+    val: ClutteredArrays,
+    test: ClutteredArrays,
+    *,
+    backbone: str = "default",
+    max_train: int | None = None,
+    classes: Sequence[str] = CLASSES,
+    classifier: str = "logreg",
+    Cs: Sequence[float] | None = None,
+    folds: int = 5,
+    batch_size: int = 64,
+    cache_dir: str | PathLike | None = None,
+    save_to: str | PathLike | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Fit a probe on `train` (its first `max_train` images when given; C by cross-validation within them) and
     return its benchmark row.
 
@@ -72,8 +85,9 @@ def bench_row(train: ClutteredArrays, val: ClutteredArrays, test: ClutteredArray
     so that train_seconds is the real cost.
     """
     if max_train is not None and max_train < len(train):
-        train = ClutteredArrays(train.images[:max_train], train.labels[:max_train], train.boxes[:max_train],
-                                train.masks[:max_train])
+        train = ClutteredArrays(
+            train.images[:max_train], train.labels[:max_train], train.boxes[:max_train], train.masks[:max_train]
+        )
     net = "ImageNet EfficientNet-Lite0" if backbone == "default" else backbone
     method = f"probe ({classifier}, {len(train)} train images) on frozen {net}"
     saved = _reusable(save_to, len(train), classifier, backbone)
@@ -82,8 +96,16 @@ def bench_row(train: ClutteredArrays, val: ClutteredArrays, test: ClutteredArray
     else:
         start = time.perf_counter()
         data = ProbeSet(list(train.images), [int(v) for v in train.labels], list(classes), "cluttered/train")
-        probe = fit_probe(data, backbone, classifier=classifier, Cs=Cs, folds=folds, batch_size=batch_size,
-                          cache_dir=cache_dir, progress=progress)
+        probe = fit_probe(
+            data,
+            backbone,
+            classifier=classifier,
+            Cs=Cs,
+            folds=folds,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
         seconds = time.perf_counter() - start
         probe.seconds["total"] = seconds
         if save_to is not None:
@@ -92,12 +114,17 @@ def bench_row(train: ClutteredArrays, val: ClutteredArrays, test: ClutteredArray
     return score_probe(model.eval(), seconds, val, test, method)
 
 
-def _reusable(directory: str | PathLike | None, n_train: int, classifier: str,
-              backbone: str) -> tuple[nn.Module, float] | None:
+def _reusable(
+    directory: str | PathLike | None, n_train: int, classifier: str, backbone: str
+) -> tuple[nn.Module, float] | None:
     """A probe saved by an earlier `bench_row` with the same settings, and its fitting time; else None."""
     if directory is None or not (Path(directory) / CONFIG_NAME).is_file():
         return None
     meta = json.loads((Path(directory) / CONFIG_NAME).read_text(encoding="utf-8")).get("probe", {})
-    same = (meta.get("train_images") == n_train and meta.get("classifier") == classifier
-            and meta.get("backbone") == backbone and "total" in meta.get("seconds", {}))
+    same = (
+        meta.get("train_images") == n_train
+        and meta.get("classifier") == classifier
+        and meta.get("backbone") == backbone
+        and "total" in meta.get("seconds", {})
+    )
     return (load(directory), float(meta["seconds"]["total"])) if same else None

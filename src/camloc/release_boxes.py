@@ -64,8 +64,16 @@ def release_boxes(heatmap: np.ndarray, thresholds: Sequence[int] = RELEASE_THRES
         contours = cv2.findContours(eroded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[0]
         for contour in contours:
             bx, by, bw, bh = cv2.boundingRect(contour)
-            rects.append(np.array([min(max(bx, 0), width - 5), min(max(by, 0), height - 5),
-                                   min(max(bw, 0), width - bx - 5), min(max(bh, 0), height - by - 5)]))
+            rects.append(
+                np.array(
+                    [
+                        min(max(bx, 0), width - 5),
+                        min(max(by, 0), height - 5),
+                        min(max(bw, 0), width - bx - 5),
+                        min(max(bh, 0), height - by - 5),
+                    ]
+                )
+            )
     rects.sort(key=lambda r: -(r[2] * r[3]))  # stable: ties keep the pooling order
     i = 0
     while i < len(rects):

@@ -60,8 +60,9 @@ def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
 
 
-def loss_and_correct(out: Tensor | tuple[Tensor, Tensor], labels: Tensor, boxes: Tensor, size: tuple[int, int],
-                     box_weight: float) -> tuple[Tensor, Tensor]:
+def loss_and_correct(
+    out: Tensor | tuple[Tensor, Tensor], labels: Tensor, boxes: Tensor, size: tuple[int, int], box_weight: float
+) -> tuple[Tensor, Tensor]:
     """Mean loss of a batch and its number of correct top-1 classes."""
     logits = out[0] if isinstance(out, tuple) else out
     loss = F.cross_entropy(logits.float(), labels)
@@ -76,8 +77,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum; no weight decay on biases and norm parameters."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                            {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+    )
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -86,8 +90,9 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, source: BatchSource, ctx: D.DistContext, batch_size: int = 256,
-             amp: bool = True) -> float:
+def evaluate(
+    model: nn.Module, source: BatchSource, ctx: D.DistContext, batch_size: int = 256, amp: bool = True
+) -> float:
     """Top-1 accuracy (%) over `source`, each process taking its shard, the counts summed over processes."""
     was_training = model.training
     model.eval()
@@ -95,7 +100,7 @@ def evaluate(model: nn.Module, source: BatchSource, ctx: D.DistContext, batch_si
         idx = D.shard(len(source), ctx.rank, ctx.world)
         correct = 0
         for start in range(0, len(idx), batch_size):
-            x, y, _ = source.get_batch(idx[start:start + batch_size])
+            x, y, _ = source.get_batch(idx[start : start + batch_size])
             with _autocast(ctx.device, amp):
                 out = model(x.to(ctx.device, non_blocking=True))
             logits = out[0] if isinstance(out, tuple) else out
@@ -106,9 +111,18 @@ def evaluate(model: nn.Module, source: BatchSource, ctx: D.DistContext, batch_si
     return 100.0 * total_correct / max(total, 1.0)
 
 
-def fit(model: nn.Module, model_config: dict[str, Any], train: BatchSource, out_dir: str | Path,
-        cfg: TrainConfig, val: BatchSource | None = None, resume: bool = False, quiet: bool = False,
-        ctx: D.DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+def fit(
+    model: nn.Module,
+    model_config: dict[str, Any],
+    train: BatchSource,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    val: BatchSource | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    ctx: D.DistContext | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Train `model` in place and checkpoint it into `out_dir`; returns the progress record (with `history`).
 
     `model_config` is what `config.json` records (architecture, arch_kwargs, labels, preprocess). With
@@ -126,35 +140,52 @@ def fit(model: nn.Module, model_config: dict[str, Any], train: BatchSource, out_
     total_steps = steps_per_epoch * cfg.epochs
     model.to(ctx.device)
     optimizer = make_optimizer(model, cfg)
-    progress: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [],
-                                "train_seconds": 0.0, "model_config": model_config, "train_config": asdict(cfg),
-                                "world_size": world, "finished": False}
+    progress: dict[str, Any] = {
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "global_step": 0,
+        "history": [],
+        "train_seconds": 0.0,
+        "model_config": model_config,
+        "train_config": asdict(cfg),
+        "world_size": world,
+        "finished": False,
+    }
     if resume:
         tensors, saved = read_state(out_dir)
-        if saved.get("model_config", {}).get("architecture") != model_config.get("architecture") or \
-                saved.get("model_config", {}).get("arch_kwargs") != model_config.get("arch_kwargs"):
-            raise InputError(f"{out_dir}: the run there trained '{saved.get('model_config', {}).get('architecture')}' "
-                             f"{saved.get('model_config', {}).get('arch_kwargs')}, not this model; resume it with "
-                             "the same model options")
+        if saved.get("model_config", {}).get("architecture") != model_config.get("architecture") or saved.get(
+            "model_config", {}
+        ).get("arch_kwargs") != model_config.get("arch_kwargs"):
+            raise InputError(
+                f"{out_dir}: the run there trained '{saved.get('model_config', {}).get('architecture')}' "
+                f"{saved.get('model_config', {}).get('arch_kwargs')}, not this model; resume it with "
+                "the same model options"
+            )
         if saved.get("train_config", {}).get("batch_size") != cfg.batch_size:
-            raise InputError(f"{out_dir}: the run used batch size {saved['train_config'].get('batch_size')}, "
-                             f"not {cfg.batch_size}")
+            raise InputError(
+                f"{out_dir}: the run used batch size {saved['train_config'].get('batch_size')}, not {cfg.batch_size}"
+            )
         restore(tensors, saved, model, optimizer, str(out_dir))
-        progress.update({k: saved[k] for k in ("epoch", "step_in_epoch", "global_step", "history",
-                                               "train_seconds") if k in saved})
+        progress.update(
+            {k: saved[k] for k in ("epoch", "step_in_epoch", "global_step", "history", "train_seconds") if k in saved}
+        )
     elif (out_dir / STATE_NAME).is_file():
         try:
             saved = read_progress(out_dir)
         except InputError:
             raise InputError(f"{out_dir}: holds a damaged {STATE_NAME}; delete it or choose another --out") from None
-        what = "a finished run" if saved.get("finished") else \
-            f"an unfinished run (stopped in epoch {saved.get('epoch', 0) + 1})"
+        what = (
+            "a finished run"
+            if saved.get("finished")
+            else f"an unfinished run (stopped in epoch {saved.get('epoch', 0) + 1})"
+        )
         raise InputError(f"{out_dir}: holds {what}; pass --resume to continue it or choose another --out")
 
     net: nn.Module = model
     if ctx.distributed:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
     use_amp = cfg.amp and ctx.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
     bar_off = quiet or not ctx.is_main or not sys.stderr.isatty()
@@ -170,10 +201,16 @@ def fit(model: nn.Module, model_config: dict[str, Any], train: BatchSource, out_
         epoch, skip = progress["epoch"], progress["step_in_epoch"]
         indices = D.epoch_indices(len(train), epoch, cfg.seed, ctx.rank, world)
         t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=bar_off,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=skip,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=bar_off,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for step in range(skip, steps_per_epoch):
-            x, y, boxes = train.get_batch(indices[step * per_rank:(step + 1) * per_rank])
+            x, y, boxes = train.get_batch(indices[step * per_rank : (step + 1) * per_rank])
             x, y, boxes = (t.to(ctx.device, non_blocking=True) for t in (x, y, boxes))
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress["global_step"], total_steps)
@@ -193,16 +230,22 @@ def fit(model: nn.Module, model_config: dict[str, Any], train: BatchSource, out_
             bar.update()
             if on_step is not None:
                 on_step(progress["global_step"])
-            if cfg.checkpoint_every and progress["global_step"] % cfg.checkpoint_every == 0 \
-                    and step + 1 < steps_per_epoch:
+            if (
+                cfg.checkpoint_every
+                and progress["global_step"] % cfg.checkpoint_every == 0
+                and step + 1 < steps_per_epoch
+            ):
                 progress["train_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 checkpoint()
         bar.close()
         loss_sum, correct, seen = D.all_sum(ctx, [loss_sum, float(correct), float(seen)])
         progress["train_seconds"] += time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                  "train_top1": 100.0 * correct / max(seen, 1)}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_top1": 100.0 * correct / max(seen, 1),
+        }
         if val is not None:
             record["val_top1"] = evaluate(model, val, ctx, cfg.eval_batch_size, cfg.amp)
         if skip:
@@ -212,6 +255,9 @@ def fit(model: nn.Module, model_config: dict[str, Any], train: BatchSource, out_
         checkpoint(finished=progress["epoch"] >= cfg.epochs)
         if ctx.is_main and not quiet:
             extra = f", val top-1 {record['val_top1']:.1f}%" if "val_top1" in record else ""
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, train top-1 "
-                  f"{record['train_top1']:.1f}%{extra}", file=sys.stderr)
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, train top-1 "
+                f"{record['train_top1']:.1f}%{extra}",
+                file=sys.stderr,
+            )
     return progress

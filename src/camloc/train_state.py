@@ -23,8 +23,9 @@ STATE_JSON = "train_state.json"
 META_KEY = "camloc_train_state"
 
 
-def save_state(directory: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
-               progress: dict[str, Any]) -> Path:
+def save_state(
+    directory: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any]
+) -> Path:
     """Write the resume state of `model` / `optimizer` / `progress` (JSON-able) into `directory`."""
     from safetensors.torch import save_file
 
@@ -61,8 +62,10 @@ def _read(directory: str | os.PathLike, with_tensors: bool) -> tuple[dict[str, t
 
     path = Path(directory) / STATE_NAME
     if not path.is_file():
-        raise InputError(f"{directory}: no {STATE_NAME} to resume from (not a training run folder, or the run "
-                         "stopped before its first checkpoint: start it again without --resume)")
+        raise InputError(
+            f"{directory}: no {STATE_NAME} to resume from (not a training run folder, or the run "
+            "stopped before its first checkpoint: start it again without --resume)"
+        )
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})[META_KEY])
@@ -72,10 +75,15 @@ def _read(directory: str | os.PathLike, with_tensors: bool) -> tuple[dict[str, t
     return tensors, meta
 
 
-def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: nn.Module,
-            optimizer: torch.optim.Optimizer, where: str) -> None:
+def restore(
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    where: str,
+) -> None:
     """Load saved tensors into `model` and `optimizer` (in place)."""
-    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd)
     except RuntimeError as exc:

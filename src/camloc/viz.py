@@ -9,8 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-COLORMAPS = {"inferno": cv2.COLORMAP_INFERNO, "viridis": cv2.COLORMAP_VIRIDIS, "magma": cv2.COLORMAP_MAGMA,
-             "plasma": cv2.COLORMAP_PLASMA, "cividis": cv2.COLORMAP_CIVIDIS, "turbo": cv2.COLORMAP_TURBO}
+COLORMAPS = {
+    "inferno": cv2.COLORMAP_INFERNO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "magma": cv2.COLORMAP_MAGMA,
+    "plasma": cv2.COLORMAP_PLASMA,
+    "cividis": cv2.COLORMAP_CIVIDIS,
+    "turbo": cv2.COLORMAP_TURBO,
+}
 BOX_COLOR = (0, 255, 127)
 TEXT_COLOR = (255, 255, 255)
 PANEL_WIDTH = 320
@@ -23,8 +29,14 @@ def colorize(heatmap: np.ndarray, colormap: str = "inferno") -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, box: np.ndarray | None = None, label: str | None = None,
-            alpha: float = 0.5, colormap: str = "inferno") -> np.ndarray:
+def overlay(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    box: np.ndarray | None = None,
+    label: str | None = None,
+    alpha: float = 0.5,
+    colormap: str = "inferno",
+) -> np.ndarray:
     """Blend the coloured map over the image, then draw the box ([x0, y0, x1, y1], x1/y1 exclusive) and label."""
     heat = colorize(heatmap, colormap)
     out = cv2.addWeighted(image, 1.0 - alpha, heat, alpha, 0.0)
@@ -47,8 +59,14 @@ def draw_label(img: np.ndarray, text: str, font_scale: float, thickness: int) ->
     cv2.putText(img, text, (pad, h + pad), font, font_scale, TEXT_COLOR, thickness, cv2.LINE_AA)
 
 
-def grid(image: np.ndarray, heatmaps: np.ndarray, boxes: np.ndarray, titles: list[str], columns: int = 5,
-         colormap: str = "inferno") -> np.ndarray:
+def grid(
+    image: np.ndarray,
+    heatmaps: np.ndarray,
+    boxes: np.ndarray,
+    titles: list[str],
+    columns: int = 5,
+    colormap: str = "inferno",
+) -> np.ndarray:
     """One panel per class (like the paper's figure): overlay, box and title, `columns` panels per row."""
     k = len(heatmaps)
     scale = PANEL_WIDTH / image.shape[1]
@@ -64,8 +82,14 @@ def grid(image: np.ndarray, heatmaps: np.ndarray, boxes: np.ndarray, titles: lis
     blank = np.full_like(panels[0], 255)
     panels += [blank] * (rows * cols - k)
     gap = 4
-    row_imgs = [np.concatenate(sum(([p, np.full((p.shape[0], gap, 3), 255, np.uint8)]
-                                    for p in panels[r * cols:(r + 1) * cols]), [])[:-1], axis=1)
-                for r in range(rows)]
+    row_imgs = [
+        np.concatenate(
+            sum(([p, np.full((p.shape[0], gap, 3), 255, np.uint8)] for p in panels[r * cols : (r + 1) * cols]), [])[
+                :-1
+            ],
+            axis=1,
+        )
+        for r in range(rows)
+    ]
     sep = np.full((gap, row_imgs[0].shape[1], 3), 255, np.uint8)
     return np.concatenate(sum(([r, sep] for r in row_imgs), [])[:-1], axis=0)

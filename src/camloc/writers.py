@@ -20,13 +20,34 @@ def record(result: Result, i: int, image_name: str) -> dict[str, Any]:
     """The JSON object of image i: {"image", "width", "height", "model", "predictions": [...]} (see README)."""
     height, width = result.sizes[i]
     preds = []
-    for rank, (c, s, lg, box) in enumerate(zip(result.classes[i].tolist(), result.scores[i].tolist(),
-                                               result.logits[i].tolist(), result.boxes[i].tolist(),
-                                               strict=True), start=1):
-        preds.append({"rank": rank, "class_index": int(c), "label": result.info.label(int(c)),
-                      "score": float(s), "logit": float(lg), "box": [int(v) for v in box]})
-    return {"image": image_name, "width": int(width), "height": int(height), "model": result.info.name,
-            "predictions": preds, "settings": result.settings}
+    for rank, (c, s, lg, box) in enumerate(
+        zip(
+            result.classes[i].tolist(),
+            result.scores[i].tolist(),
+            result.logits[i].tolist(),
+            result.boxes[i].tolist(),
+            strict=True,
+        ),
+        start=1,
+    ):
+        preds.append(
+            {
+                "rank": rank,
+                "class_index": int(c),
+                "label": result.info.label(int(c)),
+                "score": float(s),
+                "logit": float(lg),
+                "box": [int(v) for v in box],
+            }
+        )
+    return {
+        "image": image_name,
+        "width": int(width),
+        "height": int(height),
+        "model": result.info.name,
+        "predictions": preds,
+        "settings": result.settings,
+    }
 
 
 def maps_of(result: Result, i: int) -> np.ndarray:
@@ -39,8 +60,9 @@ def raw_of(result: Result, i: int) -> np.ndarray:
     return result.raw[i].detach().float().cpu().numpy()
 
 
-def write_pictures(result: Result, i: int, image: Image.Image, out_dir: Path, stem: str,
-                   colormap: str = "inferno") -> list[Path]:
+def write_pictures(
+    result: Result, i: int, image: Image.Image, out_dir: Path, stem: str, colormap: str = "inferno"
+) -> list[Path]:
     """`<stem>_overlay.png` (top class) and `<stem>_grid.png` (every mapped class, with label and score)."""
     rgb = np.asarray(image.convert("RGB"))
     maps = maps_of(result, i)
@@ -63,6 +85,7 @@ def write_record(result: Result, i: int, out_dir: Path, stem: str, image_name: s
 def write_maps(result: Result, i: int, out_dir: Path, stem: str) -> Path:
     """`<stem>.npz`: classes (k,), maps (k, H, W) float32 in [0, 1] at image size, raw (k, h, w) float32."""
     path = out_dir / f"{stem}.npz"
-    write_npz(path, classes=result.classes[i].cpu().numpy().astype(np.int64), maps=maps_of(result, i),
-              raw=raw_of(result, i))
+    write_npz(
+        path, classes=result.classes[i].cpu().numpy().astype(np.int64), maps=maps_of(result, i), raw=raw_of(result, i)
+    )
     return path

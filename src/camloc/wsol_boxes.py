@@ -117,5 +117,8 @@ def contour_boxes_reference(scoremap: np.ndarray, thresholds: np.ndarray) -> Con
         largest.append(best)
         boxes.extend(found)
         owner.extend([k] * len(found))
-    return ContourBoxes(largest=np.array(largest, dtype=np.int64), boxes=np.array(boxes, dtype=np.int64),
-                        owner=np.array(owner, dtype=np.int64))
+    return ContourBoxes(
+        largest=np.array(largest, dtype=np.int64),
+        boxes=np.array(boxes, dtype=np.int64),
+        owner=np.array(owner, dtype=np.int64),
+    )

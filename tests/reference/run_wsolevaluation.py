@@ -35,20 +35,33 @@ def main(ref_dir: str, work: str, intervals: tuple[float, ...] = (0.01, 0.001)) 
     for interval in intervals:
         thresholds = list(np.arange(0, 1, interval))
         for multi in (False, True):
-            ev = BoxEvaluator(metadata=configure_metadata(str(box_meta)), dataset_name="CUB",
-                              split="test", cam_threshold_list=thresholds, iou_threshold_list=[30, 50, 70],
-                              mask_root=None, multi_contour_eval=multi)
+            ev = BoxEvaluator(
+                metadata=configure_metadata(str(box_meta)),
+                dataset_name="CUB",
+                split="test",
+                cam_threshold_list=thresholds,
+                iou_threshold_list=[30, 50, 70],
+                mask_root=None,
+                multi_contour_eval=multi,
+            )
             for image_id in ev.image_ids:
                 ev.accumulate(np.load(work_dir / "boxes" / "maps" / f"{image_id}.npy"), image_id)
             name = f"box_{interval}_{'all' if multi else 'largest'}"
             out[name] = [float(v) for v in ev.compute()]
             # the whole accuracy curve, as hit counts summed over thresholds and weighted by threshold index
-            out[name + "_curve"] = [[int(ev.num_correct[i].sum()),
-                                     int((ev.num_correct[i] * np.arange(len(thresholds))).sum())]
-                                    for i in (30, 50, 70)]
-        mev = MaskEvaluator(metadata=configure_metadata(str(mask_meta)), dataset_name="OpenImages",
-                            split="test", cam_threshold_list=thresholds, iou_threshold_list=[30, 50, 70],
-                            mask_root=str(work_dir / "masks" / "masks"), multi_contour_eval=False)
+            out[name + "_curve"] = [
+                [int(ev.num_correct[i].sum()), int((ev.num_correct[i] * np.arange(len(thresholds))).sum())]
+                for i in (30, 50, 70)
+            ]
+        mev = MaskEvaluator(
+            metadata=configure_metadata(str(mask_meta)),
+            dataset_name="OpenImages",
+            split="test",
+            cam_threshold_list=thresholds,
+            iou_threshold_list=[30, 50, 70],
+            mask_root=str(work_dir / "masks" / "masks"),
+            multi_contour_eval=False,
+        )
         for image_id in mev.mask_paths:
             mev.accumulate(np.load(work_dir / "masks" / "maps" / f"{image_id}.npy"), image_id)
         out[f"pxap_{interval}"] = float(mev.compute())

@@ -46,13 +46,21 @@ class Study:
 
 
 FULL = Study()
-QUICK = replace(FULL, train_size=1024, val_size=100, test_size=300, epochs=2, strides=(4, 8, 16),
-                probe_train_size=0)
+QUICK = replace(FULL, train_size=1024, val_size=100, test_size=300, epochs=2, strides=(4, 8, 16), probe_train_size=0)
 EVAL_BATCH = 200
 
 
-def train_or_reuse(name: str, arch: str, stride: int, study: Study, train: TensorView, val: TensorView,
-                   spec: ClutterSpec, out: Path, quiet: bool) -> tuple[torch.nn.Module, float]:
+def train_or_reuse(
+    name: str,
+    arch: str,
+    stride: int,
+    study: Study,
+    train: TensorView,
+    val: TensorView,
+    spec: ClutterSpec,
+    out: Path,
+    quiet: bool,
+) -> tuple[torch.nn.Module, float]:
     """Train one net into `out/nets/name` (resuming an interrupted run; reusing a finished one)."""
     run_dir = out / "nets" / name
     torch.manual_seed(study.seed)
@@ -91,8 +99,15 @@ def score_cam(model: torch.nn.Module, view: TensorView, arr: ClutteredArrays) ->
         maps = normalize(upsample(raw, size)).numpy()
         raw = raw.numpy()
         for j, i in enumerate(idx.tolist()):
-            scorer.add(raw[j, 0], arr.boxes[i], arr.masks[i], int(y[j]), int(pred[j]),
-                       paper_box(maps[j, 1]), paper_box(maps[j, 0]))
+            scorer.add(
+                raw[j, 0],
+                arr.boxes[i],
+                arr.masks[i],
+                int(y[j]),
+                int(pred[j]),
+                paper_box(maps[j, 1]),
+                paper_box(maps[j, 0]),
+            )
         preds.append(pred.numpy())
     return scorer, np.concatenate(preds)
 
@@ -124,7 +139,7 @@ def fix_box(box: np.ndarray, w: int, h: int) -> np.ndarray:
 def box_map(box: np.ndarray, h: int, w: int) -> np.ndarray:
     """(h, w) map: 1 inside the box, 0 outside."""
     m = np.zeros((h, w), dtype=np.float32)
-    m[box[1]:box[3], box[0]:box[2]] = 1.0
+    m[box[1] : box[3], box[0] : box[2]] = 1.0
     return m
 
 
@@ -149,53 +164,93 @@ def score_reference(heatmap: np.ndarray, arr: ClutteredArrays, preds: np.ndarray
 def row(method: str, resolution: list[int] | None, val: Scorer, test: Scorer, seconds: float) -> dict[str, Any]:
     """One results row: test numbers with the CAM thresholds chosen on val."""
     res = test.result(val.best_threshold_index())
-    return {"method": method, "feature_resolution": resolution, "top1_cls": res["top1_cls"],
-            "top1_loc": res["top1_loc"], "gt_known_loc": res["gt_known_loc"], "maxboxacc_v2": res["maxboxacc_v2"],
-            "pxap": res["pxap"], "train_seconds": round(seconds, 1),
-            "maxboxacc_v2_test_oracle": res["maxboxacc_v2_oracle"], "cam_threshold_from_val": res["cam_threshold"]}
+    return {
+        "method": method,
+        "feature_resolution": resolution,
+        "top1_cls": res["top1_cls"],
+        "top1_loc": res["top1_loc"],
+        "gt_known_loc": res["gt_known_loc"],
+        "maxboxacc_v2": res["maxboxacc_v2"],
+        "pxap": res["pxap"],
+        "train_seconds": round(seconds, 1),
+        "maxboxacc_v2_test_oracle": res["maxboxacc_v2_oracle"],
+        "cam_threshold_from_val": res["cam_threshold"],
+    }
 
 
-def run_study(out: Path, study: Study, idx_dir: str | None = None, quiet: bool = False,
-              log: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_study(
+    out: Path, study: Study, idx_dir: str | None = None, quiet: bool = False, log: Callable[[str], None] = print
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train and score everything; returns (rows, run info). Nets are kept in `out/nets/`."""
     t_start = time.perf_counter()
     spec = ClutterSpec()
-    arrays = {split: ClutteredFashionMNIST(split, size, spec, idx_dir).arrays()
-              for split, size in (("train", study.train_size), ("val", study.val_size), ("test", study.test_size))}
+    arrays = {
+        split: ClutteredFashionMNIST(split, size, spec, idx_dir).arrays()
+        for split, size in (("train", study.train_size), ("val", study.val_size), ("test", study.test_size))
+    }
     views = {k: TensorView(v) for k, v in arrays.items()}
     side = spec.canvas
     rows, preds = [], {}
     for stride in study.strides:
         name = f"cam-gapnet-s{stride}"
-        model, seconds = train_or_reuse(name, "gapnet", stride, study, views["train"], views["val"], spec, out,
-                                        quiet)
+        model, seconds = train_or_reuse(name, "gapnet", stride, study, views["train"], views["val"], spec, out, quiet)
         t0 = time.perf_counter()
         val, _ = score_cam(model, views["val"], arrays["val"])
         test, test_preds = score_cam(model, views["test"], arrays["test"])
         preds[stride] = test_preds
         rows.append(row(f"CAM, GapNet stride {stride}", [side // stride] * 2, val, test, seconds))
-        log(f"[bench] {name}: {json.dumps({k: rows[-1][k] for k in ('top1_cls', 'gt_known_loc', 'pxap')})} "
-            f"(scored in {time.perf_counter() - t0:.0f}s)")
+        log(
+            f"[bench] {name}: {json.dumps({k: rows[-1][k] for k in ('top1_cls', 'gt_known_loc', 'pxap')})} "
+            f"(scored in {time.perf_counter() - t0:.0f}s)"
+        )
     if study.probe_train_size:
         from camloc.probe_bench import bench_row
 
         t0 = time.perf_counter()
-        rows.append(bench_row(arrays["train"], arrays["val"], arrays["test"], max_train=study.probe_train_size,
-                              save_to=out / "nets" / "probe-logreg-default", progress=not quiet))
-        log(f"[bench] probe: {json.dumps({k: rows[-1][k] for k in ('top1_cls', 'gt_known_loc', 'pxap')})} "
-            f"(fitted or reused and scored in {time.perf_counter() - t0:.0f}s)")
+        rows.append(
+            bench_row(
+                arrays["train"],
+                arrays["val"],
+                arrays["test"],
+                max_train=study.probe_train_size,
+                save_to=out / "nets" / "probe-logreg-default",
+                progress=not quiet,
+            )
+        )
+        log(
+            f"[bench] probe: {json.dumps({k: rows[-1][k] for k in ('top1_cls', 'gt_known_loc', 'pxap')})} "
+            f"(fitted or reused and scored in {time.perf_counter() - t0:.0f}s)"
+        )
     name = f"boxreg-gapnet-s{study.regressor_stride}"
-    model, seconds = train_or_reuse(name, "gapnet_boxreg", study.regressor_stride, study, views["train"],
-                                    views["val"], spec, out, quiet)
-    rows.append(row(f"box regressor (GapNet stride {study.regressor_stride}, full supervision)", None,
-                    score_regressor(model, views["val"], arrays["val"]),
-                    score_regressor(model, views["test"], arrays["test"]), seconds))
+    model, seconds = train_or_reuse(
+        name, "gapnet_boxreg", study.regressor_stride, study, views["train"], views["val"], spec, out, quiet
+    )
+    rows.append(
+        row(
+            f"box regressor (GapNet stride {study.regressor_stride}, full supervision)",
+            None,
+            score_regressor(model, views["val"], arrays["val"]),
+            score_regressor(model, views["test"], arrays["test"]),
+            seconds,
+        )
+    )
     ref = preds.get(study.reference_stride, next(iter(preds.values())))
     val_ref = np.asarray(arrays["val"].labels)  # on val only the thresholds matter, not classes
     for method, heatmap in reference_maps(side, side).items():
-        rows.append(row(f"{method} (classes of GapNet stride {study.reference_stride})", None,
-                        score_reference(heatmap, arrays["val"], val_ref),
-                        score_reference(heatmap, arrays["test"], ref), 0.0))
-    info = {"study": asdict(study), "data": asdict(spec), "total_seconds": round(time.perf_counter() - t_start, 1),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+        rows.append(
+            row(
+                f"{method} (classes of GapNet stride {study.reference_stride})",
+                None,
+                score_reference(heatmap, arrays["val"], val_ref),
+                score_reference(heatmap, arrays["test"], ref),
+                0.0,
+            )
+        )
+    info = {
+        "study": asdict(study),
+        "data": asdict(spec),
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     return rows, info

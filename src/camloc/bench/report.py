@@ -31,9 +31,11 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], command: str) -> 
     for r in rows:
         res = "-" if r["feature_resolution"] is None else "x".join(map(str, r["feature_resolution"]))
         m = r["maxboxacc_v2"]
-        lines.append(f"| {r['method']} | {res} | {fmt(r['top1_cls'])} | {fmt(r['top1_loc'])} | "
-                     f"{fmt(r['gt_known_loc'])} | {fmt(m['30'])} / {fmt(m['50'])} / {fmt(m['70'])} | "
-                     f"{fmt(m['mean'])} | {fmt(r['pxap'])} | {r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['method']} | {res} | {fmt(r['top1_cls'])} | {fmt(r['top1_loc'])} | "
+            f"{fmt(r['gt_known_loc'])} | {fmt(m['30'])} / {fmt(m['50'])} / {fmt(m['70'])} | "
+            f"{fmt(m['mean'])} | {fmt(r['pxap'])} | {r['train_seconds']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -42,29 +44,48 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise InputError(f"{path}: matplotlib is needed for the plot (pip install 'camloc[bench]'); "
-                         "results.json and results.md are written") from None
+        raise InputError(
+            f"{path}: matplotlib is needed for the plot (pip install 'camloc[bench]'); "
+            "results.json and results.md are written"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cams = sorted((r for r in rows if r["feature_resolution"] and not r["method"].startswith("probe")),
-                  key=lambda r: r["feature_resolution"][0])
+    cams = sorted(
+        (r for r in rows if r["feature_resolution"] and not r["method"].startswith("probe")),
+        key=lambda r: r["feature_resolution"][0],
+    )
     probes = [r for r in rows if r["method"].startswith("probe")]
     sides = [r["feature_resolution"][0] for r in cams]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    series = {"MaxBoxAccV2 (mean)": [r["maxboxacc_v2"]["mean"] for r in cams],
-              "GT-known loc (20%)": [r["gt_known_loc"] for r in cams],
-              "PxAP": [r["pxap"] or 0.0 for r in cams], "top-1 cls": [r["top1_cls"] for r in cams]}
+    series = {
+        "MaxBoxAccV2 (mean)": [r["maxboxacc_v2"]["mean"] for r in cams],
+        "GT-known loc (20%)": [r["gt_known_loc"] for r in cams],
+        "PxAP": [r["pxap"] or 0.0 for r in cams],
+        "top-1 cls": [r["top1_cls"] for r in cams],
+    }
     for label, ys in series.items():
         ax.plot(sides, ys, marker="o", label=label)
     for r in probes:  # another net: a point of its own, not part of the stride series
-        ax.scatter([r["feature_resolution"][0]], [r["maxboxacc_v2"]["mean"]], marker="*", s=120, color="black",
-                   zorder=3, label="probe on frozen ImageNet net: MaxBoxAccV2")
+        ax.scatter(
+            [r["feature_resolution"][0]],
+            [r["maxboxacc_v2"]["mean"]],
+            marker="*",
+            s=120,
+            color="black",
+            zorder=3,
+            label="probe on frozen ImageNet net: MaxBoxAccV2",
+        )
     styles = iter([":", "--", "-."])
     for r in rows:
         if not r["feature_resolution"]:
-            ax.axhline(r["maxboxacc_v2"]["mean"], color="gray", linestyle=next(styles, ":"), linewidth=1,
-                       label=f"{r['method'].split(' (')[0]}: MaxBoxAccV2")
+            ax.axhline(
+                r["maxboxacc_v2"]["mean"],
+                color="gray",
+                linestyle=next(styles, ":"),
+                linewidth=1,
+                label=f"{r['method'].split(' (')[0]}: MaxBoxAccV2",
+            )
     ax.set_xscale("log", base=2)
     ticks = sorted(set(sides) | {r["feature_resolution"][0] for r in probes})
     ax.set_xticks(ticks, [f"{s}x{s}" for s in ticks])

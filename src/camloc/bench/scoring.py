@@ -33,16 +33,30 @@ class Scorer:
         self.pxap = PixelAP(thresholds)
         self.loc = ClassLocAccuracy()
 
-    def add(self, heatmap: np.ndarray, gt_box: np.ndarray, mask: np.ndarray, label: int, pred: int,
-            pred_box: np.ndarray, gt_known_box: np.ndarray) -> None:
+    def add(
+        self,
+        heatmap: np.ndarray,
+        gt_box: np.ndarray,
+        mask: np.ndarray,
+        label: int,
+        pred: int,
+        pred_box: np.ndarray,
+        gt_known_box: np.ndarray,
+    ) -> None:
         """heatmap: (h, w) GT-class map; gt_box (4,) exclusive; mask (H, W) bool at image size; pred: top-1 class
         with its paper box; gt_known_box: the paper box of the GT class's map."""
         h, w = mask.shape
         scoremap, _ = prepare_scoremap(heatmap, (w, h))
         self.box.accumulate(scoremap, np.asarray(gt_box, dtype=np.int64)[None])
         self.pxap.accumulate(scoremap, mask)
-        self.loc.accumulate(label, gt_box[None], gt_known_box, classes=np.array([pred]),
-                            guess_classes=np.array([pred]), guess_boxes=pred_box[None])
+        self.loc.accumulate(
+            label,
+            gt_box[None],
+            gt_known_box,
+            classes=np.array([pred]),
+            guess_classes=np.array([pred]),
+            guess_boxes=pred_box[None],
+        )
 
     def best_threshold_index(self) -> dict[str, dict[str, int]]:
         """Per IoU level, the CAM threshold index with the best MaxBoxAccV2 on this split (for calibration)."""
@@ -56,8 +70,12 @@ class Scorer:
         oracle = self.box.summary()
         thresholds = self.box.thresholds
         chosen = tuned["best_threshold"]["maxboxacc_v2"]
-        return {"top1_cls": loc["top1_cls"], "top1_loc": loc["top1_loc"], "gt_known_loc": loc["gt_known_loc"],
-                "maxboxacc_v2": tuned["maxboxacc_v2"], "maxboxacc_v2_oracle": oracle["maxboxacc_v2"],
-                "cam_threshold": {k: float(thresholds[v]) for k, v in chosen.items()},
-                "pxap": self.pxap.value()}
-
+        return {
+            "top1_cls": loc["top1_cls"],
+            "top1_loc": loc["top1_loc"],
+            "gt_known_loc": loc["gt_known_loc"],
+            "maxboxacc_v2": tuned["maxboxacc_v2"],
+            "maxboxacc_v2_oracle": oracle["maxboxacc_v2"],
+            "cam_threshold": {k: float(thresholds[v]) for k, v in chosen.items()},
+            "pxap": self.pxap.value(),
+        }

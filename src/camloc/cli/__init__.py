@@ -20,8 +20,9 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="camloc", description="Class activation maps and weakly-supervised "
-                                     "localization for PyTorch classifiers.")
+    parser = argparse.ArgumentParser(
+        prog="camloc", description="Class activation maps and weakly-supervised localization for PyTorch classifiers."
+    )
     from camloc import __version__
 
     parser.add_argument("--version", action="version", version=f"camloc {__version__}")

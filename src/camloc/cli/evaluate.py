@@ -11,16 +11,26 @@ from camloc.io import InputError, write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="localization metrics (MaxBoxAcc, MaxBoxAccV2, PxAP, top-1/top-5/GT-known "
-                                        "loc) of score maps or a model",
-                       description="Evaluate weakly-supervised localization on a dataset. Maps come from a folder "
-                                   "of <image_id>.npy files (--maps) or from a model (--model). Conventions: "
-                                   "docs/evaluation.md.")
-    p.add_argument("--data", required=True, help="FORMAT:PATH with FORMAT one of wsol, ilsvrc, cub, voc, coco, "
-                   "cluttered (cluttered:test, or cluttered:IDX_DIR with --split)")
+    p = sub.add_parser(
+        "evaluate",
+        help="localization metrics (MaxBoxAcc, MaxBoxAccV2, PxAP, top-1/top-5/GT-known loc) of score maps or a model",
+        description="Evaluate weakly-supervised localization on a dataset. Maps come from a folder "
+        "of <image_id>.npy files (--maps) or from a model (--model). Conventions: "
+        "docs/evaluation.md.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="FORMAT:PATH with FORMAT one of wsol, ilsvrc, cub, voc, coco, "
+        "cluttered (cluttered:test, or cluttered:IDX_DIR with --split)",
+    )
     p.add_argument("--images", default=None, help="image root folder (needed with --model for wsol metadata)")
     p.add_argument("--mask-root", default=None, help="mask root folder (wsol metadata with masks: PxAP)")
-    p.add_argument("--split", default=None, help="split for cub (train/test/all), voc (ImageSets/Main name) and cluttered:IDX_DIR (train/val/test)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="split for cub (train/test/all), voc (ImageSets/Main name) and cluttered:IDX_DIR (train/val/test)",
+    )
     p.add_argument("--class-map", default=None, help="file of 'dataset_class,model_index' lines (default: identity)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--maps", default=None, help="folder of <image_id>.npy score maps (2-D, any resolution)")
@@ -29,15 +39,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--map-sizes", default=None, help="map passes with --model, e.g. '224,448' or 'native'")
     p.add_argument("--save-maps", default=None, help="with --model: write the true class's maps as <image_id>.npy")
     p.add_argument("--interval", type=float, default=0.01, help="CAM threshold step (default 0.01; 0.001 finer)")
-    p.add_argument("--resolution", choices=["224", "native"], default="224",
-                   help="224: wsolevaluation's protocol (default); native: maps at the original image size")
-    p.add_argument("--box-rule", choices=["paper", "release"], default="paper",
-                   help="top-k / GT-known loc boxes: the paper's 20%% rule or the original release's generator")
+    p.add_argument(
+        "--resolution",
+        choices=["224", "native"],
+        default="224",
+        help="224: wsolevaluation's protocol (default); native: maps at the original image size",
+    )
+    p.add_argument(
+        "--box-rule",
+        choices=["paper", "release"],
+        default="paper",
+        help="top-k / GT-known loc boxes: the paper's 20%% rule or the original release's generator",
+    )
     p.add_argument("--loc-threshold", type=float, default=0.2, help="the paper rule's threshold (default 0.2)")
-    p.add_argument("--threshold-mode", choices=["max", "minmax"], default=None,
-                   help="reading of the paper's rule (camloc.boxes; default: explain's); equal on normalised maps")
-    p.add_argument("--calibrate-on", default=None,
-                   help="FORMAT:PATH of another split (e.g. val): its best CAM thresholds are reported on --data")
+    p.add_argument(
+        "--threshold-mode",
+        choices=["max", "minmax"],
+        default=None,
+        help="reading of the paper's rule (camloc.boxes; default: explain's); equal on normalised maps",
+    )
+    p.add_argument(
+        "--calibrate-on",
+        default=None,
+        help="FORMAT:PATH of another split (e.g. val): its best CAM thresholds are reported on --data",
+    )
     p.add_argument("--report", default=None, help="write the JSON report here")
     p.add_argument("--coco-results", default=None, help="write per-image boxes as a COCO results JSON here")
     p.add_argument("--batch-size", type=int, default=16)
@@ -87,9 +112,13 @@ def run(args: argparse.Namespace) -> int:
         fmt = args.calibrate_on.partition(":")[0]
         shared = {k: v for k, v in opts.items() if fmt in FORMATS and accepts_option(fmt, k)}
         calibration = open_dataset(args.calibrate_on, class_map=args.class_map, **shared)
-    settings = Settings(interval=args.interval, resolution=args.resolution, box_rule=args.box_rule,
-                        loc_threshold=args.loc_threshold,
-                        **({"threshold_mode": args.threshold_mode} if args.threshold_mode else {}))
+    settings = Settings(
+        interval=args.interval,
+        resolution=args.resolution,
+        box_rule=args.box_rule,
+        loc_threshold=args.loc_threshold,
+        **({"threshold_mode": args.threshold_mode} if args.threshold_mode else {}),
+    )
     model = None
     map_sizes = None
     if args.model is not None:
@@ -102,9 +131,19 @@ def run(args: argparse.Namespace) -> int:
     elif args.save_maps:
         raise InputError("--save-maps needs --model (maps given with --maps are already saved)")
     results: list = []
-    report = evaluate(dataset, maps_dir=args.maps, model=model, settings=settings, calibration=calibration,
-                      save_maps=args.save_maps, batch_size=args.batch_size, method=args.method,
-                      map_sizes=map_sizes, progress=_progress(args.quiet), results=results)
+    report = evaluate(
+        dataset,
+        maps_dir=args.maps,
+        model=model,
+        settings=settings,
+        calibration=calibration,
+        save_maps=args.save_maps,
+        batch_size=args.batch_size,
+        method=args.method,
+        map_sizes=map_sizes,
+        progress=_progress(args.quiet),
+        results=results,
+    )
     if int(os.environ.get("RANK", 0)) > 0:
         return 0
     if args.report:
@@ -115,4 +154,3 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {Path(args.report)}")
     return 0
-

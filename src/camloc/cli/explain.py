@@ -20,31 +20,52 @@ from camloc.viz import COLORMAPS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explain", help="class activation maps, boxes and pictures for images",
-                       description="Classify images and explain the top classes with class activation maps and "
-                                   "boxes. Folders are searched recursively.")
+    p = sub.add_parser(
+        "explain",
+        help="class activation maps, boxes and pictures for images",
+        description="Classify images and explain the top classes with class activation maps and "
+        "boxes. Folders are searched recursively.",
+    )
     p.add_argument("inputs", nargs="+", help="image files and folders")
     p.add_argument("--model", default="default", help="'default', a checkpoint folder, or an architecture name")
     p.add_argument("--top-k", type=int, default=5, help="number of best classes to map (default 5)")
-    p.add_argument("--classes", default=None,
-                   help="explicit class indices for every image instead of the top-k, e.g. '281,285'")
-    p.add_argument("--method", default="cam",
-                   help="map method: cam (default; one forward pass, needs a GAP + linear head), "
-                        f"{', '.join(n for n in method_names() if n != 'cam')} (any CNN; docs/methods.md)")
-    p.add_argument("--layer", default=None,
-                   help="layer to explain, by its model.named_modules() name (default: the last spatial map)")
+    p.add_argument(
+        "--classes", default=None, help="explicit class indices for every image instead of the top-k, e.g. '281,285'"
+    )
+    p.add_argument(
+        "--method",
+        default="cam",
+        help="map method: cam (default; one forward pass, needs a GAP + linear head), "
+        f"{', '.join(n for n in method_names() if n != 'cam')} (any CNN; docs/methods.md)",
+    )
+    p.add_argument(
+        "--layer",
+        default=None,
+        help="layer to explain, by its model.named_modules() name (default: the last spatial map)",
+    )
     p.add_argument("--out", default="results", type=Path, help="output folder (default: results/)")
-    p.add_argument("--format", choices=["none", "json", "jsonl"], default="none",
-                   help="json: <stem>.json per image in --out; jsonl: one JSON object per image on stdout")
+    p.add_argument(
+        "--format",
+        choices=["none", "json", "jsonl"],
+        default="none",
+        help="json: <stem>.json per image in --out; jsonl: one JSON object per image on stdout",
+    )
     p.add_argument("--no-images", action="store_true", help="skip the overlay and grid PNGs")
     p.add_argument("--save-maps", action="store_true", help="write <stem>.npz with classes, maps and raw CAMs")
-    p.add_argument("--map-sizes", default=None,
-                   help="shorter sides of the map passes, e.g. '224,448'; 'native' for the classification pass only "
-                        f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})")
+    p.add_argument(
+        "--map-sizes",
+        default=None,
+        help="shorter sides of the map passes, e.g. '224,448'; 'native' for the classification pass only "
+        f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
+    )
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="box threshold (default 0.2)")
-    p.add_argument("--threshold-mode", choices=THRESHOLD_MODES, default=DEFAULT_THRESHOLD_MODE,
-                   help="'minmax': fraction of the normalised map; 'max': fraction of the raw map's maximum")
+    p.add_argument(
+        "--threshold-mode",
+        choices=THRESHOLD_MODES,
+        default=DEFAULT_THRESHOLD_MODE,
+        help="'minmax': fraction of the normalised map; 'max': fraction of the raw map's maximum",
+    )
     p.add_argument("--colormap", choices=sorted(COLORMAPS), default="inferno")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
@@ -102,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=len(paths), desc="explain", unit="img", disable=quiet, file=sys.stderr) as bar:
         for start in range(0, len(paths), args.batch_size):
             batch = []
-            for path, stem in zip(paths[start:start + args.batch_size], stems[start:start + args.batch_size]):
+            for path, stem in zip(paths[start : start + args.batch_size], stems[start : start + args.batch_size]):
                 try:
                     batch.append((path, stem, load_image(path)))
                 except InputError as exc:
@@ -124,9 +145,18 @@ def explain_batch(model, batch: list, targets: list[int] | None, map_sizes, args
         return 0
     images = [im for _, _, im in batch]
     try:
-        res = explain(model, images, top_k=args.top_k, targets=None if targets is None else [targets] * len(images),
-                      method=args.method, layer=args.layer, map_sizes=map_sizes, relu=args.relu,
-                      threshold=args.threshold, threshold_mode=args.threshold_mode)
+        res = explain(
+            model,
+            images,
+            top_k=args.top_k,
+            targets=None if targets is None else [targets] * len(images),
+            method=args.method,
+            layer=args.layer,
+            map_sizes=map_sizes,
+            relu=args.relu,
+            threshold=args.threshold,
+            threshold_mode=args.threshold_mode,
+        )
     except InputError:
         raise  # a setting that is wrong for every image (bad class, bad method, head): stop with its message
     except Exception as exc:  # noqa: BLE001 - one image must not take down the batch

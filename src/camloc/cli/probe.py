@@ -13,30 +13,49 @@ from camloc.probe import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("probe", help="linear probes on a frozen GAP net (CAMs for new classes)",
-                       description="Train a linear classifier on the globally average-pooled features of a frozen "
-                                   "net; the result is a GAP net for the new classes that explain/evaluate load.")
+    p = sub.add_parser(
+        "probe",
+        help="linear probes on a frozen GAP net (CAMs for new classes)",
+        description="Train a linear classifier on the globally average-pooled features of a frozen "
+        "net; the result is a GAP net for the new classes that explain/evaluate load.",
+    )
     probe_sub = p.add_subparsers(dest="probe_command", metavar="SUBCOMMAND", required=True)
-    f = probe_sub.add_parser("fit", help="extract features, fit the classifier, save the probe",
-                             description="Extract GAP features (cached), fit logistic regression or a linear SVM "
-                                         "with C chosen by cross-validation, save safetensors + config.json.")
-    f.add_argument("--data", required=True,
-                   help="training images: a folder with one sub-folder per class, or FORMAT:PATH")
-    f.add_argument("--split", default="train",
-                   help="split to train on, for formats that have splits (default: train)")
+    f = probe_sub.add_parser(
+        "fit",
+        help="extract features, fit the classifier, save the probe",
+        description="Extract GAP features (cached), fit logistic regression or a linear SVM "
+        "with C chosen by cross-validation, save safetensors + config.json.",
+    )
+    f.add_argument(
+        "--data", required=True, help="training images: a folder with one sub-folder per class, or FORMAT:PATH"
+    )
+    f.add_argument("--split", default="train", help="split to train on, for formats that have splits (default: train)")
     f.add_argument("--images", default=None, help="image folder, for formats whose images live apart")
-    f.add_argument("--backbone", default="default",
-                   help="frozen net: 'default', a checkpoint folder, or an architecture name (random weights)")
+    f.add_argument(
+        "--backbone",
+        default="default",
+        help="frozen net: 'default', a checkpoint folder, or an architecture name (random weights)",
+    )
     f.add_argument("--out", required=True, type=Path, help="output checkpoint folder")
-    f.add_argument("--classifier", choices=CLASSIFIERS, default="logreg",
-                   help="logreg (logistic regression, default) or svm (linear SVM, as in the paper)")
-    f.add_argument("--C", dest="cs", default=None,
-                   help="comma-separated C values to cross-validate (default: "
-                        + "; ".join(f"{k}: {','.join(f'{c:g}' for c in v)}" for k, v in DEFAULT_CS.items()) + ")")
+    f.add_argument(
+        "--classifier",
+        choices=CLASSIFIERS,
+        default="logreg",
+        help="logreg (logistic regression, default) or svm (linear SVM, as in the paper)",
+    )
+    f.add_argument(
+        "--C",
+        dest="cs",
+        default=None,
+        help="comma-separated C values to cross-validate (default: "
+        + "; ".join(f"{k}: {','.join(f'{c:g}' for c in v)}" for k, v in DEFAULT_CS.items())
+        + ")",
+    )
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--cache-dir", type=Path, default=None,
-                   help=f"feature cache (default: $CAMLOC_CACHE or {default_cache_dir()})")
+    f.add_argument(
+        "--cache-dir", type=Path, default=None, help=f"feature cache (default: $CAMLOC_CACHE or {default_cache_dir()})"
+    )
     f.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     f.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     f.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -62,15 +81,26 @@ def run_fit(args: argparse.Namespace) -> int:
     data = open_probe_set(args.data, split=args.split, images=args.images)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     quiet = args.quiet or not sys.stderr.isatty()
-    probe = fit_probe(data, args.backbone, classifier=args.classifier, Cs=cs, folds=args.folds,
-                      batch_size=args.batch_size, cache_dir=cache_dir, device=pick_device(args.device),
-                      progress=not quiet)
+    probe = fit_probe(
+        data,
+        args.backbone,
+        classifier=args.classifier,
+        Cs=cs,
+        folds=args.folds,
+        batch_size=args.batch_size,
+        cache_dir=cache_dir,
+        device=pick_device(args.device),
+        progress=not quiet,
+    )
     probe.save(args.out)
     if not args.quiet:
         fit = probe.fit
-        print(f"camloc: probe ({fit.classifier}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
-              f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); "
-              f"saved to {args.out}/", file=sys.stderr)
+        print(
+            f"camloc: probe ({fit.classifier}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
+            f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); "
+            f"saved to {args.out}/",
+            file=sys.stderr,
+        )
         if probe.n_skipped:
             print(f"camloc: {probe.n_skipped} unreadable image(s) skipped", file=sys.stderr)
     return 0

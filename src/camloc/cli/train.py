@@ -31,26 +31,41 @@ def parse_range(text: str, what: str) -> tuple[float, float]:
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """Options of the Cluttered Fashion-MNIST data (shared with `camloc bench`)."""
-    p.add_argument("--idx-dir", default=None, help="folder with the four Fashion-MNIST *-idx?-ubyte.gz files "
-                   "(default: .cache/fashion-mnist from `make data`, or /usr/share/datasets/fashion-mnist)")
+    p.add_argument(
+        "--idx-dir",
+        default=None,
+        help="folder with the four Fashion-MNIST *-idx?-ubyte.gz files "
+        "(default: .cache/fashion-mnist from `make data`, or /usr/share/datasets/fashion-mnist)",
+    )
     p.add_argument("--canvas", type=int, default=96, help="canvas side in pixels (default 96)")
     p.add_argument("--scale", default="1.0,2.0", help="item scale range LOW,HIGH (item side = 28 * scale)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (default 0)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a GAP net (CAM-ready) on Cluttered Fashion-MNIST",
-                       description="Train a GAP classifier on Cluttered Fashion-MNIST and write a checkpoint "
-                                   "(model.safetensors + config.json) that camloc explain/evaluate load by path. "
-                                   "Under `torchrun --nproc_per_node=N` the same command trains with DDP.")
+    p = sub.add_parser(
+        "train",
+        help="train a GAP net (CAM-ready) on Cluttered Fashion-MNIST",
+        description="Train a GAP classifier on Cluttered Fashion-MNIST and write a checkpoint "
+        "(model.safetensors + config.json) that camloc explain/evaluate load by path. "
+        "Under `torchrun --nproc_per_node=N` the same command trains with DDP.",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint and resume state)")
-    p.add_argument("--arch", default="gapnet", help="gapnet (default), gapnet_boxreg, surgery:<alexnet|vgg16|"
-                   "googlenet|...>, or a CAM-exact timm / torchvision name (e.g. resnet18)")
+    p.add_argument(
+        "--arch",
+        default="gapnet",
+        help="gapnet (default), gapnet_boxreg, surgery:<alexnet|vgg16|"
+        "googlenet|...>, or a CAM-exact timm / torchvision name (e.g. resnet18)",
+    )
     p.add_argument("--final-stride", type=int, default=8, help="gapnet: feature map = input / stride (default 8)")
     p.add_argument("--widths", default="32,64,96,128", help="gapnet: channels of the stem and stages")
     p.add_argument("--norm", choices=["batch", "group", "none"], default="batch", help="gapnet normalisation")
-    p.add_argument("--init", default=None, help="initial weights from YOUR checkpoint folder or .safetensors file "
-                   "(nothing is downloaded); tensors matching by name and shape are loaded")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="initial weights from YOUR checkpoint folder or .safetensors file "
+        "(nothing is downloaded); tensors matching by name and shape are loaded",
+    )
     add_data_arguments(p)
     p.add_argument("--train-size", type=int, default=None, help="training samples (default: all 55000)")
     p.add_argument("--val-size", type=int, default=None, help="val samples checked each epoch (default: all 5000)")
@@ -59,8 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and sample order")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (default: "
-                   "at epoch ends only)")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (default: at epoch ends only)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -91,24 +107,60 @@ def run(args: argparse.Namespace) -> int:
             train_arr, val_arr = train_ds.arrays(), val_ds.arrays()
         torch.manual_seed(args.seed)
         model, arch_config, report = model_for_training(
-            args.arch, len(CLASSES), final_stride=args.final_stride, widths=parse_ints(args.widths, "--widths"),
-            norm=args.norm, init=args.init)
+            args.arch,
+            len(CLASSES),
+            final_stride=args.final_stride,
+            widths=parse_ints(args.widths, "--widths"),
+            norm=args.norm,
+            init=args.init,
+        )
         if report is not None and ctx.is_main and not args.quiet:
             print(f"camloc: --init {args.init}: {report.summary()}", file=sys.stderr)
-        config = {**arch_config, "labels": CLASSES, "preprocess": spec.preprocess(),
-                  "name": f"{args.arch} on Cluttered Fashion-MNIST", "data": {"dataset": "cluttered-fashion-mnist",
-                                                                               "canvas": spec.canvas,
-                                                                               "scale": list(spec.scale),
-                                                                               "seed": spec.seed}}
-        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          weight_decay=args.weight_decay, seed=args.seed, amp=not args.no_amp,
-                          checkpoint_every=args.checkpoint_every)
-        progress = fit(model, config, TensorView(train_arr), args.out, cfg, val=TensorView(val_arr),
-                       resume=args.resume, quiet=args.quiet, ctx=ctx)
+        config = {
+            **arch_config,
+            "labels": CLASSES,
+            "preprocess": spec.preprocess(),
+            "name": f"{args.arch} on Cluttered Fashion-MNIST",
+            "data": {
+                "dataset": "cluttered-fashion-mnist",
+                "canvas": spec.canvas,
+                "scale": list(spec.scale),
+                "seed": spec.seed,
+            },
+        }
+        cfg = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            amp=not args.no_amp,
+            checkpoint_every=args.checkpoint_every,
+        )
+        progress = fit(
+            model,
+            config,
+            TensorView(train_arr),
+            args.out,
+            cfg,
+            val=TensorView(val_arr),
+            resume=args.resume,
+            quiet=args.quiet,
+            ctx=ctx,
+        )
         if ctx.is_main:
             last = progress["history"][-1] if progress["history"] else {}
-            print(json.dumps({"out": str(args.out), "epochs": progress["epoch"], **last,
-                              "train_seconds": round(progress["train_seconds"], 1), "processes": ctx.world}))
+            print(
+                json.dumps(
+                    {
+                        "out": str(args.out),
+                        "epochs": progress["epoch"],
+                        **last,
+                        "train_seconds": round(progress["train_seconds"], 1),
+                        "processes": ctx.world,
+                    }
+                )
+            )
     finally:
         D.teardown(ctx)
     return 0

@@ -67,8 +67,9 @@ class Dataset:
 
     def shard(self, rank: int, world: int) -> "Dataset":
         """Every world-th sample starting at rank (for torchrun workers); shares the class mapping."""
-        return Dataset(self.name, self.samples[rank::world], self.class_names, self.source, self.model_index,
-                       self.category_ids)
+        return Dataset(
+            self.name, self.samples[rank::world], self.class_names, self.source, self.model_index, self.category_ids
+        )
 
 
 # ------------------------------------------------------------------------------------------- registry
@@ -79,9 +80,11 @@ FORMATS: dict[str, Opener] = {}
 
 def register_format(name: str) -> Callable[[Opener], Opener]:
     """Decorator: make `name:PATH` specs open with the decorated function `(path, **opts) -> Dataset`."""
+
     def deco(fn: Opener) -> Opener:
         FORMATS[name] = fn
         return fn
+
     return deco
 
 

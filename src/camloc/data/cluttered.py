@@ -52,8 +52,10 @@ class ClutterSpec:
     def __post_init__(self) -> None:
         lo, hi = self.scale
         if not 0 < lo <= hi or 28 * hi > self.canvas:
-            raise InputError(f"scale range {self.scale} must be positive, ordered, and fit the {self.canvas}px "
-                             "canvas (28 * max scale <= canvas)")
+            raise InputError(
+                f"scale range {self.scale} must be positive, ordered, and fit the {self.canvas}px "
+                "canvas (28 * max scale <= canvas)"
+            )
         if self.clutter < 0 or not 1 <= self.patch[0] <= self.patch[1] <= 28 * lo:
             raise InputError(f"clutter patches {self.patch} must be 1 <= min <= max <= the smallest item side")
         if not 1 <= self.mask_level <= 255:
@@ -79,8 +81,9 @@ def _resize(item: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(item, (side, side), interpolation=interp)
 
 
-def render(item: np.ndarray, others: list[np.ndarray], rng: np.random.Generator,
-           spec: ClutterSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render(
+    item: np.ndarray, others: list[np.ndarray], rng: np.random.Generator, spec: ClutterSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paste `item` (28x28 uint8) among patches of `others` on a black canvas.
 
     Returns (canvas (H, W) uint8, mask (H, W) bool, box (4,) int64). Compositing is a pixelwise maximum, the item
@@ -94,23 +97,23 @@ def render(item: np.ndarray, others: list[np.ndarray], rng: np.random.Generator,
         best = None
         for _ in range(4):  # prefer a patch with some ink in it
             y, x = rng.integers(0, src.shape[0] - p + 1, size=2)
-            crop = src[y:y + p, x:x + p]
+            crop = src[y : y + p, x : x + p]
             if best is None or crop.mean() > best.mean():
                 best = crop
             if best.mean() > 40:
                 break
         cy, cx = rng.integers(0, size - p + 1, size=2)
-        np.maximum(canvas[cy:cy + p, cx:cx + p], best, out=canvas[cy:cy + p, cx:cx + p])
+        np.maximum(canvas[cy : cy + p, cx : cx + p], best, out=canvas[cy : cy + p, cx : cx + p])
     side = int(round(28 * rng.uniform(*spec.scale)))
     obj = _resize(item, side)
     oy, ox = (int(v) for v in rng.integers(0, size - side + 1, size=2))
-    region = canvas[oy:oy + side, ox:ox + side]
+    region = canvas[oy : oy + side, ox : ox + side]
     np.maximum(region, obj, out=region)
     own = obj >= spec.mask_level
     if not own.any():  # a nearly black item: fall back to any ink, then to its whole square
         own = obj > 0 if (obj > 0).any() else np.ones_like(own)
     mask = np.zeros((size, size), dtype=bool)
-    mask[oy:oy + side, ox:ox + side] = own
+    mask[oy : oy + side, ox : ox + side] = own
     return canvas, mask, mask_box(mask)
 
 
@@ -130,8 +133,13 @@ class ClutteredFashionMNIST(Dataset):
 
     classes = CLASSES
 
-    def __init__(self, split: str = "train", size: int | None = None, spec: ClutterSpec = ClutterSpec(),
-                 idx_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        size: int | None = None,
+        spec: ClutterSpec = ClutterSpec(),
+        idx_dir: str | os.PathLike | None = None,
+    ) -> None:
         if split not in SPLITS:
             raise InputError(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
         self.split, self.spec = split, spec
@@ -161,8 +169,13 @@ class ClutteredFashionMNIST(Dataset):
         picks = rng.integers(0, len(self.items), size=self.spec.clutter)
         others = [self.items[j] for j in picks]
         canvas, mask, box = render(self.items[item], others, rng, self.spec)
-        return ClutteredSample(np.repeat(canvas[:, :, None], 3, axis=2), f"{self.split}/{index:06d}",
-                               int(self.labels[item]), box[None, :], mask)
+        return ClutteredSample(
+            np.repeat(canvas[:, :, None], 3, axis=2),
+            f"{self.split}/{index:06d}",
+            int(self.labels[item]),
+            box[None, :],
+            mask,
+        )
 
     def fingerprint(self) -> str:
         """A short hash of everything the samples depend on (spec, split, size and the source items)."""
@@ -177,8 +190,12 @@ class ClutteredFashionMNIST(Dataset):
         if path is not None and path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    return ClutteredArrays(z["images"], z["labels"], z["boxes"],
-                                           np.unpackbits(z["masks"], axis=-1, count=self.spec.canvas).astype(bool))
+                    return ClutteredArrays(
+                        z["images"],
+                        z["labels"],
+                        z["boxes"],
+                        np.unpackbits(z["masks"], axis=-1, count=self.spec.canvas).astype(bool),
+                    )
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache file is regenerated below
         n, s = self.size, self.spec.canvas
@@ -229,8 +246,14 @@ class TensorView(Dataset):
 # ------------------------------------------------------------------------------ evaluation format `cluttered:`
 
 
-def open_cluttered(path: Path, split: str = "test", size: int | str | None = None, seed: int | str = 0,
-                   canvas: int | str = 96, **_ignored: object) -> "EvalDataset":
+def open_cluttered(
+    path: Path,
+    split: str = "test",
+    size: int | str | None = None,
+    seed: int | str = 0,
+    canvas: int | str = 96,
+    **_ignored: object,
+) -> "EvalDataset":
     """`cluttered:SPLIT` (data from `make data`'s folder) or `cluttered:IDX_DIR` (with `split=`) as an evaluation
     dataset: images as arrays, boxes exclusive, masks of the item's pixels (no ignore region)."""
     from camloc.data.base import Dataset as EvalDataset, Sample
@@ -248,8 +271,17 @@ def open_cluttered(path: Path, split: str = "test", size: int | str | None = Non
     def loader(i: int):
         return lambda: (arr.masks[i], None)
 
-    samples = [Sample(f"{split}/{i:06d}", np.broadcast_to(arr.images[i][:, :, None], (side, side, 3)), int(arr.labels[i]),
-                      arr.boxes[i:i + 1].astype(np.float64), (side, side), loader(i)) for i in range(len(arr))]
+    samples = [
+        Sample(
+            f"{split}/{i:06d}",
+            np.broadcast_to(arr.images[i][:, :, None], (side, side, 3)),
+            int(arr.labels[i]),
+            arr.boxes[i : i + 1].astype(np.float64),
+            (side, side),
+            loader(i),
+        )
+        for i in range(len(arr))
+    ]
     return EvalDataset(f"cluttered-fashion-mnist/{split}", samples, list(CLASSES))
 
 

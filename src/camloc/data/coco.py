@@ -43,6 +43,7 @@ def _mask_loader(anns: list[dict], crowd: list[dict], height: int, width: int, w
             for ann in crowd:
                 ignore |= decode(ann)
         return fg, ignore
+
     return load
 
 
@@ -83,11 +84,25 @@ def open_coco(path: Path, images: str | Path | None = None) -> Dataset:
         main = max(solid, key=lambda a: a.get("area", a["bbox"][2] * a["bbox"][3]))
         chosen = [a for a in solid if a["category_id"] == main["category_id"]]
         crowd = [a for a in anns if a.get("iscrowd", 0) and a["category_id"] == main["category_id"]]
-        boxes = np.array([check_box([x, y, x + w, y + h], (width, height), f"{where} annotation {a.get('id')}")
-                          for a in chosen for (x, y, w, h) in [a["bbox"]]], dtype=np.float64)
+        boxes = np.array(
+            [
+                check_box([x, y, x + w, y + h], (width, height), f"{where} annotation {a.get('id')}")
+                for a in chosen
+                for (x, y, w, h) in [a["bbox"]]
+            ],
+            dtype=np.float64,
+        )
         has_seg = all("segmentation" in a for a in chosen)
-        samples.append(Sample(image_id=str(image_id), image=image_root / im["file_name"],
-                              label=cat_index[main["category_id"]], boxes=boxes, size=(width, height),
-                              mask_loader=_mask_loader(chosen, crowd, height, width, where) if has_seg else None))
-    return Dataset(name=path.stem, samples=samples, class_names=[c["name"] for c in cats],
-                   category_ids=[c["id"] for c in cats])
+        samples.append(
+            Sample(
+                image_id=str(image_id),
+                image=image_root / im["file_name"],
+                label=cat_index[main["category_id"]],
+                boxes=boxes,
+                size=(width, height),
+                mask_loader=_mask_loader(chosen, crowd, height, width, where) if has_seg else None,
+            )
+        )
+    return Dataset(
+        name=path.stem, samples=samples, class_names=[c["name"] for c in cats], category_ids=[c["id"] for c in cats]
+    )

@@ -42,19 +42,22 @@ def open_cub(path: Path, images: str | Path | None = None, split: str = "test") 
     if split not in ("train", "test", "all"):
         raise InputError(f"cub: split must be train, test or all, got '{split}'")
     image_root = Path(images) if images is not None else path / "images"
-    files = {name: path / f"{name}.txt" for name in ("images", "image_class_labels", "bounding_boxes",
-                                                     "train_test_split")}
+    files = {
+        name: path / f"{name}.txt" for name in ("images", "image_class_labels", "bounding_boxes", "train_test_split")
+    }
     paths = _table(files["images"], 2)
     labels = _table(files["image_class_labels"], 2)
     boxes = _table(files["bounding_boxes"], 5)
     splits = _table(files["train_test_split"], 2)
     names_file = path / "classes.txt"
-    names = [line.split(maxsplit=1)[1] for line in read_lines(names_file) if line.strip()] \
-        if names_file.exists() else [str(i) for i in range(200)]
+    names = (
+        [line.split(maxsplit=1)[1] for line in read_lines(names_file) if line.strip()]
+        if names_file.exists()
+        else [str(i) for i in range(200)]
+    )
     samples = []
     for key in sorted(paths):
-        for name, table in (("image_class_labels", labels), ("bounding_boxes", boxes),
-                            ("train_test_split", splits)):
+        for name, table in (("image_class_labels", labels), ("bounding_boxes", boxes), ("train_test_split", splits)):
             if key not in table:
                 raise InputError(f"{files[name]}: no line for image id {key} (listed in images.txt)")
         lineno, (is_train,) = splits[key]

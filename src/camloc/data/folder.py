@@ -25,8 +25,9 @@ def open_folder(path: Path) -> Dataset:
         raise InputError(f"{root}: not a folder (expected one sub-folder of images per class)")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise InputError(f"{root}: no class sub-folders (expected the ImageFolder layout: "
-                         f"{root}/<class name>/<image files>)")
+        raise InputError(
+            f"{root}: no class sub-folders (expected the ImageFolder layout: {root}/<class name>/<image files>)"
+        )
     samples = []
     no_boxes = np.zeros((0, 4), dtype=np.float64)
     for label, name in enumerate(classes):

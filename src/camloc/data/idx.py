@@ -16,8 +16,11 @@ import numpy as np
 from camloc.io import InputError
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
-DEFAULT_DIRS = (Path(".cache/fashion-mnist/usr/share/datasets/fashion-mnist"), Path(".cache/fashion-mnist"),
-                Path("/usr/share/datasets/fashion-mnist"))
+DEFAULT_DIRS = (
+    Path(".cache/fashion-mnist/usr/share/datasets/fashion-mnist"),
+    Path(".cache/fashion-mnist"),
+    Path("/usr/share/datasets/fashion-mnist"),
+)
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -51,10 +54,14 @@ def find_idx_dir(idx_dir: str | os.PathLike | None = None) -> Path:
         if d.is_dir() and _file(d, "train", "images") is not None:
             return d
     if idx_dir is not None:
-        raise InputError(f"{idx_dir}: no train-images-idx3-ubyte(.gz) here; expected the four Fashion-MNIST "
-                         "IDX files (train/t10k images and labels)")
-    raise InputError("Fashion-MNIST not found in .cache/fashion-mnist or /usr/share/datasets/fashion-mnist; "
-                     "run `make data` or pass --idx-dir FOLDER with the four *-idx?-ubyte.gz files")
+        raise InputError(
+            f"{idx_dir}: no train-images-idx3-ubyte(.gz) here; expected the four Fashion-MNIST "
+            "IDX files (train/t10k images and labels)"
+        )
+    raise InputError(
+        "Fashion-MNIST not found in .cache/fashion-mnist or /usr/share/datasets/fashion-mnist; "
+        "run `make data` or pass --idx-dir FOLDER with the four *-idx?-ubyte.gz files"
+    )
 
 
 def _file(directory: Path, split: str, kind: str) -> Path | None:
@@ -73,12 +80,12 @@ def load_split(idx_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.n
     paths = {kind: _file(directory, split, kind) for kind in ("images", "labels")}
     for kind, p in paths.items():
         if p is None:
-            raise InputError(f"{directory}: missing {SPLIT_PREFIX[split]}-{kind}-idx"
-                             f"{3 if kind == 'images' else 1}-ubyte(.gz)")
+            raise InputError(
+                f"{directory}: missing {SPLIT_PREFIX[split]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte(.gz)"
+            )
     images, labels = read_idx(paths["images"]), read_idx(paths["labels"])
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise InputError(f"{paths['images']}: expected (N, rows, cols) uint8 images, got {images.shape} "
-                         f"{images.dtype}")
+        raise InputError(f"{paths['images']}: expected (N, rows, cols) uint8 images, got {images.shape} {images.dtype}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise InputError(f"{paths['labels']}: {labels.shape} labels do not match {len(images)} images")
     return images, labels.astype(np.int64)

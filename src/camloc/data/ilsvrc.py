@@ -58,9 +58,15 @@ def open_ilsvrc(path: Path, images: str | Path | None = None) -> Dataset:
             label = index[wnid] if label is None else label
             if index[wnid] != label:
                 continue
-            box = [parse_float(v, solution, lineno, "coordinate") for v in fields[k + 1:k + 5]]
+            box = [parse_float(v, solution, lineno, "coordinate") for v in fields[k + 1 : k + 5]]
             boxes.append(check_box(box, None, f"{solution}:{lineno}"))
-        samples.append(Sample(image_id=image_id, image=image_root / f"{image_id}.JPEG", label=label,
-                              boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4)))
+        samples.append(
+            Sample(
+                image_id=image_id,
+                image=image_root / f"{image_id}.JPEG",
+                label=label,
+                boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+            )
+        )
     samples.sort(key=lambda s: s.image_id)
     return Dataset(name="ILSVRC-val", samples=samples, class_names=wnids)

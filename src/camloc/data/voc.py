@@ -17,8 +17,28 @@ import numpy as np
 from camloc.data.base import Dataset, Sample, check_box, read_lines, register_format
 from camloc.io import InputError
 
-VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+VOC_CLASSES = [
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 def _text(node: ET.Element, tag: str, where: str) -> str:
@@ -67,8 +87,9 @@ def read_voc_xml(path: Path, class_index: dict[str, int]) -> tuple[str, int, np.
 
 
 @register_format("voc")
-def open_voc(path: Path, images: str | Path | None = None, split: str = "val",
-             classes: str | Path | None = None) -> Dataset:
+def open_voc(
+    path: Path, images: str | Path | None = None, split: str = "val", classes: str | Path | None = None
+) -> Dataset:
     names = [n.strip() for n in read_lines(Path(classes)) if n.strip()] if classes else VOC_CLASSES
     class_index = {n: i for i, n in enumerate(names)}
     ann_dir = path / "Annotations" if (path / "Annotations").is_dir() else path

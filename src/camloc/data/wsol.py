@@ -16,8 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from camloc.data.base import (Dataset, Sample, check_box, parse_float, parse_int, read_lines, read_mask_file,
-                              register_format)
+from camloc.data.base import (
+    Dataset,
+    Sample,
+    check_box,
+    parse_float,
+    parse_int,
+    read_lines,
+    read_mask_file,
+    register_format,
+)
 from camloc.io import InputError
 
 
@@ -44,6 +52,7 @@ def _mask_loader(mask_root: Path, mask_paths: list[str], ignore_path: str, where
         fg = np.logical_or.reduce(masks)
         ignore = read_mask_file(mask_root / ignore_path, where) if ignore_path else None
         return fg, ignore
+
     return load
 
 
@@ -118,7 +127,15 @@ def open_wsol(path: Path, images: str | Path | None = None, mask_root: str | Pat
             paths, ignore, where = masks[image_id]
             loader = _mask_loader(Path(mask_root), paths, ignore, where)
         b = np.array(boxes.get(image_id, np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
-        samples.append(Sample(image_id=image_id, image=None if image_root is None else image_root / image_id,
-                              label=labels[image_id], boxes=b, size=sizes.get(image_id), mask_loader=loader))
+        samples.append(
+            Sample(
+                image_id=image_id,
+                image=None if image_root is None else image_root / image_id,
+                label=labels[image_id],
+                boxes=b,
+                size=sizes.get(image_id),
+                mask_loader=loader,
+            )
+        )
     n_classes = max(labels.values(), default=-1) + 1
     return Dataset(name=path.name, samples=samples, class_names=[str(i) for i in range(n_classes)])

@@ -16,5 +16,18 @@ from camloc.methods.gradient import GradCAM, GradCAMPlusPlus, GradientMethod, La
 from camloc.methods.layers import LayerError, default_layer_name
 from camloc.methods.scorecam import ScoreCAM
 
-__all__ = ["MapMethod", "CAM", "GradientMethod", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "ScoreCAM",
-           "LayerError", "METHODS", "default_layer_name", "get_method", "register_method"]
+__all__ = [
+    "MapMethod",
+    "CAM",
+    "GradientMethod",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "XGradCAM",
+    "LayerCAM",
+    "ScoreCAM",
+    "LayerError",
+    "METHODS",
+    "default_layer_name",
+    "get_method",
+    "register_method",
+]

@@ -40,8 +40,9 @@ class MapMethod(ABC):
         self.layer = layer
 
     @abstractmethod
-    def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
-            top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
+    def run(
+        self, model: nn.Module, x: Tensor, classes: Tensor | None = None, top_k: int = 5
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Return (logits (B, K), classes (B, k), raw maps (B, k, h, w)).
 
         With `classes=None` the k = min(top_k, K) highest-scoring classes of each image are used, best first.

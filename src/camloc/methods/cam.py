@@ -21,14 +21,16 @@ class CAM(MapMethod):
 
     name = "cam"
 
-    def __init__(self, layer: str | None = None, *, linear_layer: str | None = None,
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self, layer: str | None = None, *, linear_layer: str | None = None, differentiable: bool = False
+    ) -> None:
         super().__init__(layer=layer)
         self.linear_layer = linear_layer
         self.differentiable = differentiable
 
-    def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
-            top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
+    def run(
+        self, model: nn.Module, x: Tensor, classes: Tensor | None = None, top_k: int = 5
+    ) -> tuple[Tensor, Tensor, Tensor]:
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
         with torch.set_grad_enabled(self.differentiable):
             features, logits = adapter.forward(input_layout(x, self.channels_last))
@@ -39,5 +41,4 @@ class CAM(MapMethod):
         """Raw maps of given classes at another input size (no logits needed)."""
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
         with torch.set_grad_enabled(self.differentiable):
-            return class_activation_maps(adapter.features(input_layout(x, self.channels_last)), adapter.weight,
-                                         classes)
+            return class_activation_maps(adapter.features(input_layout(x, self.channels_last)), adapter.weight, classes)

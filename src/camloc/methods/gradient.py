@@ -45,8 +45,9 @@ class GradientMethod(MapMethod):
 
     name = "gradient"
 
-    def __init__(self, layer: str | None = None, *, relu: bool = True, differentiable: bool = False,
-                 closed_form: bool = True) -> None:
+    def __init__(
+        self, layer: str | None = None, *, relu: bool = True, differentiable: bool = False, closed_form: bool = True
+    ) -> None:
         super().__init__(layer=layer)
         self.relu = relu
         self.differentiable = differentiable
@@ -56,20 +57,34 @@ class GradientMethod(MapMethod):
     def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
         """Maps (B, k, h, w) from activations A (B, C, h, w) and gradients G (B, k, C, h, w), before the ReLU."""
 
-    def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
-            top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
+    def run(
+        self, model: nn.Module, x: Tensor, classes: Tensor | None = None, top_k: int = 5
+    ) -> tuple[Tensor, Tensor, Tensor]:
         target = resolve_layer(model, self.layer)
         logits, chosen, acts, grads = activations_and_gradients(
-            model, input_layout(x, self.channels_last), target, classes, top_k, closed_form=self.closed_form,
-            create_graph=self.differentiable)
+            model,
+            input_layout(x, self.channels_last),
+            target,
+            classes,
+            top_k,
+            closed_form=self.closed_form,
+            create_graph=self.differentiable,
+        )
         with torch.inference_mode(False), torch.set_grad_enabled(self.differentiable):
             maps = self.combine(acts, grads)
             return logits, chosen, maps.clamp(min=0) if self.relu else maps
 
 
-def activations_and_gradients(model: nn.Module, x: Tensor, target: TargetLayer, classes: Tensor | None,
-                              top_k: int, *, closed_form: bool = True,
-                              create_graph: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def activations_and_gradients(
+    model: nn.Module,
+    x: Tensor,
+    target: TargetLayer,
+    classes: Tensor | None,
+    top_k: int,
+    *,
+    closed_form: bool = True,
+    create_graph: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(logits (B, K), classes (B, k), A (B, C, h, w), G (B, k, C, h, w)).
 
     G[b, j] = d logits[b, classes[b, j]] / dA[b]. Without `create_graph` every returned tensor is detached.
@@ -101,8 +116,15 @@ def _batched_gradients(scores: Tensor, acts: Tensor, name: str, create_graph: bo
     k = scores.shape[1]
     basis = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :].expand(k, *scores.shape)
     try:
-        grads = torch.autograd.grad(scores, acts, grad_outputs=basis, is_grads_batched=True, allow_unused=True,
-                                    retain_graph=True, create_graph=create_graph)[0]
+        grads = torch.autograd.grad(
+            scores,
+            acts,
+            grad_outputs=basis,
+            is_grads_batched=True,
+            allow_unused=True,
+            retain_graph=True,
+            create_graph=create_graph,
+        )[0]
     except RuntimeError:  # an op of the model's head without a vmap rule: one backward pass per class column
         grads = None if k == 1 else _column_gradients(scores, acts, create_graph)
         if grads is None:
@@ -114,8 +136,12 @@ def _batched_gradients(scores: Tensor, acts: Tensor, name: str, create_graph: bo
 
 def _column_gradients(scores: Tensor, acts: Tensor, create_graph: bool) -> Tensor | None:
     """The same gradients as k separate backward passes (k, B, C, h, w); the fallback of `_batched_gradients`."""
-    cols = [torch.autograd.grad(scores[:, j].sum(), acts, allow_unused=True, retain_graph=True,
-                                create_graph=create_graph)[0] for j in range(scores.shape[1])]
+    cols = [
+        torch.autograd.grad(scores[:, j].sum(), acts, allow_unused=True, retain_graph=True, create_graph=create_graph)[
+            0
+        ]
+        for j in range(scores.shape[1])
+    ]
     return None if cols[0] is None else torch.stack(cols)
 
 
@@ -185,7 +211,7 @@ class XGradCAM(GradientMethod):
 class LayerCAM(GradientMethod):
     """LayerCAM (Jiang et al., IEEE TIP 2021, doi:10.1109/TIP.2021.3089943): a weight per position, not per channel,
 
-        LayerCAM_c(x, y) = ReLU(sum_k ReLU(dy_c / dA_k(x, y)) A_k(x, y))
+    LayerCAM_c(x, y) = ReLU(sum_k ReLU(dy_c / dA_k(x, y)) A_k(x, y))
     """
 
     name = "layercam"

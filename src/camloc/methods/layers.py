@@ -23,8 +23,16 @@ import torch
 from torch import Tensor, nn
 
 from camloc.io import InputError
-from camloc.models.adapters import (CamAdapter, HeadError, _probe_input, as_logits, capture_output, eval_mode,
-                                    get_adapter, get_module)
+from camloc.models.adapters import (
+    CamAdapter,
+    HeadError,
+    _probe_input,
+    as_logits,
+    capture_output,
+    eval_mode,
+    get_adapter,
+    get_module,
+)
 
 # Modules that only pass a map through or shape it for the head: never the default layer.
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)
@@ -91,11 +99,15 @@ def check_spatial(out: object, name: str, model: nn.Module) -> Tensor:
     if not isinstance(out, Tensor):
         raise LayerError(f"{where} returns {type(out).__name__}, not a (batch, channels, h, w) tensor")
     if out.dim() != 4:
-        raise LayerError(f"{where} outputs shape {tuple(out.shape)}, not a (batch, channels, h, w) feature map; "
-                         "pick a convolutional layer (see model.named_modules())")
+        raise LayerError(
+            f"{where} outputs shape {tuple(out.shape)}, not a (batch, channels, h, w) feature map; "
+            "pick a convolutional layer (see model.named_modules())"
+        )
     if out.shape[-1] * out.shape[-2] <= 1:
-        raise LayerError(f"{where} outputs a 1x1 map (shape {tuple(out.shape)}): no spatial extent to explain; "
-                         "pick an earlier layer or a larger input")
+        raise LayerError(
+            f"{where} outputs a 1x1 map (shape {tuple(out.shape)}): no spatial extent to explain; "
+            "pick an earlier layer or a larger input"
+        )
     return out
 
 
@@ -129,9 +141,14 @@ def _last_spatial_layer(model: nn.Module) -> tuple[str, Tensor, Tensor]:
 
     def make_hook(mod_name: str):
         def hook(m: nn.Module, _inputs: tuple, output: object) -> None:
-            if (isinstance(output, Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1
-                    and not isinstance(m, _PASS_THROUGH)):
+            if (
+                isinstance(output, Tensor)
+                and output.dim() == 4
+                and output.shape[-1] * output.shape[-2] > 1
+                and not isinstance(m, _PASS_THROUGH)
+            ):
                 calls.append((mod_name, output))
+
         return hook
 
     probe = _probe_input(model)
@@ -142,12 +159,16 @@ def _last_spatial_layer(model: nn.Module) -> tuple[str, Tensor, Tensor]:
         with eval_mode(model), torch.no_grad():
             model(probe)
     except Exception as exc:  # noqa: BLE001 - a model that cannot run on the probe: one line
-        raise LayerError(f"{type(model).__name__} failed on a probe input of shape {tuple(probe.shape)} "
-                         f"({type(exc).__name__}); name the layer to explain with layer=") from None
+        raise LayerError(
+            f"{type(model).__name__} failed on a probe input of shape {tuple(probe.shape)} "
+            f"({type(exc).__name__}); name the layer to explain with layer="
+        ) from None
     finally:
         for h in handles:
             h.remove()
     if not calls:
-        raise LayerError(f"{type(model).__name__} has no layer with a spatial (batch, channels, h, w) output; "
-                         "name one with layer= / --layer")
+        raise LayerError(
+            f"{type(model).__name__} has no layer with a spatial (batch, channels, h, w) output; "
+            "name one with layer= / --layer"
+        )
     return calls[-1][0], calls[-1][1], probe

@@ -38,8 +38,9 @@ class ScoreCAM(MapMethod):
         self.batch_size = max(int(batch_size), 1)
         self.relu = relu
 
-    def run(self, model: nn.Module, x: Tensor, classes: Tensor | None = None,
-            top_k: int = 5) -> tuple[Tensor, Tensor, Tensor]:
+    def run(
+        self, model: nn.Module, x: Tensor, classes: Tensor | None = None, top_k: int = 5
+    ) -> tuple[Tensor, Tensor, Tensor]:
         target = resolve_layer(model, self.layer)
         x = input_layout(x, self.channels_last)
         with torch.no_grad(), eval_mode(model):
@@ -62,7 +63,7 @@ class ScoreCAM(MapMethod):
             scores[flat] = zero[chosen[img_all[flat]]].float()
         todo = torch.nonzero(~flat).flatten()
         for start in range(0, len(todo), self.batch_size):  # masks made per chunk: all at once would be B*C*H*W
-            idx = todo[start: start + self.batch_size]
+            idx = todo[start : start + self.batch_size]
             img, ch = idx // c, idx % c
             masks = normalize(upsample(acts[img, ch][:, None].float(), size)).to(x.dtype)  # (n, 1, H, W)
             out = as_logits(model(input_layout(x[img] * masks, self.channels_last)))

@@ -27,8 +27,10 @@ from camloc.engine import logits_from_features
 from camloc.io import InputError
 
 PROBE_SIZE = 128  # side of the random input used to discover and verify the head
-ADVICE = ("CAM needs global average pooling followed by one linear layer; use a gradient method "
-          "(--method gradcam) or make the net CAM-ready with GAP surgery (a 3x3 conv, GAP and one linear layer)")
+ADVICE = (
+    "CAM needs global average pooling followed by one linear layer; use a gradient method "
+    "(--method gradcam) or make the net CAM-ready with GAP surgery (a 3x3 conv, GAP and one linear layer)"
+)
 
 
 class HeadError(InputError):
@@ -83,8 +85,9 @@ def as_logits(out: object) -> Tensor:
     if isinstance(out, Tensor) and out.dim() == 2:
         return out
     kind = type(out).__name__ if not isinstance(out, Tensor) else f"a tensor of shape {tuple(out.shape)}"
-    raise HeadError(f"the model returns {kind}, not (batch, classes) logits; wrap it so that forward returns "
-                    "the logits tensor")
+    raise HeadError(
+        f"the model returns {kind}, not (batch, classes) logits; wrap it so that forward returns the logits tensor"
+    )
 
 
 @contextlib.contextmanager
@@ -164,8 +167,10 @@ def _find_adapter(model: nn.Module, feature_layer: str | None, linear_layer: str
     except InputError:
         raise
     except Exception as exc:  # a model that cannot run on the probe: say so in one line
-        raise HeadError(f"{type(model).__name__} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe input "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise HeadError(
+            f"{type(model).__name__} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe input "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
 
 
 def _find_adapter_unchecked(model: nn.Module, feature_layer: str | None, linear_layer: str | None) -> CamAdapter:
@@ -187,8 +192,10 @@ def _timm_adapter(model: nn.Module) -> CamAdapter:
         raise HeadError(f"{name}'s classifier is a {type(clf).__name__}, not one linear layer; {ADVICE}")
     feats = model.forward_features(_probe_input(model))
     if feats.dim() != 4:
-        raise HeadError(f"{name}'s features have shape {tuple(feats.shape)}, not a (B, C, h, w) spatial map "
-                        f"(a transformer?); {ADVICE}")
+        raise HeadError(
+            f"{name}'s features have shape {tuple(feats.shape)}, not a (B, C, h, w) spatial map "
+            f"(a transformer?); {ADVICE}"
+        )
     pool = getattr(getattr(model, "global_pool", None), "pool_type", "avg")
     if pool not in ("avg", "", None):
         raise HeadError(f"{name} pools with '{pool}', not an average; {ADVICE}")
@@ -210,6 +217,7 @@ def _recorded_adapter(model: nn.Module, feature_layer: str | None, linear_layer:
             inp = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
             out = output if isinstance(output, Tensor) else None
             calls.append((mod_name, m, inp, out))
+
         return hook
 
     try:
@@ -250,17 +258,25 @@ def _recorded_adapter(model: nn.Module, feature_layer: str | None, linear_layer:
             continue
         for post_relu in (False, True):
             fmap = F.relu(out) if post_relu else out
-            if fmap.shape[1] == pooled.shape[1] and torch.allclose(fmap.mean(dim=(2, 3)), pooled,
-                                                                     rtol=1e-4, atol=1e-5):
+            if fmap.shape[1] == pooled.shape[1] and torch.allclose(fmap.mean(dim=(2, 3)), pooled, rtol=1e-4, atol=1e-5):
                 return CamAdapter(model, linear, mod_name, post_relu=post_relu)
         if feature_layer is not None:
             raise HeadError(f"the average of '{feature_layer}' is not what '{lin_name}' receives in {name}; {ADVICE}")
-    last_map = max((i for i, c in enumerate(calls[:lin_idx]) if c[3] is not None and c[3].dim() == 4
-                    and c[3].shape[-1] * c[3].shape[-2] > 1), default=-1)
-    n_linear_after = sum(1 for c in calls[last_map + 1:] if isinstance(c[1], nn.Linear))
-    what = (f"its head has {n_linear_after} linear layers (an MLP)" if n_linear_after > 1 else
-            "something other than an average (a norm, max pooling or extra layers) sits between its last "
-            "feature map and its linear layer")
+    last_map = max(
+        (
+            i
+            for i, c in enumerate(calls[:lin_idx])
+            if c[3] is not None and c[3].dim() == 4 and c[3].shape[-1] * c[3].shape[-2] > 1
+        ),
+        default=-1,
+    )
+    n_linear_after = sum(1 for c in calls[last_map + 1 :] if isinstance(c[1], nn.Linear))
+    what = (
+        f"its head has {n_linear_after} linear layers (an MLP)"
+        if n_linear_after > 1
+        else "something other than an average (a norm, max pooling or extra layers) sits between its last "
+        "feature map and its linear layer"
+    )
     raise HeadError(f"{name} is not CAM-exact: {what}; {ADVICE}")
 
 
@@ -268,11 +284,15 @@ def _verify(adapter: CamAdapter) -> None:
     """The model's logits must be the GAP + linear of the adapter's features (else the CAM would lie)."""
     feats, logits = adapter.forward(_probe_input(adapter.model))
     if feats.shape[1] != adapter.weight.shape[1]:
-        raise HeadError(f"{type(adapter.model).__name__} is not CAM-exact: its feature map has {feats.shape[1]} "
-                        f"channels but its linear layer takes {adapter.weight.shape[1]} (layers sit between the "
-                        f"pooling and the classifier); {ADVICE}")
+        raise HeadError(
+            f"{type(adapter.model).__name__} is not CAM-exact: its feature map has {feats.shape[1]} "
+            f"channels but its linear layer takes {adapter.weight.shape[1]} (layers sit between the "
+            f"pooling and the classifier); {ADVICE}"
+        )
     expected = logits_from_features(feats, adapter.weight, adapter.bias)
     scale = logits.abs().max().clamp(min=1.0)
     if logits.shape != expected.shape or not torch.allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(scale)):
-        raise HeadError(f"{type(adapter.model).__name__} is not CAM-exact: its logits differ from global average "
-                        f"pooling + its linear layer; {ADVICE}")
+        raise HeadError(
+            f"{type(adapter.model).__name__} is not CAM-exact: its logits differ from global average "
+            f"pooling + its linear layer; {ADVICE}"
+        )

@@ -21,9 +21,15 @@ from camloc.models.zoo import build_architecture
 SURGERY_PREFIX = "surgery:"
 
 
-def model_for_training(arch: str, num_classes: int, *, final_stride: int = 8,
-                       widths: Sequence[int] = (32, 64, 96, 128), norm: str = "batch",
-                       init: str | os.PathLike | None = None) -> tuple[nn.Module, dict[str, Any], LoadReport | None]:
+def model_for_training(
+    arch: str,
+    num_classes: int,
+    *,
+    final_stride: int = 8,
+    widths: Sequence[int] = (32, 64, 96, 128),
+    norm: str = "batch",
+    init: str | os.PathLike | None = None,
+) -> tuple[nn.Module, dict[str, Any], LoadReport | None]:
     """(model, {"architecture", "arch_kwargs"}, what `init` loaded) for `arch`:
 
     - "gapnet" / "gapnet_boxreg": our family (final_stride, widths, norm apply);
@@ -33,13 +39,17 @@ def model_for_training(arch: str, num_classes: int, *, final_stride: int = 8,
     """
     report = None
     if arch in ("gapnet", "gapnet_boxreg"):
-        kwargs: dict[str, Any] = {"num_classes": num_classes, "final_stride": final_stride,
-                                  "widths": [int(w) for w in widths], "norm": norm}
+        kwargs: dict[str, Any] = {
+            "num_classes": num_classes,
+            "final_stride": final_stride,
+            "widths": [int(w) for w in widths],
+            "norm": norm,
+        }
         model = (gapnet if arch == "gapnet" else gapnet_boxreg)(**kwargs)
         if init is not None:
             report = load_matching(model, init)
     elif arch.startswith(SURGERY_PREFIX):
-        base_name = arch[len(SURGERY_PREFIX):]
+        base_name = arch[len(SURGERY_PREFIX) :]
         base = torchvision_base(base_name)
         if init is not None:
             report = load_matching(base, init)

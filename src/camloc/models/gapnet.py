@@ -30,21 +30,30 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 def conv_block(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential:
     """3x3 conv (no bias when normalised) -> norm -> ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=norm == "none"), _norm(norm, cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=norm == "none"), _norm(norm, cout), nn.ReLU(inplace=True)
+    )
 
 
 class GapNet(GapHeadMixin, nn.Module):
     """Conv stages -> (B, C, H/s, W/s) features -> global average pooling -> one linear layer."""
 
-    def __init__(self, num_classes: int = 10, final_stride: int = 8, widths: Sequence[int] = (32, 64, 96, 128),
-                 in_chans: int = 3, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        final_stride: int = 8,
+        widths: Sequence[int] = (32, 64, 96, 128),
+        in_chans: int = 3,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
         downs = final_stride.bit_length() - 1
         if final_stride < 2 or final_stride != 1 << downs or downs > len(widths):
-            raise InputError(f"final_stride must be a power of two from 2 to {1 << len(widths)} for "
-                             f"{len(widths)} widths, got {final_stride}")
+            raise InputError(
+                f"final_stride must be a power of two from 2 to {1 << len(widths)} for "
+                f"{len(widths)} widths, got {final_stride}"
+            )
         if norm not in NORMS:
             raise InputError(f"norm must be one of {', '.join(NORMS)}, got '{norm}'")
         self.final_stride, self.num_classes, self.num_features = final_stride, num_classes, widths[-1]
@@ -64,8 +73,13 @@ class GapNet(GapHeadMixin, nn.Module):
 
 
 @register_architecture("gapnet")
-def gapnet(num_classes: int = 10, final_stride: int = 8, widths: Sequence[int] = (32, 64, 96, 128),
-           in_chans: int = 3, norm: str = "batch") -> GapNet:
+def gapnet(
+    num_classes: int = 10,
+    final_stride: int = 8,
+    widths: Sequence[int] = (32, 64, 96, 128),
+    in_chans: int = 3,
+    norm: str = "batch",
+) -> GapNet:
     """The GAP CNN of this module (the name `camloc.load` and checkpoints use)."""
     return GapNet(num_classes, final_stride, tuple(widths), in_chans, norm)
 
@@ -88,7 +102,12 @@ class BoxRegressor(nn.Module):
 
 
 @register_architecture("gapnet_boxreg")
-def gapnet_boxreg(num_classes: int = 10, final_stride: int = 8, widths: Sequence[int] = (32, 64, 96, 128),
-                  in_chans: int = 3, norm: str = "batch") -> BoxRegressor:
+def gapnet_boxreg(
+    num_classes: int = 10,
+    final_stride: int = 8,
+    widths: Sequence[int] = (32, 64, 96, 128),
+    in_chans: int = 3,
+    norm: str = "batch",
+) -> BoxRegressor:
     """A GapNet backbone with a box-regression head (returns (logits, boxes in [0, 1]))."""
     return BoxRegressor(gapnet(num_classes, final_stride, widths, in_chans, norm))

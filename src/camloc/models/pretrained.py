@@ -24,8 +24,10 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in the model, not given by the file
 
     def summary(self) -> str:
-        return (f"loaded {len(self.loaded)} tensors, skipped {len(self.skipped)} from the file, "
-                f"{len(self.missing)} left at their initial values")
+        return (
+            f"loaded {len(self.loaded)} tensors, skipped {len(self.skipped)} from the file, "
+            f"{len(self.missing)} left at their initial values"
+        )
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:
@@ -56,8 +58,9 @@ def load_matching(model: nn.Module, path: str | os.PathLike, prefix: str = "") -
         else:
             report.skipped.append(key)
     if not take:
-        raise InputError(f"{path}: none of its {len(source)} tensors fits {type(model).__name__} "
-                         "(weights of another architecture?)")
+        raise InputError(
+            f"{path}: none of its {len(source)} tensors fits {type(model).__name__} (weights of another architecture?)"
+        )
     report.missing = [k for k in target if k not in take]
     model.load_state_dict(take, strict=False)
     return report

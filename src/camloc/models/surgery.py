@@ -20,8 +20,21 @@ from camloc.models.gap_head import GapHeadMixin
 from camloc.models.zoo import register_architecture
 
 BASES = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet")
-GOOGLENET_KEEP = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-                  "inception4a", "inception4b", "inception4c", "inception4d", "inception4e")
+GOOGLENET_KEEP = (
+    "conv1",
+    "maxpool1",
+    "conv2",
+    "conv3",
+    "maxpool2",
+    "inception3a",
+    "inception3b",
+    "maxpool3",
+    "inception4a",
+    "inception4b",
+    "inception4c",
+    "inception4d",
+    "inception4e",
+)
 
 
 class GoogLeNetInput(nn.Module):
@@ -79,13 +92,15 @@ def torchvision_base(base: str, transform_input: bool = False) -> nn.Module:
     if base not in BASES:
         raise InputError(f"unknown surgery base '{base}'; choose one of {', '.join(BASES)}")
     if base == "googlenet":
-        return torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
-                                            transform_input=transform_input)
+        return torchvision.models.googlenet(
+            weights=None, aux_logits=False, init_weights=True, transform_input=transform_input
+        )
     return torchvision.models.get_model(base, weights=None)
 
 
 @register_architecture("gap_surgery")
-def gap_surgery_arch(base: str = "vgg16", num_classes: int = 1000, width: int = 1024,
-                     transform_input: bool = False) -> GapSurgeryNet:
+def gap_surgery_arch(
+    base: str = "vgg16", num_classes: int = 1000, width: int = 1024, transform_input: bool = False
+) -> GapSurgeryNet:
     """`gap_surgery` of an untrained torchvision `base` (what checkpoints of surgery nets rebuild)."""
     return gap_surgery(torchvision_base(base, transform_input), num_classes, width)

@@ -48,16 +48,24 @@ class Preprocess:
     interpolation: str = "bilinear"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": list(self.mean), "std": list(self.std), "input_size": self.input_size,
-                "interpolation": self.interpolation}
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input_size": self.input_size,
+            "interpolation": self.interpolation,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
         size = d.get("input_size", 224)
         if isinstance(size, (list, tuple)):
             size = int(min(size[-2:]))
-        return cls(tuple(d.get("mean", IMAGENET_MEAN)), tuple(d.get("std", IMAGENET_STD)), int(size),
-                   str(d.get("interpolation", "bilinear")))
+        return cls(
+            tuple(d.get("mean", IMAGENET_MEAN)),
+            tuple(d.get("std", IMAGENET_STD)),
+            int(size),
+            str(d.get("interpolation", "bilinear")),
+        )
 
 
 @dataclass
@@ -143,8 +151,10 @@ def build_architecture(name: str, **kwargs: Any) -> nn.Module:
 
     if name in torchvision.models.list_models():
         return torchvision.models.get_model(name, weights=None, **kwargs)
-    raise InputError(f"unknown model '{name}': not 'default', a checkpoint path, or an architecture name "
-                     "known to camloc, timm or torchvision")
+    raise InputError(
+        f"unknown model '{name}': not 'default', a checkpoint path, or an architecture name "
+        "known to camloc, timm or torchvision"
+    )
 
 
 def load_path(path: Path) -> nn.Module:
@@ -173,8 +183,11 @@ def load(spec: str | os.PathLike = "default") -> nn.Module:
     if path.exists() or spec_str.endswith((".safetensors", "/")) or os.sep in spec_str:
         return load_path(path)
     model = build_architecture(spec_str)
-    print(f"camloc: '{spec_str}' has no checkpoint here, so its weights are random "
-          "(nothing is downloaded); pass a checkpoint path for trained weights", file=sys.stderr)
+    print(
+        f"camloc: '{spec_str}' has no checkpoint here, so its weights are random "
+        "(nothing is downloaded); pass a checkpoint path for trained weights",
+        file=sys.stderr,
+    )
     info = info_of(model)
     info.name = spec_str
     return _attach(model, info)
