@@ -25,6 +25,8 @@ from torch import Tensor
 
 ThresholdMode = Literal["minmax", "max"]
 THRESHOLD_MODES: tuple[str, ...] = ("minmax", "max")
+Components = Literal["largest", "all"]
+COMPONENTS: tuple[str, ...] = ("largest", "all")
 EMPTY_BOX = np.zeros(4, dtype=np.int64)
 
 
@@ -90,19 +92,44 @@ def threshold_masks(
     return maps >= cut  # one comparison per pixel; a map without contrast compares with +inf
 
 
+def mask_boxes(masks: Tensor) -> Tensor:
+    """The box around all kept pixels of each mask (..., H, W) -> (..., 4) int64 ([0, 0, 0, 0] for an empty mask):
+    the union of every connected component's box, with no labelling needed."""
+    rows, cols = masks.any(-1), masks.any(-2)  # (..., H), (..., W)
+    h, w = masks.shape[-2:]
+
+    def extent(any_: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        idx = torch.arange(n, device=any_.device)
+        first = torch.where(any_, idx, n).amin(-1)
+        last = torch.where(any_, idx, -1).amax(-1) + 1
+        return first, last
+
+    y0, y1 = extent(rows, h)
+    x0, x1 = extent(cols, w)
+    boxes = torch.stack([x0, y0, x1, y1], -1)
+    return torch.where(rows.any(-1, keepdim=True), boxes, torch.zeros_like(boxes)).long().cpu()
+
+
 def boxes_from_maps(
     maps: Tensor | np.ndarray,
     threshold: float = 0.2,
     mode: ThresholdMode = "minmax",
     lo: Tensor | None = None,
     hi: Tensor | None = None,
+    components: Components = "largest",
 ) -> Tensor:
     """Paper boxes for a stack of maps (..., H, W) -> (..., 4) int64 tensor (on the CPU).
 
     Thresholds every map in one tensor operation, then labels components map by map (OpenCV).
+    components="largest" is the paper's box around the largest connected component; "all" boxes every kept pixel
+    (the union of the components: an object the threshold splits into parts keeps one box; docs/resolution.md).
     """
     maps = maps if isinstance(maps, Tensor) else torch.from_numpy(np.asarray(maps))
     masks = threshold_masks(maps.detach(), threshold, mode, lo, hi)
+    if components == "all":
+        return mask_boxes(masks)
+    if components != "largest":
+        raise ValueError(f"unknown components rule '{components}'; choose one of {', '.join(COMPONENTS)}")
     lead = masks.shape[:-2]
     flat = masks.reshape(-1, *masks.shape[-2:]).cpu().numpy()
     out = np.zeros((len(flat), 4), dtype=np.int64)
@@ -123,3 +150,23 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     inter = (rb - lt).clamp(min=0).prod(dim=-1)
     union = area_a[:, None] + area_b[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+def zoom_window(
+    box: Tensor | np.ndarray | tuple[int, int, int, int],
+    height: int,
+    width: int,
+    expand: float = 1.5,
+    min_side: float = 0.25,
+) -> tuple[int, int, int, int]:
+    """The square window a coarse-to-fine pass looks at again: centred on `box`, side = `expand` x the box's
+    longer side (at least `min_side` x the image's shorter side, at most the shorter side), shifted inside the
+    image. Square, so that every window preprocesses to the same input shape and windows batch together.
+    Returns (x0, y0, x1, y1), x1/y1 exclusive."""
+    x0, y0, x1, y1 = (float(v) for v in (box.tolist() if hasattr(box, "tolist") else box))
+    short = min(height, width)
+    side = max(round(min(max(expand * max(x1 - x0, y1 - y0), min_side * short), short)), 1)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = round(min(max(cx - side / 2, 0), width - side))
+    top = round(min(max(cy - side / 2, 0), height - side))
+    return left, top, left + side, top + side

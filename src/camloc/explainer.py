@@ -1,18 +1,26 @@
 """`camloc.explain`: classes, scores, maps and boxes for a batch of images, through one path.
 
-Two passes at most, both visible settings:
-1. the classification pass at the model's native size (shorter side = its input size, aspect kept) gives the
-   logits, the chosen classes and `raw`, the maps at feature resolution for which the CAM identity holds;
-2. map passes at the sizes in `map_sizes` (shorter sides; a size equal to the native one reuses pass 1) give
-   `maps`: each pass is upsampled to the image size (ReLU'd if asked) and divided by its largest magnitude; the
-   passes are averaged, and `maps` is that average min-max normalised. Boxes threshold the average: at a fraction
-   of its range ("minmax") or of its maximum ("max"); with one pass these are the two readings of the paper's
-   "20% of the max" on the raw CAM. `map_sizes=()` uses pass 1 alone.
+1. The classification pass at the model's native size (shorter side = its input size, aspect kept) gives the
+   logits, the chosen classes and `raw`, the maps at feature resolution for which the CAM identity holds.
+2. Then one of two map procedures (docs/resolution.md measures both; the default is the zoom):
+   - `zoom` (coarse to fine, the default): each class's pass-1 map, upsampled to the image, gives a box; where
+     that box, squared and widened by `Zoom.expand`, covers at most `Zoom.max_area` of the image, the square
+     window is passed again with shorter side `Zoom.size` (windows of the batch run as one batch; classes of one
+     image whose windows overlap share a window) and the class's box comes from that fine map, offset into the
+     image; elsewhere (large objects) the pass-1 map's box stands. `maps` shows the pass-1 map with each window
+     replaced by its fine map (each divided by its largest magnitude), min-max normalised.
+   - `map_sizes` (given explicitly; the zoom is then off): map passes at these shorter sides (a size equal to the
+     native one reuses pass 1), each upsampled to the image size (ReLU'd if asked) and divided by its largest
+     magnitude; the passes are averaged, and `maps` is that average min-max normalised. `map_sizes=()` uses
+     pass 1 alone.
+   Boxes threshold a map at a fraction of its range ("minmax") or of its maximum ("max"; with one pass these are
+   the two readings of the paper's "20% of the max" on the raw CAM) and box the largest connected component or
+   all kept pixels (`components`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from os import PathLike
 from typing import Any, Sequence, Union
 
@@ -20,22 +28,49 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from camloc.boxes import ThresholdMode, boxes_from_maps
+from camloc.boxes import Components, ThresholdMode, box_iou, boxes_from_maps, zoom_window
 from camloc.engine import combine_passes, min_max, normalize, upsample
 from camloc.io import InputError, load_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
 from camloc.models.zoo import ModelInfo, info_of
-from camloc.preprocess import image_to_tensor, resize_batch
+from camloc.preprocess import image_to_tensor, resize_batch, resize_exact
 
 ImageInput = Union[str, PathLike, Image.Image]
 Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
-DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
+DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)  # the map-size procedure's default (`zoom=False`)
 DEFAULT_THRESHOLD = 0.2
 DEFAULT_THRESHOLD_MODE: ThresholdMode = "max"
 DEFAULT_RELU = False
+SHARE_WINDOW_IOU = 0.5  # classes of one image whose zoom windows overlap this much share one window
+
+
+@dataclass(frozen=True)
+class Zoom:
+    """The coarse-to-fine procedure's settings (see the module docstring).
+
+    expand: window side / the pass-1 box's longer side; max_area: no zoom when the window would cover more of the
+    image (the object is large); size: shorter side of the window's pass; components: the box rule ("all": every
+    kept pixel, "largest": the paper's largest component)."""
+
+    expand: float = 1.0
+    max_area: float = 0.5
+    size: int = 320
+    components: Components = "all"
+
+    def __post_init__(self) -> None:
+        if not (self.expand > 0 and 0 < self.max_area <= 1 and 32 <= self.size <= 4096):
+            raise InputError(
+                f"zoom: expand must be > 0, max_area in (0, 1], size in 32..4096; got expand={self.expand}, "
+                f"max_area={self.max_area}, size={self.size}"
+            )
+        if self.components not in ("all", "largest"):
+            raise InputError(f"zoom: components must be 'all' or 'largest', got '{self.components}'")
+
+
+DEFAULT_ZOOM = Zoom()
 
 
 @dataclass
@@ -73,6 +108,7 @@ def explain(
     method: str | MapMethod = "cam",
     layer: str | None = None,
     map_sizes: Sequence[int] | None = None,
+    zoom: Zoom | bool | None = None,
     relu: bool = DEFAULT_RELU,
     threshold: float = DEFAULT_THRESHOLD,
     threshold_mode: ThresholdMode = DEFAULT_THRESHOLD_MODE,
@@ -81,16 +117,25 @@ def explain(
 
     inputs: file paths, PIL images, or a preprocessed (B, 3, H, W) tensor (used as is: no hidden preprocessing).
     top_k: how many of the best classes to map; `targets` instead gives explicit classes, one list per image
-    (or a (B, k) tensor). map_sizes: shorter sides of the map passes (None: the measured default; () : the
-    classification pass only). relu: clip negative evidence before normalising. threshold / threshold_mode: the
-    box rule (see `camloc.boxes`). The model is left as found (train/eval flags restored).
+    (or a (B, k) tensor). zoom / map_sizes: the map procedure (module docstring). By default (both None) the
+    measured default, the zoom with `DEFAULT_ZOOM`; a `Zoom` sets its parameters; `map_sizes` (shorter sides of
+    map passes; () : the classification pass only) or `zoom=False` (map sizes `DEFAULT_MAP_SIZES`) turn it off.
+    relu: clip negative evidence before normalising. threshold / threshold_mode: the box rule (see
+    `camloc.boxes`). Returns maps (B, k, H, W) and boxes (B, k, 4) at each image's size (lists when sizes
+    differ); `Result.settings` records the procedure used. The model is left as found (train/eval flags restored).
     """
     info = info_of(model)
     mapper = get_method(method, layer=layer)
     native = info.preprocess.input_size
-    sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+    zoom_setting = _zoom_setting(zoom, map_sizes)
+    if zoom_setting is not None:
+        sizes_setting: tuple[int, ...] = ()
+    else:
+        sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
     settings = {
         "method": getattr(mapper, "name", str(method)),
+        "procedure": "zoom" if zoom_setting else ("map sizes" if sizes_setting else "classification pass"),
+        "zoom": None if zoom_setting is None else asdict(zoom_setting),
         "map_sizes": list(sizes_setting),
         "relu": relu,
         "threshold": threshold,
@@ -113,7 +158,11 @@ def explain(
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
             out_size = tuple(x.shape[-2:]) if images is None else None
             combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
-            maps, boxes = _maps_and_boxes(combined, threshold, threshold_mode)
+            if zoom_setting is not None:
+                maps, boxes = _zoom(model, mapper, x, classes, combined, images, idx, zoom_setting, relu, threshold,
+                                    threshold_mode)  # fmt: skip
+            else:
+                maps, boxes = _maps_and_boxes(combined, threshold, threshold_mode)
             parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
 
     if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
@@ -197,6 +246,103 @@ def _pass_at_size(
     pre = info_of(model).preprocess
     xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(device=x.device, dtype=x.dtype)
     return mapper.maps_only(model, xs, classes)
+
+
+def _zoom_setting(zoom: Zoom | bool | None, map_sizes: Sequence[int] | None) -> Zoom | None:
+    """The zoom to run, or None for the map-size procedure."""
+    if zoom is None:
+        return DEFAULT_ZOOM if map_sizes is None else None
+    if isinstance(zoom, Zoom):
+        chosen = zoom
+    elif isinstance(zoom, bool):
+        chosen = DEFAULT_ZOOM if zoom else None
+    else:
+        raise InputError(f"zoom must be a camloc.explainer.Zoom, True, False or None, got {zoom!r}")
+    if chosen is not None and map_sizes is not None:
+        raise InputError("give either a zoom or map sizes, not both (map sizes turn the zoom off)")
+    return chosen
+
+
+def _zoom(
+    model: nn.Module,
+    mapper: MapMethod,
+    x: Tensor,
+    classes: Tensor,
+    coarse: Tensor | list[Tensor],
+    images: list[Image.Image] | None,
+    idx: list[int],
+    zoom: Zoom,
+    relu: bool,
+    threshold: float,
+    mode: ThresholdMode,
+) -> tuple[Tensor | list[Tensor], Tensor]:
+    """The zoom procedure on one batch: coarse (b, k, H, W) pass-1 maps at the output sizes (a list of (k, H_i,
+    W_i) when sizes differ) -> normalised maps of the same shapes and boxes (b, k, 4).
+
+    Every window of the batch is a square, so all of them go through the model as one (n, 3, size, size) batch."""
+    per_image = list(coarse) if isinstance(coarse, list) else list(coarse.unbind(0))
+    per_image = [m.clamp(min=0) if relu else m for m in per_image]
+    boxes = [boxes_from_maps(m, threshold, mode, components=zoom.components) for m in per_image]
+    crops, owners = [], []  # one crop per shared window: (image j, window, member classes)
+    for j, m in enumerate(per_image):
+        windows: list[tuple[tuple[int, int, int, int], list[int]]] = []
+        for c, window in enumerate(zoom_plan(m, zoom.expand, zoom.max_area, threshold, mode)):
+            if window is None:
+                continue
+            w = torch.tensor([window])
+            shared = next((s for s in windows if float(box_iou(torch.tensor([s[0]]), w)) >= SHARE_WINDOW_IOU), None)
+            if shared is None:
+                windows.append((window, [c]))
+            else:
+                shared[1].append(c)
+        for window, members in windows:
+            owners.append((j, window, members))
+            if images is not None:
+                crops.append(image_to_tensor(images[idx[j]].crop(window), zoom.size, info_of(model).preprocess))
+            else:
+                x0, y0, x1, y1 = window
+                crops.append(resize_exact(x[j, :, y0:y1, x0:x1], (zoom.size, zoom.size)))
+    out = [(m / m.flatten(-2).abs().amax(-1).clamp(min=1e-12)[..., None, None]).clone() for m in per_image]
+    if crops:
+        batch = torch.stack(crops).to(device=x.device, dtype=x.dtype)
+        chosen = torch.stack([classes[j] for j, _, _ in owners])
+        fine_raw = mapper.maps_only(model, batch, chosen).float()
+        for (j, (x0, y0, x1, y1), members), fine in zip(owners, fine_raw):
+            fine = upsample(fine[None], (y1 - y0, x1 - x0))[0]
+            fine = fine.clamp(min=0) if relu else fine
+            fine_boxes = boxes_from_maps(fine, threshold, mode, components=zoom.components)
+            scale = fine.flatten(-2).abs().amax(-1).clamp(min=1e-12)[..., None, None]
+            for c in members:
+                box = fine_boxes[c]
+                if box[2] > box[0]:
+                    boxes[j][c] = box + torch.tensor([x0, y0, x0, y0])
+                out[j][c, y0:y1, x0:x1] = fine[c] / scale[c]
+    boxes_t = torch.stack(boxes).to(x.device)
+    if isinstance(coarse, list):
+        return [normalize(m) for m in out], boxes_t
+    return normalize(torch.stack(out)), boxes_t
+
+
+def zoom_plan(
+    coarse: Tensor,
+    expand: float = DEFAULT_ZOOM.expand,
+    max_area: float = DEFAULT_ZOOM.max_area,
+    threshold: float = DEFAULT_THRESHOLD,
+    mode: ThresholdMode = DEFAULT_THRESHOLD_MODE,
+) -> list[tuple[int, int, int, int] | None]:
+    """Where a coarse-to-fine pass looks again, per map: coarse (k, H, W) maps of one image at its size -> k
+    windows (`boxes.zoom_window` around each map's box) or None where the window would cover more than
+    `max_area` of the image (the object is large: the coarse map already serves) or the map has no box."""
+    h, w = coarse.shape[-2:]
+    out: list[tuple[int, int, int, int] | None] = []
+    for box in boxes_from_maps(coarse.reshape(-1, h, w), threshold, mode):
+        if box[2] <= box[0] or box[3] <= box[1]:
+            out.append(None)
+            continue
+        window = zoom_window(box, h, w, expand)
+        side = window[2] - window[0]
+        out.append(window if side * side <= max_area * h * w else None)
+    return out
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:

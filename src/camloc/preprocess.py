@@ -49,3 +49,10 @@ def resize_batch(x: Tensor, short_side: int) -> Tensor:
     if (h, w) == tuple(x.shape[-2:]):
         return x
     return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_exact(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """A preprocessed (3, h, w) or (B, 3, h, w) tensor resized (bilinear, antialiased) to exactly `size` (h, w)."""
+    batch = x if x.dim() == 4 else x[None]
+    out = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out if x.dim() == 4 else out[0]
