@@ -12,7 +12,7 @@ from tqdm import tqdm
 from camloc import writers
 from camloc.boxes import THRESHOLD_MODES
 from camloc.distributed import pick_device
-from camloc.explainer import DEFAULT_MAP_SIZES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE, explain
+from camloc.explainer import DEFAULT_MAP_SIZES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE, DEFAULT_ZOOM, Zoom, explain
 from camloc.io import InputError, iter_image_paths, load_image
 from camloc.methods import METHODS
 from camloc.models.zoo import load
@@ -53,10 +53,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-images", action="store_true", help="skip the overlay and grid PNGs")
     p.add_argument("--save-maps", action="store_true", help="write <stem>.npz with classes, maps and raw CAMs")
     p.add_argument(
+        "--zoom",
+        default=None,
+        help="the map procedure (default: 'on', the coarse-to-fine zoom measured in docs/resolution.md: "
+        f"EXPAND,MAX_AREA,SIZE = {DEFAULT_ZOOM.expand},{DEFAULT_ZOOM.max_area},{DEFAULT_ZOOM.size}); "
+        "'off' for map passes at --map-sizes; or EXPAND,MAX_AREA,SIZE[,largest|all] to set its parameters",
+    )
+    p.add_argument(
         "--map-sizes",
         default=None,
-        help="shorter sides of the map passes, e.g. '224,448'; 'native' for the classification pass only "
-        f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
+        help="instead of the zoom: shorter sides of map passes, e.g. '224,448'; 'native' for the classification "
+        f"pass only (with --zoom off and no sizes: {','.join(map(str, DEFAULT_MAP_SIZES))})",
     )
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="box threshold (default 0.2)")
@@ -92,6 +99,25 @@ def parse_map_sizes(text: str | None) -> tuple[int, ...] | None:
     return sizes
 
 
+def parse_zoom(text: str | None) -> Zoom | bool | None:
+    """--zoom: None (the default), 'on', 'off', or 'EXPAND,MAX_AREA,SIZE[,largest|all]'."""
+    if text is None:
+        return None
+    key = text.strip().lower()
+    if key in ("on", "off"):
+        return key == "on"
+    parts = [t.strip() for t in key.split(",")]
+    try:
+        if len(parts) not in (3, 4):
+            raise ValueError
+        expand, max_area, size = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise InputError(
+            f"--zoom: '{text}' is not 'on', 'off' or EXPAND,MAX_AREA,SIZE[,largest|all] (e.g. 1.0,0.5,320)"
+        ) from None
+    return Zoom(expand, max_area, size, *(parts[3:] or [DEFAULT_ZOOM.components]))  # checks the values
+
+
 def unique_stems(paths: list[Path]) -> list[str]:
     """Output names: the file stem, with a counter when two inputs share one."""
     seen: dict[str, int] = {}
@@ -107,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InputError("--top-k must be at least 1")
     map_sizes = parse_map_sizes(args.map_sizes)
+    zoom = parse_zoom(args.zoom)
+    if zoom and map_sizes is not None:
+        raise InputError("give --zoom or --map-sizes, not both (map sizes turn the zoom off)")
     targets = None
     if args.classes:
         try:
@@ -130,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
                     failures += 1
                     print(f"camloc: skipped {exc}", file=sys.stderr)
                     bar.update(1)
-            failures += explain_batch(model, batch, targets, map_sizes, args)
+            failures += explain_batch(model, batch, targets, (map_sizes, zoom), args)
             bar.update(len(batch))
     if not args.quiet and (not args.no_images or args.format == "json" or args.save_maps):
         print(f"camloc: wrote results for {len(paths) - failures} image(s) to {args.out}/", file=sys.stderr)
@@ -139,10 +168,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def explain_batch(model, batch: list, targets: list[int] | None, map_sizes, args: argparse.Namespace) -> int:
-    """Explain and write one batch; if the batch fails as a whole, retry image by image. Returns failures."""
+def explain_batch(model, batch: list, targets: list[int] | None, procedure, args: argparse.Namespace) -> int:
+    """Explain and write one batch; if the batch fails as a whole, retry image by image. Returns failures.
+    procedure: (map_sizes, zoom) as parsed from the options."""
     if not batch:
         return 0
+    map_sizes, zoom = procedure
     images = [im for _, _, im in batch]
     try:
         res = explain(
@@ -153,6 +184,7 @@ def explain_batch(model, batch: list, targets: list[int] | None, map_sizes, args
             method=args.method,
             layer=args.layer,
             map_sizes=map_sizes,
+            zoom=zoom,
             relu=args.relu,
             threshold=args.threshold,
             threshold_mode=args.threshold_mode,
@@ -163,7 +195,7 @@ def explain_batch(model, batch: list, targets: list[int] | None, map_sizes, args
         if len(batch) == 1:
             print(f"camloc: skipped {batch[0][0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
-        return sum(explain_batch(model, [item], targets, map_sizes, args) for item in batch)
+        return sum(explain_batch(model, [item], targets, procedure, args) for item in batch)
     for i, (path, stem, image) in enumerate(batch):
         if not args.no_images:
             writers.write_pictures(res, i, image, args.out, stem, colormap=args.colormap)
