@@ -271,7 +271,7 @@ def test_mask_size_mismatch_is_counted_not_fatal():
 
 def test_undecodable_image_names_the_file(default_model, tmp_path):
     from camloc.data import open_dataset
-    from camloc.io import InputError
+    from camloc.errors import InputError
     from camloc.localize.evaluation import evaluate
 
     root = _write_image_fixture(tmp_path, n=2)

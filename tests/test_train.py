@@ -232,7 +232,7 @@ def test_device_names_are_checked_once_for_every_command():
     import torch
 
     from camloc.distributed import pick_device
-    from camloc.io import InputError
+    from camloc.errors import InputError
 
     assert pick_device("cpu") == torch.device("cpu")
     with pytest.raises(InputError, match="not a device"):

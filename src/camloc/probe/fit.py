@@ -12,6 +12,7 @@ the fitted classifier's `decision_function` on its cached features.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import warnings
@@ -34,6 +35,8 @@ from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
 
+log = logging.getLogger("camloc")
+
 Source = Union[str, PathLike, Image.Image, np.ndarray]
 CLASSIFIERS = ("logreg", "svm")
 DEFAULT_CS: dict[str, tuple[float, ...]] = {
@@ -43,7 +46,7 @@ DEFAULT_CS: dict[str, tuple[float, ...]] = {
 
 
 def _warn_skip(message: str) -> None:
-    print(f"camloc: skipped {message}", file=sys.stderr)
+    log.warning("skipped %s", message)
 
 
 @dataclass
