@@ -119,7 +119,7 @@ def test_resume_refuses_other_architecture_and_missing_state(data, tmp_path):
     (tmp_path / "a" / "train_state.safetensors").write_bytes(b"garbage")
     with pytest.raises(InputError, match="damaged"):
         run_fit(data, tmp_path / "a", resume=True)
-    with pytest.raises(InputError, match="damaged train_state.safetensors; delete it or choose another --out"):
+    with pytest.raises(InputError, match="damaged train_state.safetensors; delete it or choose another --out"):  # noqa: RUF043
         run_fit(data, tmp_path / "a")  # without --resume: not "start the run again", which is what the user did
 
 

@@ -16,10 +16,11 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from camloc.probe.features_cache import FeatureCache, model_key, source_id
 
 log = logging.getLogger("camloc")
 
-Source = Union[str, PathLike, Image.Image, np.ndarray]
+Source = str | PathLike | Image.Image | np.ndarray
 CLASSIFIERS = ("logreg", "svm")
 DEFAULT_CS: dict[str, tuple[float, ...]] = {
     "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
