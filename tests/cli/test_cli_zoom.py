@@ -39,7 +39,7 @@ def test_zoom_options(picture: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    ("args", "message"),
     [
         (["--zoom", "1.0,0.5"], "is not 'on', 'off' or EXPAND,MAX_AREA,SIZE"),
         (["--zoom", "1.0,2.0,320"], "max_area in"),

@@ -12,13 +12,13 @@ from PIL import Image
 from torch import nn
 
 import camloc
-from camloc.boxes import box_iou, boxes_from_maps, component_boxes, mask_boxes, zoom_window
+from camloc.boxes import BoxRule, box_iou, boxes_from_maps, component_boxes, mask_boxes, zoom_window
 from camloc.engine import check_identity
-from camloc.explainer import DEFAULT_ZOOM, Zoom, zoom_plan
-from camloc.io import InputError
+from camloc.errors import InputError
+from camloc.explainer.passes import DEFAULT_ZOOM, Zoom, zoom_plan
 from camloc.methods import CAM
 from camloc.models.adapters import get_adapter
-from camloc.models.zoo import IMAGENET_MEAN, IMAGENET_STD
+from camloc.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 class Brightness(nn.Module):
@@ -67,12 +67,12 @@ def test_all_components_box_is_the_union_of_the_component_boxes() -> None:
     masks = rng.random((20, 37, 53)) > 0.985  # sparse: several components per mask
     masks[3] = False  # an empty one
     got = mask_boxes(torch.from_numpy(masks))
-    for mask, box in zip(masks, got.numpy()):
+    for mask, box in zip(masks, got.numpy(), strict=True):
         boxes, _ = component_boxes(mask)
         ref = [0, 0, 0, 0] if not len(boxes) else [*boxes[:, :2].min(0), *boxes[:, 2:].max(0)]
         assert box.tolist() == [int(v) for v in ref]
     maps = torch.from_numpy(np.where(masks, 1.0, -1.0))
-    assert torch.equal(boxes_from_maps(maps, 0.2, "max", components="all"), got)
+    assert torch.equal(boxes_from_maps(maps, BoxRule(0.2, "max"), components="all"), got)
     with pytest.raises(ValueError, match="unknown components rule"):
         boxes_from_maps(maps, components="some")
 

@@ -20,29 +20,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from os import PathLike
-from typing import Any, Sequence, Union
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from camloc.boxes import Components, ThresholdMode, box_iou, boxes_from_maps, zoom_window
+from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, Components, box_iou, boxes_from_maps, zoom_window
 from camloc.engine import combine_passes, min_max, normalize, upsample
-from camloc.io import InputError, load_image
+from camloc.errors import InputError
+from camloc.explainer.result import Result
+from camloc.io import as_rgb_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
-from camloc.models.zoo import ModelInfo, info_of
+from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor, resize_batch, resize_exact
 
-ImageInput = Union[str, PathLike, Image.Image]
-Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
+ImageInput = str | PathLike | Image.Image
+Inputs = Tensor | ImageInput | Sequence[ImageInput]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)  # the map-size procedure's default (`zoom=False`)
-DEFAULT_THRESHOLD = 0.2
-DEFAULT_THRESHOLD_MODE: ThresholdMode = "max"
 DEFAULT_RELU = False
 SHARE_WINDOW_IOU = 0.5  # classes of one image whose zoom windows overlap this much share one window
 
@@ -73,32 +73,6 @@ class Zoom:
 DEFAULT_ZOOM = Zoom()
 
 
-@dataclass
-class Result:
-    """What `explain` returns. Per-class fields are (B, k), best first; tensors live on the model's device.
-
-    `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors.
-    """
-
-    classes: Tensor
-    scores: Tensor
-    logits: Tensor
-    raw: Tensor | list[Tensor]
-    maps: Tensor | list[Tensor]
-    boxes: Tensor
-    all_logits: Tensor
-    sizes: list[tuple[int, int]]
-    info: ModelInfo
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return self.classes.shape[0]
-
-    def labels(self, i: int) -> list[str]:
-        """Class names of image i's maps, in order."""
-        return [self.info.label(int(c)) for c in self.classes[i]]
-
-
 def explain(
     model: nn.Module,
     inputs: Inputs,
@@ -110,8 +84,7 @@ def explain(
     map_sizes: Sequence[int] | None = None,
     zoom: Zoom | bool | None = None,
     relu: bool = DEFAULT_RELU,
-    threshold: float = DEFAULT_THRESHOLD,
-    threshold_mode: ThresholdMode = DEFAULT_THRESHOLD_MODE,
+    box_rule: BoxRule = DEFAULT_BOX_RULE,
 ) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
@@ -120,9 +93,10 @@ def explain(
     (or a (B, k) tensor). zoom / map_sizes: the map procedure (module docstring). By default (both None) the
     measured default, the zoom with `DEFAULT_ZOOM`; a `Zoom` sets its parameters; `map_sizes` (shorter sides of
     map passes; () : the classification pass only) or `zoom=False` (map sizes `DEFAULT_MAP_SIZES`) turn it off.
-    relu: clip negative evidence before normalising. threshold / threshold_mode: the box rule (see
-    `camloc.boxes`). Returns maps (B, k, H, W) and boxes (B, k, 4) at each image's size (lists when sizes
-    differ); `Result.settings` records the procedure used. The model is left as found (train/eval flags restored).
+    relu: clip negative evidence before normalising. box_rule: the threshold rule of the boxes
+    (`camloc.boxes.BoxRule`; the zoom boxes the components its `Zoom.components` names). Returns maps (B, k, H, W)
+    and boxes (B, k, 4) at each image's size (lists when sizes differ); `Result.settings` records the procedure
+    used. The model is left as found (train/eval flags restored).
     """
     info = info_of(model)
     mapper = get_method(method, layer=layer)
@@ -138,8 +112,8 @@ def explain(
         "zoom": None if zoom_setting is None else asdict(zoom_setting),
         "map_sizes": list(sizes_setting),
         "relu": relu,
-        "threshold": threshold,
-        "threshold_mode": threshold_mode,
+        "threshold": box_rule.threshold,
+        "threshold_mode": box_rule.mode,
         "native_size": native,
     }
     images, batch = _as_batch(inputs)
@@ -159,10 +133,10 @@ def explain(
             out_size = tuple(x.shape[-2:]) if images is None else None
             combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
             if zoom_setting is not None:
-                maps, boxes = _zoom(model, mapper, x, classes, combined, images, idx, zoom_setting, relu, threshold,
-                                    threshold_mode)  # fmt: skip
+                zoomed = _zoom(model, mapper, x, classes, combined, images, idx, zoom_setting, relu, box_rule)
+                maps, boxes = zoomed
             else:
-                maps, boxes = _maps_and_boxes(combined, threshold, threshold_mode)
+                maps, boxes = _maps_and_boxes(combined, box_rule)
             parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
 
     if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
@@ -190,14 +164,12 @@ def explain(
     )
 
 
-def _maps_and_boxes(
-    combined: Tensor | list[Tensor], threshold: float, mode: ThresholdMode
-) -> tuple[Tensor | list[Tensor], Tensor]:
+def _maps_and_boxes(combined: Tensor | list[Tensor], rule: BoxRule) -> tuple[Tensor | list[Tensor], Tensor]:
     """Normalised maps and boxes of combined maps (a batched tensor, or a list when sizes differ)."""
     if isinstance(combined, Tensor):
         lo, hi = min_max(combined)
-        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi)
-    boxes = torch.stack([boxes_from_maps(m, threshold, mode) for m in combined])
+        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, rule, lo, hi)
+    boxes = torch.stack([boxes_from_maps(m, rule) for m in combined])
     return [normalize(m) for m in combined], boxes
 
 
@@ -273,8 +245,7 @@ def _zoom(
     idx: list[int],
     zoom: Zoom,
     relu: bool,
-    threshold: float,
-    mode: ThresholdMode,
+    rule: BoxRule,
 ) -> tuple[Tensor | list[Tensor], Tensor]:
     """The zoom procedure on one batch: coarse (b, k, H, W) pass-1 maps at the output sizes (a list of (k, H_i,
     W_i) when sizes differ) -> normalised maps of the same shapes and boxes (b, k, 4).
@@ -282,11 +253,11 @@ def _zoom(
     Every window of the batch is a square, so all of them go through the model as one (n, 3, size, size) batch."""
     per_image = list(coarse) if isinstance(coarse, list) else list(coarse.unbind(0))
     per_image = [m.clamp(min=0) if relu else m for m in per_image]
-    boxes = [boxes_from_maps(m, threshold, mode, components=zoom.components) for m in per_image]
+    boxes = [boxes_from_maps(m, rule, components=zoom.components) for m in per_image]
     crops, owners = [], []  # one crop per shared window: (image j, window, member classes)
     for j, m in enumerate(per_image):
         windows: list[tuple[tuple[int, int, int, int], list[int]]] = []
-        for c, window in enumerate(zoom_plan(m, zoom.expand, zoom.max_area, threshold, mode)):
+        for c, window in enumerate(zoom_plan(m, zoom.expand, zoom.max_area, rule)):
             if window is None:
                 continue
             w = torch.tensor([window])
@@ -307,10 +278,10 @@ def _zoom(
         batch = torch.stack(crops).to(device=x.device, dtype=x.dtype)
         chosen = torch.stack([classes[j] for j, _, _ in owners])
         fine_raw = mapper.maps_only(model, batch, chosen).float()
-        for (j, (x0, y0, x1, y1), members), fine in zip(owners, fine_raw):
+        for (j, (x0, y0, x1, y1), members), fine in zip(owners, fine_raw, strict=True):
             fine = upsample(fine[None], (y1 - y0, x1 - x0))[0]
             fine = fine.clamp(min=0) if relu else fine
-            fine_boxes = boxes_from_maps(fine, threshold, mode, components=zoom.components)
+            fine_boxes = boxes_from_maps(fine, rule, components=zoom.components)
             scale = fine.flatten(-2).abs().amax(-1).clamp(min=1e-12)[..., None, None]
             for c in members:
                 box = fine_boxes[c]
@@ -327,15 +298,14 @@ def zoom_plan(
     coarse: Tensor,
     expand: float = DEFAULT_ZOOM.expand,
     max_area: float = DEFAULT_ZOOM.max_area,
-    threshold: float = DEFAULT_THRESHOLD,
-    mode: ThresholdMode = DEFAULT_THRESHOLD_MODE,
+    rule: BoxRule = DEFAULT_BOX_RULE,
 ) -> list[tuple[int, int, int, int] | None]:
     """Where a coarse-to-fine pass looks again, per map: coarse (k, H, W) maps of one image at its size -> k
     windows (`boxes.zoom_window` around each map's box) or None where the window would cover more than
     `max_area` of the image (the object is large: the coarse map already serves) or the map has no box."""
     h, w = coarse.shape[-2:]
     out: list[tuple[int, int, int, int] | None] = []
-    for box in boxes_from_maps(coarse.reshape(-1, h, w), threshold, mode):
+    for box in boxes_from_maps(coarse.reshape(-1, h, w), rule):
         if box[2] <= box[0] or box[3] <= box[1]:
             out.append(None)
             continue
@@ -355,7 +325,7 @@ def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
     items = [inputs] if isinstance(inputs, (str, PathLike, Image.Image)) else list(inputs)
     if not items:
         raise InputError("no images given")
-    return [it.convert("RGB") if isinstance(it, Image.Image) else load_image(it) for it in items], None
+    return [as_rgb_image(it) for it in items], None
 
 
 def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) -> Tensor | None:
