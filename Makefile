@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install demo test test-slow bench locset bench-resolution bench-resolution-quick bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,21 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_methods.py
 
-bench-resolution: $(STAMP)
-	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md
+# the localization set (real photos from scikit-image, Debian opencv-doc / labelme-examples and imgaug's wheel, fetched
+# by apt-get download / pip download into .cache/), then the study of map procedures on it (docs/resolution.md);
+# raw maps are cached per image in .cache/resolution/, so a second run only re-scores
+locset: .cache/locset/manifest.json
+
+.cache/locset/manifest.json: benchmarks/build_locset.py | $(STAMP)
+	$(PY) benchmarks/build_locset.py --out .cache/locset
+
+bench-resolution: locset
+	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --set .cache/locset --out bench-results/resolution.json \
+	  --plot docs/resolution-pareto.png | tee bench-results/resolution.md
+
+bench-resolution-quick: locset
+	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --set .cache/locset --quick \
+	  --out bench-results/resolution-quick.json | tee bench-results/resolution-quick.md
 
 # all six methods with the 224 classification pass alone (Score-CAM: a forward pass per channel), then the five
 # cheap ones at the default map size (640); tables in bench-results/methods-imagenet.md (docs/methods.md)
