@@ -190,7 +190,8 @@ def zoom_window(
     longer side (at least `min_side` x the image's shorter side, at most the shorter side), shifted inside the
     image. Square, so that every window preprocesses to the same input shape and windows batch together.
     Returns (x0, y0, x1, y1), x1/y1 exclusive."""
-    x0, y0, x1, y1 = (float(v) for v in (box.tolist() if hasattr(box, "tolist") else box))
+    values = box.tolist() if isinstance(box, (Tensor, np.ndarray)) else list(box)
+    x0, y0, x1, y1 = (float(v) for v in values)
     short = min(height, width)
     side = max(round(min(max(expand * max(x1 - x0, y1 - y0), min_side * short), short)), 1)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2

@@ -63,4 +63,5 @@ def parse_zoom(text: str | None) -> Zoom | bool | None:
         raise InputError(
             f"--zoom: '{text}' is not 'on', 'off' or EXPAND,MAX_AREA,SIZE[,largest|all] (e.g. 1.0,0.5,320)"
         ) from None
-    return Zoom(expand, max_area, size, *(parts[3:] or [DEFAULT_ZOOM.components]))  # checks the values
+    components = parts[3] if len(parts) == 4 else DEFAULT_ZOOM.components
+    return Zoom(expand, max_area, size, components)  # type: ignore[arg-type]  # Zoom checks the value

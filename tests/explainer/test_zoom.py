@@ -101,6 +101,7 @@ def test_zoom_finds_a_small_object_the_classification_pass_blurs() -> None:
     bias = get_adapter(net, feature_layer="trunk", linear_layer="fc").bias
     assert float(check_identity(zoomed.raw, zoomed.all_logits, zoomed.classes, bias)) < 1e-5
     # maps: image-sized, normalised, brightest inside the object
+    assert isinstance(zoomed.maps, torch.Tensor)
     m = zoomed.maps[0, 0]
     assert m.shape == (360, 480) and float(m.min()) == 0.0 and float(m.max()) == 1.0
     inside = torch.zeros_like(m, dtype=torch.bool)
