@@ -367,7 +367,7 @@ def evaluate(
         )
         rows.append(row)
     pareto(rows)
-    rows.sort(key=lambda r: (-r["worst"], r["cost"]))
+    rows.sort(key=lambda r: (-r["worst"], -r["all"], r["cost"]))  # ties of the worst group: overall accuracy
     return rows, {grp: int((g == grp).sum()) for grp in GROUPS}
 
 
