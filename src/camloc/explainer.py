@@ -25,6 +25,7 @@ from camloc.engine import combine_passes, min_max, normalize, upsample
 from camloc.io import InputError, load_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
+from camloc.models.tokens import fixed_input_size
 from camloc.models.zoo import ModelInfo, info_of
 from camloc.preprocess import image_to_tensor, resize_batch
 
@@ -89,16 +90,33 @@ def explain(
     mapper = get_method(method, layer=layer)
     native = info.preprocess.input_size
     sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+    fixed = fixed_input_size(model)
+    if fixed is not None:  # a ViT / Swin built for one input size: every image is resized whole to it
+        if map_sizes is not None and any(s != native for s in sizes_setting):
+            raise InputError(
+                f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, so map passes at other sizes "
+                f"({', '.join(map(str, sizes_setting))}) cannot run; use map sizes 'native' or build the model "
+                "with dynamic_img_size=True"
+            )
+        sizes_setting = ()
     settings = {
         "method": getattr(mapper, "name", str(method)),
+        "layer": mapper.layer_name(model),
         "map_sizes": list(sizes_setting),
         "relu": relu,
         "threshold": threshold,
         "threshold_mode": threshold_mode,
         "native_size": native,
     }
+    if fixed is not None:
+        settings["fixed_input_size"] = list(fixed)
     images, batch = _as_batch(inputs)
     n = len(images) if images is not None else batch.shape[0]
+    if fixed is not None and batch is not None and tuple(batch.shape[-2:]) != fixed:
+        raise InputError(
+            f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, got a {batch.shape[-2]}x{batch.shape[-1]} "
+            "tensor; resize it or build the model with dynamic_img_size=True"
+        )
     target_tensor = _targets_tensor(targets, n)
     device, dtype = _device_dtype(model)
 
@@ -106,7 +124,8 @@ def explain(
         if images is None:
             groups = [(list(range(n)), batch.to(device))]
         else:
-            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
+            tensors = [image_to_tensor(im, native, info.preprocess, fixed) for im in images]
+            groups = _group_by_shape(tensors, device, dtype)
         parts = []
         for idx, x in groups:
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)

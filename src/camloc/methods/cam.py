@@ -40,6 +40,11 @@ class CAM(MapMethod):
             chosen = select_classes(logits, classes, top_k)
             return logits, chosen, adapter.maps(features, chosen)
 
+    def layer_name(self, model: nn.Module) -> str:
+        """The pooled feature layer ("forward_features" for a timm model read through its own two halves)."""
+        adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
+        return adapter.feature_layer or "forward_features"
+
     def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
         """Raw maps of given classes at another input size (no logits needed)."""
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
