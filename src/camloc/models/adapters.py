@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -36,7 +36,7 @@ from camloc.engine import (
     pooled_norm_scale,
     pooled_norm_weight,
 )
-from camloc.io import InputError
+from camloc.errors import HeadError, InputError
 from camloc.models.tokens import NCHW, MapLayout, fixed_input_size, infer_layout
 
 PROBE_SIZE = 128  # side of the random input used to discover and verify the head
@@ -50,10 +50,6 @@ TOKEN_ADVICE = (
     "(--method gradcam, gradcam++, xgradcam, layercam or scorecam: the last block's first norm is explained, "
     "tokens reshaped to the patch grid)"
 )
-
-
-class HeadError(InputError):
-    """The model has no head that CAM can use exactly."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 MAX_PREFIX = 8  # class + distillation + register tokens seen in timm (ViT-reg4: 5)
 
