@@ -132,6 +132,7 @@ def test_pooled_norm_map_is_the_derived_formula(norm):
         torch.testing.assert_close(ours, by_hand, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(ours.mean(dim=(2, 3)) + bias, net(x), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(adapter.cam_bias, bias)
+        torch.testing.assert_close(adapter.head_input(f), net.norm(p))  # what a probe fits a new linear layer on
         # without the norm's share the identity fails: the derivation is what makes the map exact
         naive = torch.einsum("bchw,kc->bkhw", f, net.fc.weight).mean(dim=(2, 3)) + net.fc.bias
         assert float((naive - net(x)).abs().max()) > 0.1

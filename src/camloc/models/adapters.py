@@ -113,6 +113,17 @@ class CamAdapter:
         scale = self.image_scale(features)
         return raw if scale is None else raw * scale.to(raw.dtype)[:, None, None, None]
 
+    def head_input(self, features: Tensor) -> Tensor:
+        """(B, C) what the linear layer receives: the pooled vector, through the head's norm if it has one."""
+        pooled = features.mean(dim=(2, 3))
+        if self.norm is None:
+            return pooled
+        center, gamma, beta, eps = norm_parameters(self.norm)
+        scale = pooled_norm_scale(features, eps, center)[:, None]
+        out = (pooled - pooled.mean(dim=1, keepdim=True) if center else pooled) * scale
+        out = out if gamma is None else out * gamma.to(out.dtype)
+        return out if beta is None else out + beta.to(out.dtype)
+
     def forward_raw(self, x: Tensor) -> tuple[Tensor, Tensor, MapLayout]:
         """(the feature layer's own output, logits, its layout): the tensor autograd can differentiate."""
         if self.use_timm:
