@@ -29,7 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "boxes. Folders are searched recursively.",
     )
     p.add_argument("inputs", nargs="+", help="image files and folders")
-    p.add_argument("--model", default="default", help="'default', a checkpoint folder, or an architecture name")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default', a checkpoint folder, an architecture name (random weights), or timm:NAME.TAG "
+        "(timm's pretrained weights, e.g. timm:convnext_tiny.fb_in1k; needs the network or timm's cache)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="number of best classes to map (default 5)")
     p.add_argument(
         "--classes", default=None, help="explicit class indices for every image instead of the top-k, e.g. '281,285'"
