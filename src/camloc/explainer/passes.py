@@ -26,9 +26,9 @@ from camloc.explainer.result import Result
 from camloc.io import as_rgb_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
-from camloc.models.tokens import fixed_input_size
+from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
-from camloc.preprocess import image_to_tensor, resize_batch
+from camloc.preprocess import image_to_tensor, resize_batch, scaled_size
 
 ImageInput = Union[str, PathLike, Image.Image]
 Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
@@ -60,9 +60,9 @@ def explain(
     """
     info = info_of(model)
     mapper = get_method(method, layer=layer)
-    native = info.preprocess.input_size
     sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
     fixed = fixed_input_size(model)
+    native = info.preprocess.input_size if fixed is None else min(fixed)
     if fixed is not None:  # a ViT / Swin built for one input size: every image is resized whole to it
         if map_sizes is not None and any(s != native for s in sizes_setting):
             raise InputError(
@@ -96,7 +96,7 @@ def explain(
         if images is None:
             groups = [(list(range(n)), batch.to(device))]
         else:
-            tensors = [image_to_tensor(im, native, info.preprocess, fixed) for im in images]
+            tensors = [image_to_tensor(im, native, info.preprocess, _size_for(model, im, native)) for im in images]
             groups = _group_by_shape(tensors, device, dtype)
         parts = []
         for idx, x in groups:
@@ -184,8 +184,14 @@ def _pass_at_size(
     if images is None:
         return mapper.maps_only(model, resize_batch(x, size), classes)
     pre = info_of(model).preprocess
-    xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(device=x.device, dtype=x.dtype)
+    xs = [image_to_tensor(images[i], size, pre, _size_for(model, images[i], size)) for i in idx]
+    xs = torch.stack(xs).to(device=x.device, dtype=x.dtype)
     return mapper.maps_only(model, xs, classes)
+
+
+def _size_for(model: nn.Module, image: Image.Image, short_side: int) -> tuple[int, int]:
+    """Input (h, w) of `image` at `short_side`: aspect kept, unless the model takes one size or patch multiples."""
+    return input_size_for(model, image.height, image.width, scaled_size(image.height, image.width, short_side))
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:

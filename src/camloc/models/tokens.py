@@ -127,3 +127,25 @@ def fixed_input_size(model: nn.Module) -> tuple[int, int] | None:
     if isinstance(image_size, int) and hasattr(model, "conv_proj"):
         return image_size, image_size
     return None
+
+
+def size_multiple(model: nn.Module) -> tuple[int, int] | None:
+    """(ph, pw) when the model takes any input size that is a multiple of its patch size (timm ViT with
+    `dynamic_img_size` and no `dynamic_img_pad`), else None."""
+    pe = getattr(model, "patch_embed", None)
+    if pe is None or not getattr(model, "dynamic_img_size", False) or getattr(pe, "dynamic_img_pad", False):
+        return None
+    patch = getattr(pe, "patch_size", None)
+    return None if patch is None else (int(patch[0]), int(patch[1]))
+
+
+def input_size_for(model: nn.Module, height: int, width: int, size: tuple[int, int]) -> tuple[int, int]:
+    """The input size (h, w) for a picture of height x width that `scaled_size` puts at `size`: the model's fixed
+    size if it has one, else `size` rounded to the nearest multiple of its patch size where it needs one."""
+    fixed = fixed_input_size(model)
+    if fixed is not None:
+        return fixed
+    multiple = size_multiple(model)
+    if multiple is None:
+        return size
+    return tuple(max(m, round(s / m) * m) for s, m in zip(size, multiple, strict=True))  # type: ignore[return-value]
