@@ -170,3 +170,21 @@ def test_scorecam_on_a_vit_agrees_with_pytorch_grad_cam(monkeypatch):
     monkeypatch.setattr(torch.nn, "UpsamplingBilinear2d", half_pixel_upsampling)
     theirs = pgc_maps(pgc.ScoreCAM, model, "blocks.11.norm1", x, classes, vit_reshape(6))
     assert corr(ours_like_pgc(ours, model, x, classes), theirs) > 0.999
+
+
+def test_torchvision_vit_default_layer_and_agreement():
+    """torchvision's ViT (class token, `ln_1` in `self_attention` blocks, fixed image_size) follows the same rule."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=64, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10
+    ).eval()
+    with torch.no_grad():
+        model.heads.head.weight.normal_(0, 30)
+    layer = "encoder.layers.encoder_layer_1.ln_1"
+    assert default_layer_name(model) == layer
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    classes = torch.tensor([[1, 2], [3, 4]])
+    theirs = pgc_maps(pgc.GradCAM, model, layer, x, classes, vit_reshape(4))
+    assert corr(ours_like_pgc(GradCAM(), model, x, classes), theirs) > 0.999
