@@ -42,13 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cam",
-        help="map method: cam (default; one forward pass, needs a GAP + linear head), "
-        f"{', '.join(n for n in method_names() if n != 'cam')} (any CNN; docs/methods.md)",
+        help="map method: cam (default; one forward pass, needs a CAM-exact head: GAP [+ LayerNorm] + linear), "
+        f"{', '.join(n for n in method_names() if n != 'cam')} (any CNN or vision transformer; docs/methods.md)",
     )
     p.add_argument(
         "--layer",
         default=None,
-        help="layer to explain, by its model.named_modules() name (default: the last spatial map)",
+        help="layer to explain, by its model.named_modules() name (default: the pooled map of a CAM-exact head, "
+        "the last attention block's first norm of other transformers, else the last spatial map)",
     )
     p.add_argument("--out", default="results", type=Path, help="output folder (default: results/)")
     p.add_argument(
@@ -64,6 +65,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="shorter sides of the map passes, e.g. '224,448'; 'native' for the classification pass only "
         f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
+    )
+    p.add_argument(
+        "--scores",
+        choices=["softmax", "sigmoid"],
+        default="softmax",
+        help="class scores: softmax (one label per image, default) or sigmoid (multi-label models)",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="map every class whose score reaches this probability (best first) instead of the top-k",
     )
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
     add_box_rule_options(p)
@@ -98,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         map_sizes=parse_map_sizes(args.map_sizes),
         relu=args.relu,
         box_rule=box_rule_from(args),
+        scores=args.scores,
+        min_score=args.min_score,
     )
     outputs = OutputOptions(
         out_dir=args.out,
