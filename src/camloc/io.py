@@ -11,8 +11,9 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -145,9 +146,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write a compressed .npz atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 # ----------------------------------------------------------------------------------------- checkpoints

@@ -132,7 +132,7 @@ def test_convnext_inner_block_layer_is_channels_last_and_matches():
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, layer",
+    ("name", "kwargs", "layer"),
     [
         ("vit_small_patch16_224", {"global_pool": "avg", "img_size": 64}, "blocks"),
         ("convnext_atto", {}, "stages"),

@@ -63,7 +63,7 @@ TIMM_EXACT = [
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, size, grid, norm", TIMM_EXACT, ids=lambda v: v if isinstance(v, str) and "_" in v else None
+    ("name", "kwargs", "size", "grid", "norm"), TIMM_EXACT, ids=lambda v: v if isinstance(v, str) and "_" in v else None
 )
 def test_timm_families_are_cam_exact(name, kwargs, size, grid, norm):
     model = _scaled(timm.create_model(name, pretrained=False, **kwargs))
@@ -168,7 +168,7 @@ def test_swin_channels_last_and_fixed_size():
 
 
 @pytest.mark.parametrize(
-    "build, expect",
+    ("build", "expect"),
     [
         (lambda: timm.create_model("deit_small_patch16_224", img_size=64), "classifies its class token"),
         (lambda: timm.create_model("vit_small_patch16_224", img_size=64, global_pool="map"), "attention"),

@@ -12,8 +12,9 @@ Two passes at most, both visible settings:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
-from typing import Literal, Sequence, Union
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -30,8 +31,8 @@ from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor, resize_batch, scaled_size
 
-ImageInput = Union[str, PathLike, Image.Image]
-Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
+ImageInput = str | PathLike | Image.Image
+Inputs = Tensor | ImageInput | Sequence[ImageInput]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
