@@ -5,6 +5,10 @@ bias b_c, the class activation map is CAM_c(x, y) = sum_k w_ck f_k(x, y), and
 
     mean_xy CAM_c(x, y) + b_c == logit_c                                   (the identity `check_identity` tests)
 
+With a LayerNorm / RMSNorm of the pooled vector between the pooling and the linear layer (ConvNeXt, ViT / EVA with
+`fc_norm`) the identity still holds per image, with row-centred weights W' = `pooled_norm_weight`, the image's
+factor 1 / sigma = `pooled_norm_scale` on the map and b' = `pooled_norm_bias` (derivation: docs/methods.md).
+
 Every class of every image comes from one einsum. Post-processing is explicit and in this order:
 optional ReLU -> bilinear upsampling -> per-map min-max normalisation.
 """

@@ -3,6 +3,8 @@ transformer classifiers (safetensors + config.json) that keep their CAM-exact he
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import timm
 import torch
@@ -67,3 +69,21 @@ def test_vit_checkpoint_folder_keeps_an_exact_head(tmp_path):
     logits, classes, raw = CAM().run(loaded, x, top_k=2)
     torch.testing.assert_close(logits, model(x))
     assert float(check_identity(raw, logits, classes, get_adapter(loaded).cam_bias)) <= 2e-5 * float(logits.abs().max())
+
+
+def test_cli_explains_a_vit_checkpoint_with_gradcam(tmp_path, picture):
+    """A class-token ViT checkpoint through the CLI: CAM refused in one line (exit 2), Grad-CAM names its layer."""
+    from camloc.cli import main
+
+    torch.manual_seed(0)
+    kwargs = {"img_size": 64, "num_classes": 3, "depth": 2}
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, **kwargs)
+    save_checkpoint(
+        tmp_path / "deit", model.state_dict(), {"architecture": "deit_tiny_patch16_224", "arch_kwargs": kwargs}
+    )
+    common = [picture, "--model", str(tmp_path / "deit"), "--no-images", "--format", "json", "--quiet"]
+    assert main(["explain", *common, "--out", str(tmp_path / "cam")]) == 2
+    assert main(["explain", *common, "--method", "gradcam", "--out", str(tmp_path / "out")]) == 0
+    record = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert record["settings"]["layer"] == "blocks.1.norm1" and record["settings"]["fixed_input_size"] == [64, 64]
+    assert len(record["predictions"]) == 3
