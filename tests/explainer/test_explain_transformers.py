@@ -38,7 +38,8 @@ def test_fixed_size_vit_explains_a_whole_rectangular_picture(picture):
 
 def test_dynamic_size_vit_keeps_the_aspect_and_map_passes(picture):
     model = _vit(img_size=64, dynamic_img_size=True)
-    model.camloc_info = camloc.models.zoo.ModelInfo("vit", preprocess=camloc.preprocess.Preprocess(input_size=64))
+    info = camloc.models.zoo.ModelInfo("vit", preprocess=camloc.preprocess.Preprocess(input_size=64))
+    model.camloc_info = info  # type: ignore[assignment]  # a plain attribute, as camloc.load sets it
     res = camloc.explain(model, picture, top_k=1, map_sizes=(64, 128))
     assert "fixed_input_size" not in res.settings
     assert tuple(res.raw.shape) == (1, 1, 4, 5)  # 64x85 -> 64x80 input (patch multiples): 4x5 patches

@@ -99,7 +99,7 @@ def explain(
     if fixed is not None:
         settings["fixed_input_size"] = list(fixed)
     images, batch = _as_batch(inputs)
-    n = len(images) if images is not None else batch.shape[0]
+    n = len(images) if images is not None else len(batch) if batch is not None else 0
     if fixed is not None and batch is not None and tuple(batch.shape[-2:]) != fixed:
         raise InputError(
             f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, got a {batch.shape[-2]}x{batch.shape[-1]} "
@@ -110,12 +110,14 @@ def explain(
 
     with eval_mode(model):
         if images is None:
+            assert batch is not None
             groups = [(list(range(n)), batch.to(device))]
         else:
             tensors = [image_to_tensor(im, native, info.preprocess, _size_for(model, im, native)) for im in images]
             groups = _group_by_shape(tensors, device, dtype)
         parts = []
         for group_idx, group_x in groups:
+            subgroups: list[tuple[list[int], Tensor, Tensor | None]]
             if min_score is None:
                 chosen = None if target_tensor is None else target_tensor[group_idx].to(device)
                 subgroups = [(group_idx, group_x, chosen)]
@@ -123,32 +125,34 @@ def explain(
                 subgroups = _classes_above(model, group_x, group_idx, scores, float(min_score))
             for idx, x, chosen_targets in subgroups:
                 logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
-                out_size = tuple(x.shape[-2:]) if images is None else None
+                out_size = (int(x.shape[-2]), int(x.shape[-1])) if images is None else None
                 combined = _map_passes(
                     model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size
                 )
                 maps, boxes = _maps_and_boxes(combined, box_rule)
                 parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
 
+    out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
+    out_boxes: Tensor | list[Tensor]
     if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
-        _, all_logits, classes, raw, maps, boxes = parts[0]
+        _, all_logits, out_classes, raw, maps, out_boxes = parts[0]
     else:
         order = {i: (p, j) for p, part in enumerate(parts) for j, i in enumerate(part[0])}
         pick = [order[i] for i in range(n)]
         all_logits = torch.stack([parts[p][1][j] for p, j in pick])
-        classes = _stack_if_same([parts[p][2][j] for p, j in pick])
-        raw = _stack_if_same([parts[p][3][j] for p, j in pick])
+        out_classes = _stack_if_same([parts[p][2][j] for p, j in pick])
+        raw = _stack_if_same([parts[p][3][j] for p, j in pick])  # type: ignore[assignment]  # Result takes either
         maps = _stack_if_same([parts[p][4][j] for p, j in pick])
-        boxes = _stack_if_same([parts[p][5][j] for p, j in pick])
+        out_boxes = _stack_if_same([parts[p][5][j] for p, j in pick])
     sizes = [tuple(m.shape[-2:]) for m in maps]
     probs = _probabilities(all_logits, scores)
     return Result(
-        classes=classes,
-        scores=_gather(probs, classes),
-        logits=_gather(all_logits, classes),
+        classes=out_classes,
+        scores=_gather(probs, out_classes),
+        logits=_gather(all_logits, out_classes),
         raw=raw,
         maps=maps,
-        boxes=boxes,
+        boxes=out_boxes,
         all_logits=all_logits,
         sizes=sizes,
         info=info,
@@ -170,7 +174,7 @@ def _gather(values: Tensor, classes: Tensor | list[Tensor]) -> Tensor | list[Ten
 
 def _classes_above(
     model: nn.Module, x: Tensor, idx: list[int], kind: ScoreKind, min_score: float
-) -> list[tuple[list[int], Tensor, Tensor]]:
+) -> list[tuple[list[int], Tensor, Tensor | None]]:
     """(image indices, their inputs, their classes (b, k)) per number k of classes whose score reaches
     `min_score` (best first; the best class alone when none does), from one classification pass."""
     with torch.no_grad():
@@ -180,7 +184,7 @@ def _classes_above(
         order = probs[j].argsort(descending=True)
         k = max(1, int((probs[j] >= min_score).sum()))
         by_count.setdefault(k, []).append((j, order[:k]))
-    out = []
+    out: list[tuple[list[int], Tensor, Tensor | None]] = []
     for rows in by_count.values():
         local = [j for j, _ in rows]
         out.append(([idx[j] for j in local], x[local], torch.stack([c for _, c in rows])))
@@ -214,12 +218,13 @@ def _map_passes(
     out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
     same = len(set(out_sizes)) == 1
     passes: list = []
+    assert all(size is not None for size in out_sizes)
     for s in sizes or (native,):
         pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
         if same:  # one batched op
-            passes.append(upsample(pass_raw.float(), out_sizes[0]))
+            passes.append(upsample(pass_raw.float(), out_sizes[0]))  # type: ignore[arg-type]  # checked above
         else:
-            passes.append([upsample(pass_raw[j : j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])
+            passes.append([upsample(pass_raw[j : j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])  # type: ignore[arg-type]
     if same:
         return combine_passes(passes, relu=relu)
     return [combine_passes([p[j] for p in passes], relu=relu) for j in range(len(idx))]
@@ -239,8 +244,8 @@ def _pass_at_size(
     if images is None:
         return mapper.maps_only(model, resize_batch(x, size), classes)
     pre = info_of(model).preprocess
-    xs = [image_to_tensor(images[i], size, pre, _size_for(model, images[i], size)) for i in idx]
-    xs = torch.stack(xs).to(device=x.device, dtype=x.dtype)
+    tensors = [image_to_tensor(images[i], size, pre, _size_for(model, images[i], size)) for i in idx]
+    xs = torch.stack(tensors).to(device=x.device, dtype=x.dtype)
     return mapper.maps_only(model, xs, classes)
 
 

@@ -170,7 +170,7 @@ def _default_layer(model: nn.Module) -> TargetLayer:
     return TargetLayer(spatial[-1])
 
 
-def _as_map(out: Tensor, model: nn.Module, size: tuple[int, int]) -> Tensor | None:
+def _as_map(out: Tensor, model: nn.Module, size: tuple[int, ...]) -> Tensor | None:
     try:
         return infer_layout(out, model, size).apply(out)
     except InputError:

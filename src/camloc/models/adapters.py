@@ -24,6 +24,7 @@ import contextlib
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -70,12 +71,13 @@ class CamAdapter:
     @property
     def weight(self) -> Tensor:
         """(K, C) linear weights (a 1x1 convolution's kernel is squeezed)."""
-        w = self.linear.weight
+        w = cast(Tensor, self.linear.weight)
         return w.flatten(1) if w.dim() == 4 else w
 
     @property
     def bias(self) -> Tensor | None:
-        return self.linear.bias
+        bias = cast("Tensor | None", self.linear.bias)
+        return bias
 
     @property
     def num_classes(self) -> int:
@@ -127,8 +129,9 @@ class CamAdapter:
     def forward_raw(self, x: Tensor) -> tuple[Tensor, Tensor, MapLayout]:
         """(the feature layer's own output, logits, its layout): the tensor autograd can differentiate."""
         if self.use_timm:
-            raw = self.model.forward_features(x)
-            logits = self.model.forward_head(raw)
+            timm_model: Any = self.model  # timm's forward_features / forward_head
+            raw = timm_model.forward_features(x)
+            logits = timm_model.forward_head(raw)
             return raw, logits, infer_layout(raw, self.model, tuple(x.shape[-2:]), "forward_features")
         with capture_output(self.model, self.feature_layer) as store:
             out = self.model(x)
@@ -143,7 +146,7 @@ class CamAdapter:
     def features(self, x: Tensor) -> Tensor:
         """Only the feature map (a later pass at another size needs no logits)."""
         if self.use_timm:
-            raw = self.model.forward_features(x)
+            raw = cast(Any, self.model).forward_features(x)
             return infer_layout(raw, self.model, tuple(x.shape[-2:]), "forward_features").apply(raw)
         return self.forward(x)[0]
 
@@ -178,7 +181,7 @@ def as_logits(out: object) -> Tensor:
 def capture_output(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
     """Record `layer`'s output during a forward pass; the hook is removed whatever happens."""
     module = get_module(model, layer)
-    store: dict[str, Tensor] = {}
+    store: dict[str, Any] = {}
 
     def hook(_m: nn.Module, _i: object, output: object) -> None:
         store["out"] = output
@@ -271,7 +274,8 @@ def _is_timm(model: nn.Module) -> bool:
 
 def _timm_adapter(model: nn.Module) -> CamAdapter:
     name = type(model).__name__
-    clf = model.get_classifier()
+    timm_model: Any = model
+    clf = timm_model.get_classifier()
     if isinstance(clf, nn.Identity) or clf is None:
         raise HeadError(f"{name} has no classifier (num_classes=0); {ADVICE}")
     if not _is_linear_like(clf):
@@ -292,7 +296,7 @@ def _timm_adapter(model: nn.Module) -> CamAdapter:
         if pool not in ("avg", "", None):
             raise HeadError(f"{name} pools with '{pool}', not an average; {ADVICE}")
     probe = _probe_input(model)
-    raw = model.forward_features(probe)
+    raw = timm_model.forward_features(probe)
     try:
         infer_layout(raw, model, tuple(probe.shape[-2:]), f"{name}.forward_features")
     except InputError as exc:
@@ -317,7 +321,7 @@ def _head_modules(model: nn.Module, feats: Tensor, clf: nn.Module) -> tuple[list
         if mod_name and not any(True for _ in m.children()):  # leaves only
             handles.append(m.register_forward_hook(lambda mod, _i, _o, n=mod_name: called.append((n, mod))))
     try:
-        model.forward_head(feats)
+        cast(Any, model).forward_head(feats)
     finally:
         for h in handles:
             h.remove()
@@ -383,8 +387,9 @@ def _recorded_adapter(model: nn.Module, feature_layer: str | None, linear_layer:
     if feature_layer is None:
         norm_idx = _norm_feeding(calls[:lin_idx], pooled)
         if norm_idx is not None:  # "pool -> LayerNorm -> linear" (torchvision ConvNeXt): the norm's input is pooled
-            norm = calls[norm_idx][1]
-            pooled = calls[norm_idx][2].flatten(1)
+            _name, norm, norm_in, _out = calls[norm_idx]
+            assert norm_in is not None  # _norm_feeding only returns calls with a recorded input
+            pooled = norm_in.flatten(1)
             lin_idx = norm_idx
 
     candidates = calls[:lin_idx]

@@ -55,7 +55,7 @@ class MapLayout:
 NCHW = MapLayout()
 
 
-def _same_aspect(a: int, b: int, size: tuple[int, int]) -> bool:
+def _same_aspect(a: int, b: int, size: tuple[int, ...]) -> bool:
     """Is an (a, b) grid the (H, W) input seen at one stride (within the rounding of a small grid)?"""
     if a <= 0 or b <= 0:
         return False
@@ -63,17 +63,18 @@ def _same_aspect(a: int, b: int, size: tuple[int, int]) -> bool:
     return abs(sa - sb) <= 0.25 * max(sa, sb) + 1e-9
 
 
-def _patch_grid(model: nn.Module, size: tuple[int, int]) -> tuple[int, int] | None:
+def _patch_grid(model: nn.Module, size: tuple[int, ...]) -> tuple[int, int] | None:
     pe = getattr(model, "patch_embed", None)
     if pe is not None and hasattr(pe, "dynamic_feat_size") and getattr(pe, "patch_size", None) is not None:
-        return tuple(int(v) for v in pe.dynamic_feat_size(size))  # type: ignore[return-value]
+        gh, gw = pe.dynamic_feat_size((size[0], size[1]))
+        return int(gh), int(gw)
     patch = getattr(model, "patch_size", None)  # torchvision VisionTransformer: an int
     if isinstance(patch, int) and patch > 0:
         return size[0] // patch, size[1] // patch
     return None
 
 
-def _factor_grid(n: int, size: tuple[int, int]) -> tuple[int, int] | None:
+def _factor_grid(n: int, size: tuple[int, ...]) -> tuple[int, int] | None:
     """The factorisation h * w = n closest to the input's aspect, if any is close."""
     best = None
     for h in range(1, math.isqrt(n) + 1):
@@ -87,7 +88,7 @@ def _factor_grid(n: int, size: tuple[int, int]) -> tuple[int, int] | None:
     return None if best is None else best[1]
 
 
-def infer_layout(out: Tensor, model: nn.Module, size: tuple[int, int], where: str = "") -> MapLayout:
+def infer_layout(out: Tensor, model: nn.Module, size: tuple[int, ...], where: str = "") -> MapLayout:
     """The layout of `out`, a layer's output for an input of spatial size `size` (H, W). Raises `InputError`
     when it is not a spatial map or a token sequence that can be placed on a grid."""
     where = where or f"a layer of {type(model).__name__}"
