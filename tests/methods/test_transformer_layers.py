@@ -188,3 +188,26 @@ def test_torchvision_vit_default_layer_and_agreement():
     classes = torch.tensor([[1, 2], [3, 4]])
     theirs = pgc_maps(pgc.GradCAM, model, layer, x, classes, vit_reshape(4))
     assert corr(ours_like_pgc(GradCAM(), model, x, classes), theirs) > 0.999
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "size", "layer", "reshape"),
+    [
+        ("eva02_tiny_patch14_224", {"global_pool": "token", "img_size": 56}, 56, "blocks.11.norm1", vit_reshape(4)),
+        ("convnext_atto", {}, 96, "stages", None),
+    ],
+)
+def test_default_layers_of_eva_and_convnext_match_pytorch_grad_cam(name, kwargs, size, layer, reshape):
+    """The default layer on a class-token EVA (its last block's norm1) and on ConvNeXt (the pooled map, through a
+    LayerNorm head: autograd, no closed form), against pytorch-grad-cam on that layer."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs).eval()
+    with torch.no_grad():
+        model.get_classifier().weight.mul_(1e3)
+    assert default_layer_name(model) == layer
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(7))
+    classes = torch.tensor([[1, 2], [3, 4]])
+    for ours in (GradCAM, XGradCAM):
+        theirs = pgc_maps(getattr(pgc, PGC[ours]), model, layer, x, classes, reshape)
+        assert float(theirs.amax()) > 0.99
+        assert corr(ours_like_pgc(ours(), model, x, classes), theirs) > 0.999
