@@ -8,6 +8,9 @@ Two passes at most, both visible settings:
    passes are averaged, and `maps` is that average min-max normalised. Boxes threshold the average: at a fraction
    of its range ("minmax") or of its maximum ("max"); with one pass these are the two readings of the paper's
    "20% of the max" on the raw CAM. `map_sizes=()` uses pass 1 alone.
+
+Images of any sizes are batched in every pass: one batch per input shape at that pass's size (no padding: it would
+change the pooled features), and the maps are upsampled, combined, normalised and boxed in one batch per image size.
 """
 
 from __future__ import annotations
@@ -101,102 +104,134 @@ def explain(
     n = len(images) if images is not None else batch.shape[0]
     target_tensor = _targets_tensor(targets, n)
     device, dtype = _device_dtype(model)
+    pre = info.preprocess
+    if images is None:
+        out_sizes = [tuple(batch.shape[-2:])] * n
+    else:
+        out_sizes = [(im.height, im.width) for im in images]
 
     with eval_mode(model):
+        # pass 1: classification at the native size, one batch per input shape
         if images is None:
-            groups = [(list(range(n)), batch.to(device))]
+            native_buckets = [(list(range(n)), batch.to(device))]
         else:
-            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
-        parts = []
-        for idx, x in groups:
+            native_buckets = _group_by_shape([image_to_tensor(im, native, pre) for im in images], device, dtype)
+        logits_parts, classes_parts, raw_buckets = [], [], []
+        for idx, x in native_buckets:
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
-            out_size = tuple(x.shape[-2:]) if images is None else None
-            combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
-            maps, boxes = _maps_and_boxes(combined, threshold, threshold_mode)
-            parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
+            logits_parts.append((idx, logits))
+            classes_parts.append((idx, classes))
+            raw_buckets.append((idx, raw))
+        all_logits = _in_order(logits_parts, n)
+        classes = _in_order(classes_parts, n)
 
-    if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
-        _, all_logits, classes, raw, maps, boxes = parts[0]
+        # map passes: each size batched by the images' shapes at that size, upsampled per output-size group
+        out_groups = _group_indices(out_sizes)
+        passes: list[list[Tensor]] = [[] for _ in out_groups]
+        for s in sizes_setting or (native,):
+            if s == native:
+                buckets = raw_buckets
+            else:
+                buckets = _pass_at_size(model, mapper, batch, classes, images, s, device, dtype)
+            for g, up in enumerate(_upsample_to_groups(buckets, out_groups, out_sizes)):
+                passes[g].append(up)
+        group_maps, group_boxes = [], []
+        for g_passes in passes:
+            maps_g, boxes_g = _maps_and_boxes(combine_passes(g_passes, relu=relu), threshold, threshold_mode)
+            group_maps.append(maps_g)
+            group_boxes.append(boxes_g)
+
+    if len(out_groups) == 1:  # one output size: the batched tensors are the result, no re-stacking
+        maps: Tensor | list[Tensor] = group_maps[0]
     else:
-        order = {i: (p, j) for p, part in enumerate(parts) for j, i in enumerate(part[0])}
-        pick = [order[i] for i in range(n)]
-        all_logits = torch.stack([parts[p][1][j] for p, j in pick])
-        classes = torch.stack([parts[p][2][j] for p, j in pick])
-        raw = _stack_if_same([parts[p][3][j] for p, j in pick])
-        maps = _stack_if_same([parts[p][4][j] for p, j in pick])
-        boxes = torch.stack([parts[p][5][j] for p, j in pick])
-    sizes = [tuple(m.shape[-2:]) for m in maps]
+        where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
+        maps = [group_maps[where[i][0]][where[i][1]] for i in range(n)]
+    boxes = _in_order(list(zip(out_groups, group_boxes)), n).to(device)
+    if len(raw_buckets) == 1:
+        raw_out: Tensor | list[Tensor] = raw_buckets[0][1]
+    else:
+        where = {i: (b, j) for b, (idx, _) in enumerate(raw_buckets) for j, i in enumerate(idx)}
+        raw_out = _stack_if_same([raw_buckets[where[i][0]][1][where[i][1]] for i in range(n)])
     return Result(
         classes=classes,
         scores=all_logits.softmax(dim=1).gather(1, classes),
         logits=all_logits.gather(1, classes),
-        raw=raw,
+        raw=raw_out,
         maps=maps,
         boxes=boxes,
         all_logits=all_logits,
-        sizes=sizes,
+        sizes=list(out_sizes),
         info=info,
         settings=settings,
     )
 
 
-def _maps_and_boxes(
-    combined: Tensor | list[Tensor], threshold: float, mode: ThresholdMode
-) -> tuple[Tensor | list[Tensor], Tensor]:
-    """Normalised maps and boxes of combined maps (a batched tensor, or a list when sizes differ)."""
-    if isinstance(combined, Tensor):
-        lo, hi = min_max(combined)
-        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi)
-    boxes = torch.stack([boxes_from_maps(m, threshold, mode) for m in combined])
-    return [normalize(m) for m in combined], boxes
-
-
-def _map_passes(
-    model: nn.Module,
-    mapper: MapMethod,
-    x: Tensor,
-    classes: Tensor,
-    raw: Tensor,
-    images: list[Image.Image] | None,
-    idx: list[int],
-    native: int,
-    sizes: tuple[int, ...],
-    relu: bool,
-    out_size: tuple[int, int] | None,
-) -> Tensor | list[Tensor]:
-    """The combined maps (`engine.combine_passes`) at the output sizes: one (b, k, H, W) tensor when every image
-    of the group has the same size, else a list of (k, H_i, W_i)."""
-    out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
-    same = len(set(out_sizes)) == 1
-    passes: list = []
-    for s in sizes or (native,):
-        pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
-        if same:  # one batched op
-            passes.append(upsample(pass_raw.float(), out_sizes[0]))
-        else:
-            passes.append([upsample(pass_raw[j : j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])
-    if same:
-        return combine_passes(passes, relu=relu)
-    return [combine_passes([p[j] for p in passes], relu=relu) for j in range(len(idx))]
+def _maps_and_boxes(combined: Tensor, threshold: float, mode: ThresholdMode) -> tuple[Tensor, Tensor]:
+    """Normalised maps and boxes of a batch of combined maps (b, k, H, W) of one size."""
+    lo, hi = min_max(combined)
+    return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi)
 
 
 def _pass_at_size(
     model: nn.Module,
     mapper: MapMethod,
-    x: Tensor,
+    batch: Tensor | None,
     classes: Tensor,
     images: list[Image.Image] | None,
-    idx: list[int],
     size: int,
-) -> Tensor:
-    """Raw maps of `classes` from a pass whose input's shorter side is `size` (images re-preprocessed from the
-    originals; a tensor input is resized)."""
+    device: torch.device,
+    dtype: torch.dtype,
+) -> list[tuple[list[int], Tensor]]:
+    """Raw maps of `classes` from a pass whose input's shorter side is `size`, one batch per input shape at that
+    size (images re-preprocessed from the originals; a tensor input is resized). Returns (indices, (b, k, h, w))."""
     if images is None:
-        return mapper.maps_only(model, resize_batch(x, size), classes)
+        return [(list(range(batch.shape[0])), mapper.maps_only(model, resize_batch(batch.to(device), size), classes))]
     pre = info_of(model).preprocess
-    xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(device=x.device, dtype=x.dtype)
-    return mapper.maps_only(model, xs, classes)
+    buckets = _group_by_shape([image_to_tensor(im, size, pre) for im in images], device, dtype)
+    return [(idx, mapper.maps_only(model, xs, classes[idx])) for idx, xs in buckets]
+
+
+def _upsample_to_groups(
+    buckets: list[tuple[list[int], Tensor]], out_groups: list[list[int]], out_sizes: list[tuple[int, int]]
+) -> list[Tensor]:
+    """Raw maps of one pass, given per input-shape bucket, upsampled to the output sizes: one (b, k, H, W) float
+    tensor per output group (in the group's order). One batched upsampling per (bucket, output size) pair."""
+    pieces: list[list[tuple[list[int], Tensor]]] = [[] for _ in out_groups]
+    group_of = {i: g for g, idx in enumerate(out_groups) for i in idx}
+    for idx, raw in buckets:
+        by_group: dict[int, list[int]] = {}
+        for j, i in enumerate(idx):
+            by_group.setdefault(group_of[i], []).append(j)
+        for g, pos in by_group.items():
+            part = raw if len(pos) == len(idx) else raw[pos]
+            pieces[g].append(([idx[j] for j in pos], upsample(part.float(), out_sizes[out_groups[g][0]])))
+    out = []
+    for g, idx in enumerate(out_groups):
+        if len(pieces[g]) == 1 and pieces[g][0][0] == idx:
+            out.append(pieces[g][0][1])
+        else:
+            out.append(_in_order(pieces[g], idx))
+    return out
+
+
+def _in_order(parts: list[tuple[list[int], Tensor]], order: int | list[int]) -> Tensor:
+    """Rows of per-bucket tensors (indices, (b, ...)) gathered into the order `order` (a list of indices, or
+    range(n) given as n); no copy when one bucket already is in that order."""
+    order = list(range(order)) if isinstance(order, int) else order
+    if len(parts) == 1 and parts[0][0] == order:
+        return parts[0][1]
+    stacked = torch.cat([t for _, t in parts])
+    position = {i: p for p, i in enumerate(i for idx, _ in parts for i in idx)}
+    return stacked[torch.tensor([position[i] for i in order], device=stacked.device)]
+
+
+def _group_indices(keys: list) -> list[list[int]]:
+    """Indices of equal keys, groups in order of first appearance, indices ascending."""
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    return list(groups.values())
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
@@ -230,10 +265,8 @@ def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) ->
 
 def _group_by_shape(tensors: list[Tensor], device: torch.device, dtype: torch.dtype) -> list[tuple[list[int], Tensor]]:
     """Batch the images whose preprocessed shapes agree (no padding: it would change the pooled features)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault(tuple(t.shape), []).append(i)
-    return [(idx, torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)) for idx in groups.values()]
+    groups = _group_indices([tuple(t.shape) for t in tensors])
+    return [(idx, torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)) for idx in groups]
 
 
 def _stack_if_same(items: list[Tensor]) -> Tensor | list[Tensor]:

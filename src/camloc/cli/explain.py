@@ -140,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def explain_batch(model, batch: list, targets: list[int] | None, map_sizes, args: argparse.Namespace) -> int:
-    """Explain and write one batch; if the batch fails as a whole, retry image by image. Returns failures."""
+    """Explain and write one batch (`explain` batches images of any sizes itself). If the batch fails as a whole
+    for a reason that is not a setting (say, memory), say so and retry image by image, so that one image cannot
+    take down the others. Returns failures."""
     if not batch:
         return 0
     images = [im for _, _, im in batch]
@@ -160,9 +162,11 @@ def explain_batch(model, batch: list, targets: list[int] | None, map_sizes, args
     except InputError:
         raise  # a setting that is wrong for every image (bad class, bad method, head): stop with its message
     except Exception as exc:  # noqa: BLE001 - one image must not take down the batch
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
         if len(batch) == 1:
-            print(f"camloc: skipped {batch[0][0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"camloc: skipped {batch[0][0]}: {reason}", file=sys.stderr)
             return 1
+        print(f"camloc: a batch of {len(batch)} images failed ({reason}); retrying them one at a time", file=sys.stderr)
         return sum(explain_batch(model, [item], targets, map_sizes, args) for item in batch)
     for i, (path, stem, image) in enumerate(batch):
         if not args.no_images:
