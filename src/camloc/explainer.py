@@ -168,9 +168,12 @@ def explain(
 
 
 def _maps_and_boxes(combined: Tensor, threshold: float, mode: ThresholdMode) -> tuple[Tensor, Tensor]:
-    """Normalised maps and boxes of a batch of combined maps (b, k, H, W) of one size."""
+    """Normalised maps and boxes of a batch of combined maps (b, k, H, W) of one size; `combined` is ours (made by
+    the upsampling or the combination) and is normalised in place, after the boxes are taken from it."""
     lo, hi = min_max(combined)
-    return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi)
+    boxes = boxes_from_maps(combined, threshold, mode, lo, hi)
+    # (not under autograd: the extremes' gradients need the maps as they were)
+    return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes
 
 
 def _pass_at_size(
@@ -205,7 +208,10 @@ def _upsample_to_groups(
             by_group.setdefault(group_of[i], []).append(j)
         for g, pos in by_group.items():
             part = raw if len(pos) == len(idx) else raw[pos]
-            pieces[g].append(([idx[j] for j in pos], upsample(part.float(), out_sizes[out_groups[g][0]])))
+            up = upsample(part.float(), out_sizes[out_groups[g][0]])
+            if up is raw:  # maps already at the output size: a copy, since the maps are normalised in place
+                up = up.clone()
+            pieces[g].append(([idx[j] for j in pos], up))
     out = []
     for g, idx in enumerate(out_groups):
         if len(pieces[g]) == 1 and pieces[g][0][0] == idx:
