@@ -28,15 +28,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 import camloc
-from camloc import writers
-from camloc.boxes import boxes_from_maps
+from camloc.boxes import DEFAULT_BOX_RULE, boxes_from_maps
 from camloc.engine import min_max, normalize, upsample
-from camloc.explainer import DEFAULT_MAP_SIZES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE, _group_by_shape
+from camloc.explainer import writers
+from camloc.explainer.passes import DEFAULT_MAP_SIZES, _group_by_shape
 from camloc.io import load_image
 from camloc.methods import CAM
 from camloc.models.zoo import info_of
@@ -149,10 +148,7 @@ def profile_stages(model: torch.nn.Module, paths: list[Path], out: Path, repeats
     timed("normalise", lambda: [normalize(u, lo=lo, hi=hi) for u, (lo, hi) in zip(ups, limits, strict=True)])
     timed(
         "boxes",
-        lambda: [
-            boxes_from_maps(u, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE, lo, hi)
-            for u, (lo, hi) in zip(ups, limits, strict=True)
-        ],
+        lambda: [boxes_from_maps(u, DEFAULT_BOX_RULE, lo, hi) for u, (lo, hi) in zip(ups, limits, strict=True)],
     )
     res = camloc.explain(model, paths, top_k=TOP_K, map_sizes=())
     timed(
@@ -204,7 +200,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    np.random.seed(0)
     model = camloc.load("default")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     photos_section(model, args.rounds)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class DistContext:
 
     rank: int = 0
     world: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # noqa: RUF009 - an immutable value, shared safely
 
     @property
     def is_main(self) -> bool:
@@ -68,11 +68,13 @@ def setup(preference: str = "auto") -> DistContext:
 
 
 def teardown(ctx: DistContext) -> None:
+    """Destroy the process group this job created (a live one aborts the process at exit)."""
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(ctx: DistContext) -> None:
+    """Wait for every process of the job (a no-op for one process)."""
     if ctx.distributed:
         dist.barrier()
 

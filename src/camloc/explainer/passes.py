@@ -1,0 +1,262 @@
+"""`camloc.explain`: classes, scores, maps and boxes for a batch of images, through one path.
+
+Two passes at most, both visible settings:
+1. the classification pass at the model's native size (shorter side = its input size, aspect kept) gives the
+   logits, the chosen classes and `raw`, the maps at feature resolution for which the CAM identity holds;
+2. map passes at the sizes in `map_sizes` (shorter sides; a size equal to the native one reuses pass 1) give
+   `maps`: each pass is upsampled to the image size (ReLU'd if asked) and divided by its largest magnitude; the
+   passes are averaged, and `maps` is that average min-max normalised. Boxes threshold the average: at a fraction
+   of its range ("minmax") or of its maximum ("max"); with one pass these are the two readings of the paper's
+   "20% of the max" on the raw CAM. `map_sizes=()` uses pass 1 alone.
+
+Images of any sizes are batched in every pass: one batch per input shape at that pass's size (no padding: it would
+change the pooled features), and the maps are upsampled, combined, normalised and boxed in one batch per image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, boxes_from_maps
+from camloc.engine import combine_passes, min_max, normalize, upsample
+from camloc.errors import InputError
+from camloc.explainer.result import Result
+from camloc.io import as_rgb_image
+from camloc.methods import MapMethod, get_method
+from camloc.models.adapters import eval_mode
+from camloc.models.zoo import info_of
+from camloc.preprocess import image_to_tensor, resize_batch
+
+ImageInput = str | PathLike | Image.Image
+Inputs = Tensor | ImageInput | Sequence[ImageInput]
+
+# Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
+DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
+DEFAULT_RELU = False
+
+
+def explain(
+    model: nn.Module,
+    inputs: Inputs,
+    top_k: int = 5,
+    targets: Tensor | Sequence[Sequence[int]] | None = None,
+    *,
+    method: str | MapMethod = "cam",
+    layer: str | None = None,
+    map_sizes: Sequence[int] | None = None,
+    relu: bool = DEFAULT_RELU,
+    box_rule: BoxRule = DEFAULT_BOX_RULE,
+) -> Result:
+    """Classify and explain images with class activation maps and boxes.
+
+    inputs: file paths, PIL images, or a preprocessed (B, 3, H, W) tensor (used as is: no hidden preprocessing).
+    top_k: how many of the best classes to map; `targets` instead gives explicit classes, one list per image
+    (or a (B, k) tensor). map_sizes: shorter sides of the map passes (None: the measured default; () : the
+    classification pass only). relu: clip negative evidence before normalising. box_rule: the
+    threshold rule of the boxes (`camloc.boxes.BoxRule`). The model is left as found (train/eval flags restored).
+    """
+    info = info_of(model)
+    mapper = get_method(method, layer=layer)
+    native = info.preprocess.input_size
+    sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+    settings = {
+        "method": getattr(mapper, "name", str(method)),
+        "map_sizes": list(sizes_setting),
+        "relu": relu,
+        "threshold": box_rule.threshold,
+        "threshold_mode": box_rule.mode,
+        "native_size": native,
+    }
+    images, batch = _as_batch(inputs)
+    n = len(images) if images is not None else len(batch) if batch is not None else 0
+    target_tensor = _targets_tensor(targets, n)
+    device, dtype = _device_dtype(model)
+    if images is None:
+        assert batch is not None
+        out_sizes = [(int(batch.shape[-2]), int(batch.shape[-1]))] * n
+    else:
+        out_sizes = [(im.height, im.width) for im in images]
+
+    with eval_mode(model):
+        # pass 1: classification at the native size, one batch per input shape
+        if images is None:
+            assert batch is not None
+            native_buckets = [(list(range(n)), batch.to(device))]
+        else:
+            native_buckets = _group_by_shape(
+                [image_to_tensor(im, native, info.preprocess) for im in images], device, dtype
+            )
+        logits_parts, classes_parts, raw_buckets = [], [], []
+        for idx, x in native_buckets:
+            chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
+            logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
+            logits_parts.append((idx, logits))
+            classes_parts.append((idx, classes))
+            raw_buckets.append((idx, raw))
+        all_logits = _in_order(logits_parts, list(range(n)))
+        classes = _in_order(classes_parts, list(range(n)))
+
+        # map passes: each size batched by the images' shapes at that size, upsampled per output-size group
+        out_groups = _group_indices(out_sizes)
+        passes: list[list[Tensor]] = [[] for _ in out_groups]
+        for s in sizes_setting or (native,):
+            if s == native:
+                buckets = raw_buckets
+            else:
+                buckets = _pass_at_size(model, mapper, batch, classes, images, s, device, dtype)
+            for g, up in enumerate(_upsample_to_groups(buckets, out_groups, out_sizes)):
+                passes[g].append(up)
+        group_maps, group_boxes = [], []
+        for g_passes in passes:
+            maps_g, boxes_g = _maps_and_boxes(combine_passes(g_passes, relu=relu), box_rule)
+            group_maps.append(maps_g)
+            group_boxes.append(boxes_g)
+
+    maps: Tensor | list[Tensor]
+    if len(out_groups) == 1:  # one output size: the batched tensors are the result, no re-stacking
+        maps = group_maps[0]
+    else:
+        where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
+        maps = [group_maps[where[i][0]][where[i][1]] for i in range(n)]
+    boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n))).to(device)
+    raw_out: Tensor | list[Tensor]
+    if len(raw_buckets) == 1:
+        raw_out = raw_buckets[0][1]
+    else:
+        at = {i: (b, j) for b, (idx, _) in enumerate(raw_buckets) for j, i in enumerate(idx)}
+        raw_out = _stack_if_same([raw_buckets[at[i][0]][1][at[i][1]] for i in range(n)])
+    return Result(
+        classes=classes,
+        scores=all_logits.softmax(dim=1).gather(1, classes),
+        logits=all_logits.gather(1, classes),
+        raw=raw_out,
+        maps=maps,
+        boxes=boxes,
+        all_logits=all_logits,
+        sizes=list(out_sizes),
+        info=info,
+        settings=settings,
+    )
+
+
+def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor]:
+    """Normalised maps and boxes of a batch of combined maps (b, k, H, W) of one size; `combined` is ours (made by
+    the upsampling or the combination) and is normalised in place, after the boxes are taken from it."""
+    lo, hi = min_max(combined)
+    boxes = boxes_from_maps(combined, rule, lo, hi)
+    # (not under autograd: the extremes' gradients need the maps as they were)
+    return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes
+
+
+def _pass_at_size(
+    model: nn.Module,
+    mapper: MapMethod,
+    batch: Tensor | None,
+    classes: Tensor,
+    images: list[Image.Image] | None,
+    size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> list[tuple[list[int], Tensor]]:
+    """Raw maps of `classes` from a pass whose input's shorter side is `size`, one batch per input shape at that
+    size (images re-preprocessed from the originals; a tensor input is resized). Returns (indices, (b, k, h, w))."""
+    if images is None:
+        assert batch is not None
+        x = resize_batch(batch.to(device), size)
+        return [(list(range(batch.shape[0])), mapper.maps_only(model, x, classes))]
+    pre = info_of(model).preprocess
+    buckets = _group_by_shape([image_to_tensor(im, size, pre) for im in images], device, dtype)
+    return [(idx, mapper.maps_only(model, xs, classes[idx])) for idx, xs in buckets]
+
+
+def _upsample_to_groups(
+    buckets: list[tuple[list[int], Tensor]], out_groups: list[list[int]], out_sizes: list[tuple[int, int]]
+) -> list[Tensor]:
+    """Raw maps of one pass, given per input-shape bucket, upsampled to the output sizes: one (b, k, H, W) float
+    tensor per output group (in the group's order). One batched upsampling per (bucket, output size) pair."""
+    pieces: list[list[tuple[list[int], Tensor]]] = [[] for _ in out_groups]
+    group_of = {i: g for g, idx in enumerate(out_groups) for i in idx}
+    for idx, raw in buckets:
+        by_group: dict[int, list[int]] = {}
+        for j, i in enumerate(idx):
+            by_group.setdefault(group_of[i], []).append(j)
+        for g, pos in by_group.items():
+            part = raw if len(pos) == len(idx) else raw[pos]
+            up = upsample(part.float(), out_sizes[out_groups[g][0]])
+            if up is raw:  # maps already at the output size: a copy, since the maps are normalised in place
+                up = up.clone()
+            pieces[g].append(([idx[j] for j in pos], up))
+    return [
+        pieces[g][0][1] if len(pieces[g]) == 1 and pieces[g][0][0] == idx else _in_order(pieces[g], idx)
+        for g, idx in enumerate(out_groups)
+    ]
+
+
+def _in_order(parts: list[tuple[list[int], Tensor]], order: list[int]) -> Tensor:
+    """Rows of per-bucket tensors (indices, (b, ...)) gathered into the order of `order` (image indices); no copy
+    when one bucket already is in that order."""
+    if len(parts) == 1 and parts[0][0] == order:
+        return parts[0][1]
+    stacked = torch.cat([t for _, t in parts])
+    position = {i: p for p, i in enumerate(i for idx, _ in parts for i in idx)}
+    return stacked[torch.tensor([position[i] for i in order], device=stacked.device)]
+
+
+def _group_indices(keys: list) -> list[list[int]]:
+    """Indices of equal keys, groups in order of first appearance, indices ascending."""
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    return list(groups.values())
+
+
+def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
+    if isinstance(inputs, Tensor):
+        if inputs.dim() == 3:
+            inputs = inputs.unsqueeze(0)
+        if inputs.dim() != 4 or inputs.shape[1] != 3:
+            raise InputError(f"a tensor input must be (B, 3, H, W), got {tuple(inputs.shape)}")
+        return None, inputs
+    items = [inputs] if isinstance(inputs, (str, PathLike, Image.Image)) else list(inputs)
+    if not items:
+        raise InputError("no images given")
+    return [as_rgb_image(it) for it in items], None
+
+
+def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) -> Tensor | None:
+    if targets is None:
+        return None
+    t = targets if isinstance(targets, Tensor) else None
+    if t is None:
+        rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in targets]
+        if len({len(r) for r in rows}) > 1:
+            raise InputError("every image needs the same number of target classes")
+        t = torch.tensor(rows, dtype=torch.long)
+    if t.dim() == 1:
+        t = t[:, None]
+    if t.shape[0] != n:
+        raise InputError(f"{t.shape[0]} target lists for {n} images: give one list of classes per image")
+    return t.long()
+
+
+def _group_by_shape(tensors: list[Tensor], device: torch.device, dtype: torch.dtype) -> list[tuple[list[int], Tensor]]:
+    """Batch the images whose preprocessed shapes agree (no padding: it would change the pooled features)."""
+    groups = _group_indices([tuple(t.shape) for t in tensors])
+    return [(idx, torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)) for idx in groups]
+
+
+def _stack_if_same(items: list[Tensor]) -> Tensor | list[Tensor]:
+    return torch.stack(items) if len({tuple(t.shape) for t in items}) == 1 else items
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float type the model computes (inputs made from images follow it)."""
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        return torch.device("cpu"), torch.float32
+    return p.device, (p.dtype if p.is_floating_point() else torch.float32)
