@@ -137,3 +137,19 @@ def test_photos_of_two_shapes_at_the_map_size(default_model: torch.nn.Module) ->
     assert res.sizes == [(255, 384), (300, 451)]
     for i, im in enumerate(images):
         assert_same_as_alone(res, i, camloc.explain(default_model, [im], top_k=2, map_sizes=(640,)))
+
+
+def test_min_score_with_mixed_sizes_and_class_counts(tiny: torch.nn.Module) -> None:
+    """With `min_score` images get different numbers of classes; the passes batch by shape and count, and each
+    image gets what it gets alone."""
+    images = random_images([(40, 60), (90, 50), (40, 60), (120, 130), (90, 50)], seed=3)
+    second_best = camloc.explain(tiny, images, top_k=2, map_sizes=()).scores[:, 1]
+    threshold = float(second_best.max())  # that image gets 2 classes, the others 1
+    res = camloc.explain(tiny, images, min_score=threshold, map_sizes=(96, 224))
+    counts = [len(c) for c in res.classes]
+    assert sorted(counts) == [1, 1, 1, 1, 2]
+    for i, im in enumerate(images):
+        alone = camloc.explain(tiny, [im], min_score=threshold, map_sizes=(96, 224))
+        assert res.classes[i].tolist() == alone.classes[0].tolist()
+        torch.testing.assert_close(res.maps[i], alone.maps[0], atol=1e-3, rtol=0)
+        assert int((res.boxes[i] - alone.boxes[0]).abs().max()) <= 1

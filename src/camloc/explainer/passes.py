@@ -9,14 +9,16 @@ Two passes at most, both visible settings:
    of its range ("minmax") or of its maximum ("max"); with one pass these are the two readings of the paper's
    "20% of the max" on the raw CAM. `map_sizes=()` uses pass 1 alone.
 
-Images of any sizes are batched in every pass: one batch per input shape at that pass's size (no padding: it would
-change the pooled features), and the maps are upsampled, combined, normalised and boxed in one batch per image size.
+Images of any sizes are batched in every pass: one batch per input shape at that pass's size (and number of
+classes, with `min_score`; no padding: it would change the pooled features), and the maps are upsampled, combined,
+normalised and boxed in one batch per image size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -28,9 +30,10 @@ from camloc.errors import InputError
 from camloc.explainer.result import Result
 from camloc.io import as_rgb_image
 from camloc.methods import MapMethod, get_method
-from camloc.models.adapters import eval_mode
+from camloc.models.adapters import as_logits, eval_mode
+from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
-from camloc.preprocess import image_to_tensor, resize_batch
+from camloc.preprocess import image_to_tensor, resize_batch, scaled_size
 
 ImageInput = str | PathLike | Image.Image
 Inputs = Tensor | ImageInput | Sequence[ImageInput]
@@ -38,6 +41,8 @@ Inputs = Tensor | ImageInput | Sequence[ImageInput]
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
 DEFAULT_RELU = False
+ScoreKind = Literal["softmax", "sigmoid"]
+SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid")
 
 
 def explain(
@@ -51,6 +56,8 @@ def explain(
     map_sizes: Sequence[int] | None = None,
     relu: bool = DEFAULT_RELU,
     box_rule: BoxRule = DEFAULT_BOX_RULE,
+    scores: ScoreKind = "softmax",
+    min_score: float | None = None,
 ) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
@@ -58,24 +65,53 @@ def explain(
     top_k: how many of the best classes to map; `targets` instead gives explicit classes, one list per image
     (or a (B, k) tensor). map_sizes: shorter sides of the map passes (None: the measured default; () : the
     classification pass only). relu: clip negative evidence before normalising. box_rule: the
-    threshold rule of the boxes (`camloc.boxes.BoxRule`). The model is left as found (train/eval flags restored).
+    threshold rule of the boxes (`camloc.boxes.BoxRule`). scores: "softmax" (one label per image) or "sigmoid"
+    (multi-label models: each class its own probability). min_score: map every class whose score reaches it, best
+    first (the best class alone when none does) instead of the top-k; images may then get different numbers of
+    classes, and the per-class fields become lists of per-image tensors. The model is left as found (train/eval
+    flags restored).
     """
+    if scores not in SCORE_KINDS:
+        raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
+    if min_score is not None and (targets is not None or not 0.0 <= float(min_score) <= 1.0):
+        raise InputError("min_score must lie in [0, 1] and cannot be combined with explicit target classes")
     info = info_of(model)
     mapper = get_method(method, layer=layer)
-    native = info.preprocess.input_size
     sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+    fixed = fixed_input_size(model)
+    native = info.preprocess.input_size if fixed is None else min(fixed)
+    if fixed is not None:  # a ViT / Swin built for one input size: every image is resized whole to it
+        if map_sizes is not None and any(s != native for s in sizes_setting):
+            raise InputError(
+                f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, so map passes at other sizes "
+                f"({', '.join(map(str, sizes_setting))}) cannot run; use map sizes 'native' or build the model "
+                "with dynamic_img_size=True"
+            )
+        sizes_setting = ()
     settings = {
         "method": getattr(mapper, "name", str(method)),
+        "layer": mapper.layer_name(model),
         "map_sizes": list(sizes_setting),
         "relu": relu,
         "threshold": box_rule.threshold,
         "threshold_mode": box_rule.mode,
         "native_size": native,
+        "scores": scores,
     }
+    if min_score is not None:
+        settings["min_score"] = float(min_score)
+    if fixed is not None:
+        settings["fixed_input_size"] = list(fixed)
     images, batch = _as_batch(inputs)
     n = len(images) if images is not None else len(batch) if batch is not None else 0
+    if fixed is not None and batch is not None and tuple(batch.shape[-2:]) != fixed:
+        raise InputError(
+            f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, got a {batch.shape[-2]}x{batch.shape[-1]} "
+            "tensor; resize it or build the model with dynamic_img_size=True"
+        )
     target_tensor = _targets_tensor(targets, n)
     device, dtype = _device_dtype(model)
+
     if images is None:
         assert batch is not None
         out_sizes = [(int(batch.shape[-2]), int(batch.shape[-1]))] * n
@@ -83,65 +119,108 @@ def explain(
         out_sizes = [(im.height, im.width) for im in images]
 
     with eval_mode(model):
-        # pass 1: classification at the native size, one batch per input shape
+        # pass 1: classification at the native size, one batch per input shape (and number of classes)
         if images is None:
             assert batch is not None
             native_buckets = [(list(range(n)), batch.to(device))]
         else:
-            native_buckets = _group_by_shape(
-                [image_to_tensor(im, native, info.preprocess) for im in images], device, dtype
-            )
-        logits_parts, classes_parts, raw_buckets = [], [], []
-        for idx, x in native_buckets:
-            chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
-            logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
-            logits_parts.append((idx, logits))
-            classes_parts.append((idx, classes))
-            raw_buckets.append((idx, raw))
+            tensors = [image_to_tensor(im, native, info.preprocess, _size_for(model, im, native)) for im in images]
+            native_buckets = _group_by_shape(tensors, device, dtype)
+        logits_parts, raw_buckets = [], []
+        image_classes: list[Tensor] = [torch.empty(0)] * n  # (k_i,) per image
+        for group_idx, group_x in native_buckets:
+            subgroups: list[tuple[list[int], Tensor, Tensor | None]]
+            if min_score is None:
+                chosen = None if target_tensor is None else target_tensor[group_idx].to(device)
+                subgroups = [(group_idx, group_x, chosen)]
+            else:
+                subgroups = _classes_above(model, group_x, group_idx, scores, float(min_score))
+            for idx, x, chosen_targets in subgroups:
+                logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
+                logits_parts.append((idx, logits))
+                raw_buckets.append((idx, raw))
+                for j, i in enumerate(idx):
+                    image_classes[i] = classes[j]
         all_logits = _in_order(logits_parts, list(range(n)))
-        classes = _in_order(classes_parts, list(range(n)))
+        counts = [len(c) for c in image_classes]
 
         # map passes: each size batched by the images' shapes at that size, upsampled per output-size group
-        out_groups = _group_indices(out_sizes)
+        out_groups = _group_indices(list(zip(out_sizes, counts, strict=True)))
         passes: list[list[Tensor]] = [[] for _ in out_groups]
         for s in sizes_setting or (native,):
             if s == native:
                 buckets = raw_buckets
             else:
-                buckets = _pass_at_size(model, mapper, batch, classes, images, s, device, dtype)
+                buckets = _pass_at_size(model, mapper, batch, image_classes, images, s, device, dtype)
             for g, up in enumerate(_upsample_to_groups(buckets, out_groups, out_sizes)):
                 passes[g].append(up)
         group_maps, group_boxes = [], []
         for g_passes in passes:
             maps_g, boxes_g = _maps_and_boxes(combine_passes(g_passes, relu=relu), box_rule)
             group_maps.append(maps_g)
-            group_boxes.append(boxes_g)
+            group_boxes.append(boxes_g.to(device))
 
-    maps: Tensor | list[Tensor]
-    if len(out_groups) == 1:  # one output size: the batched tensors are the result, no re-stacking
-        maps = group_maps[0]
+    where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
+    out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
+    out_boxes: Tensor | list[Tensor]
+    # one output group: the batched tensors are the result, no re-stacking
+    maps = group_maps[0] if len(out_groups) == 1 else [group_maps[where[i][0]][where[i][1]] for i in range(n)]
+    if len(set(counts)) == 1:
+        out_classes = torch.stack(image_classes)
+        out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
     else:
-        where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
-        maps = [group_maps[where[i][0]][where[i][1]] for i in range(n)]
-    boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n))).to(device)
+        out_classes = image_classes
+        out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
     raw_out: Tensor | list[Tensor]
     if len(raw_buckets) == 1:
         raw_out = raw_buckets[0][1]
     else:
         at = {i: (b, j) for b, (idx, _) in enumerate(raw_buckets) for j, i in enumerate(idx)}
         raw_out = _stack_if_same([raw_buckets[at[i][0]][1][at[i][1]] for i in range(n)])
+    probs = _probabilities(all_logits, scores)
     return Result(
-        classes=classes,
-        scores=all_logits.softmax(dim=1).gather(1, classes),
-        logits=all_logits.gather(1, classes),
+        classes=out_classes,
+        scores=_gather(probs, out_classes),
+        logits=_gather(all_logits, out_classes),
         raw=raw_out,
         maps=maps,
-        boxes=boxes,
+        boxes=out_boxes,
         all_logits=all_logits,
         sizes=list(out_sizes),
         info=info,
         settings=settings,
     )
+
+
+def _probabilities(logits: Tensor, kind: ScoreKind) -> Tensor:
+    """(B, K) class probabilities: softmax over classes, or each class's sigmoid (multi-label)."""
+    return logits.sigmoid() if kind == "sigmoid" else logits.softmax(dim=1)
+
+
+def _gather(values: Tensor, classes: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+    """values (B, K) at classes (B, k), or per image when each image has its own number of classes."""
+    if isinstance(classes, Tensor):
+        return values.gather(1, classes)
+    return [values[i, c] for i, c in enumerate(classes)]
+
+
+def _classes_above(
+    model: nn.Module, x: Tensor, idx: list[int], kind: ScoreKind, min_score: float
+) -> list[tuple[list[int], Tensor, Tensor | None]]:
+    """(image indices, their inputs, their classes (b, k)) per number k of classes whose score reaches
+    `min_score` (best first; the best class alone when none does), from one classification pass."""
+    with torch.no_grad():
+        probs = _probabilities(as_logits(model(x)).float(), kind)
+    by_count: dict[int, list[tuple[int, Tensor]]] = {}
+    for j in range(len(idx)):
+        order = probs[j].argsort(descending=True)
+        k = max(1, int((probs[j] >= min_score).sum()))
+        by_count.setdefault(k, []).append((j, order[:k]))
+    out: list[tuple[list[int], Tensor, Tensor | None]] = []
+    for rows in by_count.values():
+        local = [j for j, _ in rows]
+        out.append(([idx[j] for j in local], x[local], torch.stack([c for _, c in rows])))
+    return out
 
 
 def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor]:
@@ -157,21 +236,35 @@ def _pass_at_size(
     model: nn.Module,
     mapper: MapMethod,
     batch: Tensor | None,
-    classes: Tensor,
+    image_classes: list[Tensor],
     images: list[Image.Image] | None,
     size: int,
     device: torch.device,
     dtype: torch.dtype,
 ) -> list[tuple[list[int], Tensor]]:
-    """Raw maps of `classes` from a pass whose input's shorter side is `size`, one batch per input shape at that
-    size (images re-preprocessed from the originals; a tensor input is resized). Returns (indices, (b, k, h, w))."""
+    """Raw maps of each image's classes from a pass whose input's shorter side is `size`, one batch per input shape
+    at that size and number of classes (images re-preprocessed from the originals; a tensor input is resized).
+    Returns (indices, (b, k, h, w)) per batch."""
+    counts = [len(c) for c in image_classes]
     if images is None:
         assert batch is not None
         x = resize_batch(batch.to(device), size)
-        return [(list(range(batch.shape[0])), mapper.maps_only(model, x, classes))]
+        groups = _group_indices(counts)
+        return [
+            (idx, mapper.maps_only(model, x if len(idx) == len(counts) else x[idx], _stack(image_classes, idx)))
+            for idx in groups
+        ]
     pre = info_of(model).preprocess
-    buckets = _group_by_shape([image_to_tensor(im, size, pre) for im in images], device, dtype)
-    return [(idx, mapper.maps_only(model, xs, classes[idx])) for idx, xs in buckets]
+    tensors = [image_to_tensor(im, size, pre, _size_for(model, im, size)) for im in images]
+    out = []
+    for idx in _group_indices([(tuple(t.shape), k) for t, k in zip(tensors, counts, strict=True)]):
+        xs = torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)
+        out.append((idx, mapper.maps_only(model, xs, _stack(image_classes, idx))))
+    return out
+
+
+def _stack(rows: list[Tensor], idx: list[int]) -> Tensor:
+    return torch.stack([rows[i] for i in idx])
 
 
 def _upsample_to_groups(
@@ -213,6 +306,11 @@ def _group_indices(keys: list) -> list[list[int]]:
     for i, k in enumerate(keys):
         groups.setdefault(k, []).append(i)
     return list(groups.values())
+
+
+def _size_for(model: nn.Module, image: Image.Image, short_side: int) -> tuple[int, int]:
+    """Input (h, w) of `image` at `short_side`: aspect kept, unless the model takes one size or patch multiples."""
+    return input_size_for(model, image.height, image.width, scaled_size(image.height, image.width, short_side))
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
