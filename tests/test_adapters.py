@@ -8,7 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
-from camloc.models.adapters import HeadError, get_adapter
+from camloc.errors import HeadError
+from camloc.models.adapters import get_adapter
 
 
 class UserNet(nn.Module):
@@ -29,7 +30,7 @@ class TupleNet(UserNet):
 
 
 @pytest.mark.parametrize(
-    "build, expect",
+    ("build", "expect"),
     [
         (lambda: torchvision.models.vgg11(), "3 linear layers"),
         (lambda: torchvision.models.alexnet(), "3 linear layers"),

@@ -10,7 +10,7 @@ import torch
 
 from camloc.data.cluttered import ClutteredFashionMNIST, ClutterSpec, TensorView, mask_box
 from camloc.data.idx import load_split, read_idx
-from camloc.io import InputError
+from camloc.errors import InputError
 from fake_fashion import idx_bytes, write_fake_fashion
 
 
@@ -28,7 +28,7 @@ def test_idx_roundtrip(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, message",
+    ("content", "message"),
     [
         (b"\x00\x00\x08", "bad magic"),
         (b"\x01\x02\x08\x01\x00\x00\x00\x01\x05", "bad magic"),

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import camloc
-from camloc.io import InputError, save_checkpoint
+from camloc.errors import InputError
+from camloc.io import save_checkpoint
 from camloc.models.zoo import info_of, map_in_order
 
 
@@ -72,7 +73,7 @@ def test_bad_model_specs(tmp_path: Path) -> None:
         camloc.load(ck)
     (tmp_path / "nocfg").mkdir()
     (tmp_path / "nocfg" / "model.safetensors").write_bytes(b"junk")
-    with pytest.raises(InputError, match="no config.json"):
+    with pytest.raises(InputError, match="no config.json"):  # noqa: RUF043
         camloc.load(tmp_path / "nocfg")
 
 

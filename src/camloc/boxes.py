@@ -8,8 +8,9 @@ take the box around the largest connected component. "20% of the max" is ambiguo
 - ``"minmax"``: threshold the min-max normalised map, i.e. value >= min + t * (max - min); the raw CAM's minimum
   is often very negative, so this region is usually much larger.
 
-The default was chosen by measurement (docs/resolution.md, `make bench-resolution`). The functions here default
-to "minmax" because they are also used on maps that are already normalised, where both readings agree.
+`BoxRule` holds the two settings (threshold, mode) as one value; `DEFAULT_BOX_RULE` (0.2, "max") was chosen by
+measurement (docs/resolution.md, `make bench-resolution`) and is used by explain, evaluate, the benchmark and every
+command. On min-max normalised maps (minimum 0) both readings agree.
 Boxes are ``[x0, y0, x1, y1]`` in pixels with x1, y1 exclusive; a map with no pixel above the threshold (e.g. a
 constant map after normalisation) gives the empty box ``[0, 0, 0, 0]``.
 
@@ -19,6 +20,8 @@ the torch-free ONNX runtime (`camloc.onnx_runtime`) boxes its maps with the very
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
@@ -27,14 +30,41 @@ import numpy as np
 if TYPE_CHECKING:
     from torch import Tensor
 
+from camloc.errors import InputError
+
 ThresholdMode = Literal["minmax", "max"]
 THRESHOLD_MODES: tuple[str, ...] = ("minmax", "max")
 EMPTY_BOX = np.zeros(4, dtype=np.int64)
 
 
-def threshold_mask(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
-    """Boolean (H, W) mask of the pixels kept by the paper's rule under `mode` (see module docstring)."""
-    return threshold_masks(np.asarray(heatmap, dtype=np.float64), threshold, mode)
+@dataclass(frozen=True)
+class BoxRule:
+    """The paper's box rule as one value: keep pixels >= `threshold` of the map (under `mode`, see the module
+    docstring) and box the largest 8-connected component. Invalid settings raise a one-line `InputError`."""
+
+    threshold: float = 0.2
+    mode: ThresholdMode = "max"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+            raise InputError(f"box threshold must be a finite number in [0, 1], got {self.threshold!r}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise InputError(f"box threshold must lie in [0, 1], got {self.threshold}")
+        if self.mode not in THRESHOLD_MODES:
+            raise InputError(f"unknown threshold mode '{self.mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+
+    def describe(self) -> str:
+        """A short human-readable statement of the rule, for reports."""
+        reading = "of the max" if self.mode == "max" else "of the min-max range"
+        return f"threshold {self.threshold:g} {reading}, largest 8-connected component"
+
+
+DEFAULT_BOX_RULE = BoxRule()
+
+
+def threshold_mask(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
+    """Boolean (H, W) mask of the pixels of an (H, W) map kept by `rule` (see module docstring)."""
+    return threshold_masks(np.asarray(heatmap, dtype=np.float64), rule)
 
 
 def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,15 +80,15 @@ def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return boxes[order], area[order]
 
 
-def box_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
-    """The paper's box: around the largest connected component of the thresholded map. (4,) int64."""
-    boxes, _ = component_boxes(threshold_mask(heatmap, threshold, mode))
+def box_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
+    """The paper's box of an (H, W) map: around the largest connected component kept by `rule`. (4,) int64."""
+    boxes, _ = component_boxes(threshold_mask(heatmap, rule))
     return boxes[0] if len(boxes) else EMPTY_BOX.copy()
 
 
-def all_boxes_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
-    """Every connected component as its own box, largest first. (n, 4) int64."""
-    return component_boxes(threshold_mask(heatmap, threshold, mode))[0]
+def all_boxes_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
+    """Every connected component kept by `rule` as its own box, largest first. (n, 4) int64."""
+    return component_boxes(threshold_mask(heatmap, rule))[0]
 
 
 def _namespace(maps: Any) -> Any:
@@ -81,17 +111,12 @@ def _limits(maps: Any) -> tuple[Any, Any]:
     return lo[..., None, None], hi[..., None, None]
 
 
-def threshold_masks(
-    maps: Any,
-    threshold: float = 0.2,
-    mode: ThresholdMode = "minmax",
-    lo: Any | None = None,
-    hi: Any | None = None,
-) -> Any:
+def threshold_masks(maps: Any, rule: BoxRule = DEFAULT_BOX_RULE, lo: Any | None = None, hi: Any | None = None) -> Any:
     """`threshold_mask` for a stack of maps (..., H, W) at once, as one array operation -> bool array.
 
-    `maps` is a numpy array or a torch tensor (the result is of the same kind, same arithmetic in the maps'
-    dtype). `lo` / `hi` (..., 1, 1) may pass in the per-map minimum and maximum when the caller has them already.
+    `maps` is a numpy array or a torch tensor; the mask is of the same kind, and the arithmetic is the same in
+    both (in the maps' dtype), so numpy callers (`camloc.onnx_runtime`) get the masks `camloc.explain` gets.
+    `lo` / `hi` (..., 1, 1) may pass in the per-map minimum and maximum when the caller has them already.
     NaN pixels are never kept and +inf counts as the largest float (a map of NaN gives an empty mask).
     """
     xp = _namespace(maps)
@@ -100,12 +125,9 @@ def threshold_masks(
     if not (xp.isfinite(lo).all() and xp.isfinite(hi).all()):  # rare: clean the maps, then their limits
         maps = xp.nan_to_num(maps, nan=-np.inf, neginf=-np.inf, posinf=float(xp.finfo(maps.dtype).max))
         lo, hi = _limits(maps)
-    if mode == "minmax":
-        cut = xp.where(hi > lo, lo + threshold * (hi - lo), np.inf)
-    elif mode == "max":
-        cut = xp.where(hi > 0, threshold * hi, np.inf)
-    else:
-        raise ValueError(f"unknown threshold mode '{mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+    t = rule.threshold
+    minmax = rule.mode == "minmax"  # else "max" (BoxRule checked the mode)
+    cut = xp.where(hi > lo, lo + t * (hi - lo), np.inf) if minmax else xp.where(hi > 0, t * hi, np.inf)
     return maps >= cut  # one comparison per pixel; a map without contrast compares with +inf
 
 
@@ -122,8 +144,7 @@ def first_component_boxes(masks: np.ndarray) -> np.ndarray:
 
 def boxes_from_maps(
     maps: Tensor | np.ndarray,
-    threshold: float = 0.2,
-    mode: ThresholdMode = "minmax",
+    rule: BoxRule = DEFAULT_BOX_RULE,
     lo: Tensor | None = None,
     hi: Tensor | None = None,
 ) -> Tensor:
@@ -134,7 +155,7 @@ def boxes_from_maps(
     import torch
 
     maps = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
-    masks = threshold_masks(maps.detach(), threshold, mode, lo, hi)
+    masks = threshold_masks(maps.detach(), rule, lo, hi)
     return torch.from_numpy(first_component_boxes(masks.cpu().numpy()))
 
 

@@ -5,8 +5,8 @@
 Reads images, runs the graph written by `camloc export` (`camloc.export.onnx`), and applies the same steps as
 `camloc.explain` with its defaults: the classification pass at the model's native size (shorter side, aspect
 kept), map passes at `map_sizes` for the classes that pass chose, bilinear upsampling to the image size, the
-passes combined as `camloc.engine.combine_passes` does, and boxes by the very rule of `camloc.boxes` (threshold
-"max" at 0.2, largest 8-connected component). It writes the same JSON record (`camloc.writers.image_record`)
+passes combined as `camloc.engine.combine_passes` does, and boxes by the very code of `camloc.boxes`
+(`DEFAULT_BOX_RULE`: threshold "max" at 0.2, largest 8-connected component). It writes the same JSON record (`camloc.writers.image_record`)
 and the same overlay and grid pictures. Importing this module never imports torch.
 
 Upsampling here is OpenCV's bilinear resize (half-pixel centres, as PyTorch's align_corners=False); it agrees
@@ -29,16 +29,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from camloc import writers
-from camloc.boxes import THRESHOLD_MODES, ThresholdMode, first_component_boxes, threshold_masks
-from camloc.io import InputError, iter_image_paths, load_image, write_json, write_npz
+from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule, first_component_boxes, threshold_masks
+from camloc.errors import InputError
+from camloc.explainer import writers
+from camloc.io import iter_image_paths, load_image, write_json, write_npz
 from camloc.preprocess import image_to_array
 
-# `camloc.explain`'s defaults (camloc.explainer; the same numbers, kept here so that torch need not be imported;
-# tests/test_onnx_runtime.py checks that they agree).
+# `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
+# tests/export/test_onnx_runtime.py checks that they agree).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
-DEFAULT_THRESHOLD = 0.2
-DEFAULT_THRESHOLD_MODE: ThresholdMode = "max"
 EPS = 1e-12
 METADATA_KEY = "camloc"
 
@@ -139,8 +138,7 @@ class OnnxCam:
         *,
         map_sizes: Sequence[int] | None = None,
         relu: bool = False,
-        threshold: float = DEFAULT_THRESHOLD,
-        threshold_mode: ThresholdMode = DEFAULT_THRESHOLD_MODE,
+        box_rule: BoxRule = DEFAULT_BOX_RULE,
     ) -> list[ImageResult]:
         """`camloc.explain` on this graph: one `ImageResult` per image (same arguments and defaults).
 
@@ -149,8 +147,6 @@ class OnnxCam:
         top_k = self.top_k if top_k is None else int(top_k)
         if not 1 <= top_k <= self.top_k:
             raise InputError(f"--top-k must lie in 1..{self.top_k} (the graph was exported with --top-k {self.top_k})")
-        if threshold_mode not in THRESHOLD_MODES:
-            raise InputError(f"unknown threshold mode '{threshold_mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
         native = self.preprocess.input_size
         sizes = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
         if self.input_size is not None:
@@ -163,8 +159,8 @@ class OnnxCam:
             "method": "cam",
             "map_sizes": list(sizes),
             "relu": relu,
-            "threshold": threshold,
-            "threshold_mode": threshold_mode,
+            "threshold": box_rule.threshold,
+            "threshold_mode": box_rule.mode,
             "native_size": native,
         }
         pictures = [im.convert("RGB") if isinstance(im, Image.Image) else load_image(im) for im in images]
@@ -187,7 +183,7 @@ class OnnxCam:
             for j, i in enumerate(idx):
                 size = (pictures[i].height, pictures[i].width)
                 combined = combine_passes([upsample(p[j], size) for p in passes], relu=relu)
-                masks = threshold_masks(combined, threshold, threshold_mode)
+                masks = threshold_masks(combined, box_rule)
                 cls = classes[j]
                 results[i] = ImageResult(
                     classes=cls,
@@ -281,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
     )
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
-    p.add_argument("--threshold-mode", choices=THRESHOLD_MODES, default=DEFAULT_THRESHOLD_MODE)
+    p.add_argument("--threshold", type=float, default=DEFAULT_BOX_RULE.threshold, help="box threshold in [0, 1]")
+    p.add_argument("--threshold-mode", choices=THRESHOLD_MODES, default=DEFAULT_BOX_RULE.mode)
     p.add_argument("--colormap", default="inferno")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
@@ -323,8 +319,7 @@ def _explain_batch(cam: OnnxCam, batch: list, map_sizes, args: argparse.Namespac
             top_k=args.top_k,
             map_sizes=map_sizes,
             relu=args.relu,
-            threshold=args.threshold,
-            threshold_mode=args.threshold_mode,
+            box_rule=args.box_rule,
         )
     except InputError:
         raise  # a setting wrong for every image: stop with its message
@@ -358,6 +353,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     map_sizes = parse_map_sizes(args.map_sizes)
+    args.box_rule = BoxRule(args.threshold, args.threshold_mode)
     cam = OnnxCam(args.model, threads=args.threads)
     paths = list(iter_image_paths(args.inputs))
     if not paths:
@@ -365,17 +361,22 @@ def _main(args: argparse.Namespace) -> int:
     stems = _unique_stems(paths)
     failures = 0
     for start in range(0, len(paths), args.batch_size):
-        batch = []
-        for path, stem in zip(paths[start : start + args.batch_size], stems[start : start + args.batch_size]):
-            try:
-                batch.append((path, stem, load_image(path)))
-            except InputError as exc:
-                failures += 1
-                print(f"camloc-onnx: skipped {exc}", file=sys.stderr)
-        failures += _explain_batch(cam, batch, map_sizes, args)
+        chunk = list(zip(paths[start : start + args.batch_size], stems[start : start + args.batch_size], strict=True))
+        decoded = [(path, stem, _decode(path)) for path, stem in chunk]
+        batch = [item for item in decoded if item[2] is not None]
+        failures += len(decoded) - len(batch) + _explain_batch(cam, batch, map_sizes, args)
     if failures:
         print(f"camloc-onnx: {failures} of {len(paths)} image(s) failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _decode(path: Path) -> Image.Image | None:
+    """The decoded image, or None after saying on stderr why it cannot be read (the batch goes on)."""
+    try:
+        return load_image(path)
+    except InputError as exc:
+        print(f"camloc-onnx: skipped {exc}", file=sys.stderr)
+        return None
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:

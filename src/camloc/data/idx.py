@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 DEFAULT_DIRS = (
@@ -21,6 +21,7 @@ DEFAULT_DIRS = (
     Path(".cache/fashion-mnist"),
     Path("/usr/share/datasets/fashion-mnist"),
 )
+
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camloc.engine import class_activation_maps
-from camloc.io import InputError, atomic_path
+from camloc.errors import InputError
+from camloc.io import atomic_path
 from camloc.models.adapters import CamAdapter, eval_mode, get_adapter
 from camloc.models.zoo import info_of
 
@@ -202,7 +203,7 @@ def _check(graph: CamGraph, path: Path, report: ExportReport, input_size: tuple[
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     shapes = [(1, *input_size), (3, *input_size)] if input_size else [(1, native, native), (3, native, native + 37)]
-    diffs = {name: 0.0 for name in OUTPUT_NAMES}
+    diffs = dict.fromkeys(OUTPUT_NAMES, 0.0)
     for i, (b, h, w) in enumerate(shapes):
         x = _random_image(b, h, w, seed=1 + i)
         ref = graph(x, torch.full((1, graph.top_k), -1, dtype=torch.long))

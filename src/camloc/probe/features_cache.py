@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from camloc.io import atomic_path
-from camloc.models.zoo import Preprocess
+from camloc.preprocess import Preprocess
 
 CACHE_VERSION = "gap-features-v1"  # bump when the way features are computed changes
 
@@ -93,6 +93,5 @@ class FeatureCache:
         if self.folder is None:
             return
         path = self._path(ident)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(vector), allow_pickle=False)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(vector), allow_pickle=False)

@@ -18,7 +18,7 @@ from camloc import viz
 from camloc.io import write_image, write_json, write_npz
 
 if TYPE_CHECKING:
-    from camloc.explainer import Result
+    from camloc.explainer.result import Result
 
 
 def record(result: Result, i: int, image_name: str) -> dict[str, Any]:

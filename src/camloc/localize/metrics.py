@@ -24,7 +24,7 @@ Protocols and their conventions (written once; docs/evaluation.md repeats them w
     image size, with GT boxes and masks left at their original size.
 
 **Zhou et al. (2016), the paper's protocol** (`ClassLocAccuracy`): boxes by `camloc.boxes` (20% of the max,
-largest connected component; or the original release's generator, `camloc.release_boxes`), x1 / y1 exclusive,
+largest connected component; or the original release's generator, `camloc.localize._release_boxes`), x1 / y1 exclusive,
 IoU = intersection / union of the boxes as given, a hit is IoU >= 0.5 with some GT box; top-1 loc = top-1 class
 right and its box hits; top-5 loc = some top-5 class is right and that class's box hits; GT-known loc = the box
 of the true class hits.
@@ -32,16 +32,16 @@ of the true class hits.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
 
 from camloc import boxes
-from camloc.level_sets import best_iou_by_level
-from camloc.pixel_histograms import masked_histograms
-from camloc.wsol_boxes import level_box_sets
+from camloc.localize._level_sets import best_iou_by_level
+from camloc.localize._pixel_histograms import masked_histograms
+from camloc.localize._wsol_boxes import level_box_sets
 
 WSOL_SIZE = 224
 IOU_LEVELS: tuple[int, ...] = (30, 50, 70)
@@ -174,7 +174,7 @@ class BoxAccuracy:
         self.hits = np.asarray(vector[:-1], dtype=np.int64).reshape(self.hits.shape).copy()
         self.n = int(vector[-1])
 
-    def merge(self, other: "BoxAccuracy") -> None:
+    def merge(self, other: BoxAccuracy) -> None:
         self.set_counts(self.counts() + other.counts())
 
     # results
@@ -220,7 +220,7 @@ class PixelAP:
     def set_counts(self, vector: np.ndarray) -> None:
         self.hist = np.asarray(vector, dtype=np.int64).reshape(self.hist.shape).copy()
 
-    def merge(self, other: "PixelAP") -> None:
+    def merge(self, other: PixelAP) -> None:
         self.hist += other.hist
 
     def value(self) -> float | None:
@@ -286,7 +286,7 @@ class ClassLocAccuracy:
         self.hits = np.asarray(vector[:-2], dtype=np.int64).copy()
         self.n, self.n_classified = int(vector[-2]), int(vector[-1])
 
-    def merge(self, other: "ClassLocAccuracy") -> None:
+    def merge(self, other: ClassLocAccuracy) -> None:
         self.set_counts(self.counts() + other.counts())
 
     def summary(self) -> dict[str, float]:

@@ -10,7 +10,7 @@ by value builds every level's components incrementally:
 * hole borders = 4-connected background components that do not touch the image frame: background pixels are added
   from the lowest value up; a hole's border runs on the foreground pixels 4-adjacent to it, so its box is the
   hole's box grown by one pixel on each side;
-* the largest contour is an outer border (see `camloc.wsol_boxes`); its area is the shoelace area of the border
+* the largest contour is an outer border (see `camloc.localize._wsol_boxes`); its area is the shoelace area of the border
   traced exactly as OpenCV's `icvFetchContour` does (Suzuki & Abe 1985, 8-connected, counter-clockwise search),
   traced only for components whose bounding-box bound `2 (w - 1)(h - 1)` reaches the best exact area so far.
   A tie of the largest area between different boxes is reported, and the caller asks OpenCV for its order.
@@ -25,7 +25,7 @@ import threading
 import numpy as np
 from numba import njit
 
-__all__ = ["uint8_levels", "level_contour_boxes", "best_iou_by_level"]
+__all__ = ["best_iou_by_level", "level_contour_boxes", "uint8_levels"]
 
 # OpenCV's chain directions as (dx, dy): 0 = right, then counter-clockwise on screen (y points down)
 _DX = np.array([1, 1, 0, -1, -1, -1, 0, 1], dtype=np.int64)
@@ -44,7 +44,7 @@ def _ring_groups(connectivity: int) -> np.ndarray:
         present = [d for d in range(8) if bits >> d & 1]
         group = {d: d for d in present}
 
-        def root(d: int) -> int:
+        def root(d: int, group: dict[int, int] = group) -> int:
             while group[d] != d:
                 d = group[d]
             return d
@@ -421,13 +421,12 @@ def _best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.nd
             inter = iw * ih
             union = area + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter
             iou = inter / union if union > 0 else 0.0
-            if iou > best[i]:
-                best[i] = iou
+            best[i] = max(best[i], iou)
     return best
 
 
 def best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.ndarray:
-    """(n_levels,) the best IoU (inclusive boxes, the +1 convention of `camloc.metrics.wsol_iou`, same float
+    """(n_levels,) the best IoU (inclusive boxes, the +1 convention of `camloc.localize.metrics.wsol_iou`, same float
     operations) between any box of a level (`rows` as from `level_contour_boxes`) and any GT box; -1 without GT
     boxes."""
     return _best_iou_by_level(
