@@ -73,8 +73,10 @@ class OnnxCam:
     """An exported camloc graph in an onnxruntime session, with camloc's pre- and post-processing."""
 
     def __init__(self, path: str | PathLike, threads: int | None = None, providers: Sequence[str] | None = None):
-        import onnxruntime as ort
-
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise InputError("camloc.onnx_runtime needs onnxruntime: pip install onnxruntime") from None
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
