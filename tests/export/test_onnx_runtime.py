@@ -1,0 +1,131 @@
+"""`camloc.onnx_runtime`: no torch, and the same classes, boxes, JSON and pictures as `camloc explain`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import camloc
+from camloc.boxes import BoxRule
+from camloc.explainer import passes, writers
+from camloc.io import load_image
+from camloc.onnx_runtime import DEFAULT_MAP_SIZES, OnnxCam
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob("*.jpg"))
+SRC = str(Path(camloc.__file__).resolve().parents[1])
+
+
+def test_defaults_agree_with_explain() -> None:
+    assert DEFAULT_MAP_SIZES == passes.DEFAULT_MAP_SIZES
+
+
+@pytest.mark.parametrize("map_sizes", [None, (), (448, 640)])
+def test_same_records_as_explain_on_the_examples(default_model, default_graph, map_sizes) -> None:
+    """Classes, boxes (all five per image) and settings equal; scores and logits to float round-off."""
+    assert len(EXAMPLES) == 4
+    images = [load_image(p) for p in EXAMPLES]
+    ref = camloc.explain(default_model, images, top_k=5, map_sizes=map_sizes)
+    cam = OnnxCam(default_graph[0], threads=1)
+    got = cam.explain(images, top_k=5, map_sizes=map_sizes)
+    for i, path in enumerate(EXAMPLES):
+        want, have = writers.record(ref, i, str(path)), cam.record(got[i], str(path))
+        assert json.dumps(have)  # plain JSON types
+        assert have.keys() == want.keys() and have["settings"] == want["settings"]
+        assert {k: have[k] for k in ("image", "width", "height", "model")} == {
+            k: want[k] for k in ("image", "width", "height", "model")
+        }
+        for a, b in zip(have["predictions"], want["predictions"], strict=True):
+            assert a.keys() == b.keys()
+            assert (a["rank"], a["class_index"], a["label"], a["box"]) == (
+                b["rank"],
+                b["class_index"],
+                b["label"],
+                b["box"],
+            )
+            assert abs(a["score"] - b["score"]) <= 1e-5 and abs(a["logit"] - b["logit"]) <= 1e-4
+        assert np.abs(got[i].raw - writers.raw_of(ref, i)).max() <= 1e-4
+        assert np.abs(got[i].maps - writers.maps_of(ref, i)).max() <= 1e-4
+
+
+def test_explicit_classes_and_box_rule(default_model, default_graph) -> None:
+    image = load_image(EXAMPLES[0])
+    rule = BoxRule(0.5, "minmax")
+    ref = camloc.explain(default_model, [image], targets=[[1, 281]], map_sizes=(), box_rule=rule)
+    got = OnnxCam(default_graph[0], threads=1).explain([image], targets=[[1, 281]], map_sizes=(), box_rule=rule)[0]
+    assert got.classes.tolist() == [1, 281]
+    assert got.boxes.tolist() == ref.boxes[0].tolist()
+    assert got.settings["threshold_mode"] == "minmax"
+
+
+def test_top_k_above_the_graph_is_refused(default_graph) -> None:
+    from camloc.errors import InputError
+
+    with pytest.raises(InputError, match="top-k 5"):
+        OnnxCam(default_graph[0]).explain([EXAMPLES[0]], top_k=6)
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    """Python with `import torch` failing (as on a server without PyTorch)."""
+    prelude = f"import sys; sys.modules['torch'] = None; sys.path.insert(0, {SRC!r})\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+
+
+def test_imports_and_runs_without_torch(small_graph, picture, tmp_path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    run = run_without_torch(
+        f"""
+        import camloc.onnx_runtime as rt
+        assert 'torch' not in sys.modules or sys.modules['torch'] is None
+        rc = rt.main([{str(small_graph)!r}, {picture!r}, {str(bad)!r}, '--out', {str(out)!r}, '--format', 'json',
+                      '--map-sizes', '96'])
+        sys.exit(rc)
+        """
+    )
+    assert run.returncode == 1, run.stderr  # one image of two failed, the other was written
+    assert "broken.jpg" in run.stderr and "Traceback" not in run.stderr
+    record = json.loads((out / "disc.json").read_text())
+    assert record["width"] == 120 and record["height"] == 90 and len(record["predictions"]) == 3
+    assert record["settings"]["map_sizes"] == [96]
+    overlay = np.asarray(Image.open(out / "disc_overlay.png"))
+    assert overlay.shape == (90, 120, 3)
+    assert (out / "disc_grid.png").is_file() and not (out / "broken.json").exists()
+
+
+def test_runtime_cli_errors_are_one_line(tmp_path, picture) -> None:
+    not_a_graph = tmp_path / "x.onnx"
+    not_a_graph.write_bytes(b"garbage")
+    run = run_without_torch(
+        f"""
+        import camloc.onnx_runtime as rt
+        sys.exit(rt.main([{str(not_a_graph)!r}, {picture!r}, '--out', {str(tmp_path)!r}]))
+        """
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"camloc-onnx: error: {not_a_graph}: not an ONNX model")
+
+
+def test_same_pictures_as_explain(default_model, default_graph, tmp_path) -> None:
+    """The overlay PNG of the runtime is the one `camloc explain` writes, up to a few colormap levels."""
+    image = load_image(EXAMPLES[1])
+    ref = camloc.explain(default_model, [image], top_k=5)
+    writers.write_pictures(ref, 0, image, tmp_path, "torch")
+    cam = OnnxCam(default_graph[0], threads=1)
+    got = cam.explain([image])[0]
+    titles = writers.picture_titles(got.labels, got.scores.tolist())
+    writers.write_picture_arrays(np.asarray(image), got.maps, got.boxes, titles, tmp_path, "onnx")
+    a = np.asarray(Image.open(tmp_path / "torch_overlay.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "onnx_overlay.png")).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 2 and (a != b).mean() < 0.01
