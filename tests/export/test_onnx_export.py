@@ -135,7 +135,10 @@ class HookNet(nn.Module):
 def test_plain_module_through_recorded_adapter(tmp_path) -> None:
     torch.manual_seed(1)
     model = HookNet().eval()
+    model.train()  # exported in eval mode (BatchNorm's running statistics), then left as found
     path = export_onnx(model, tmp_path / "hook.onnx", top_k=4).path
+    assert all(m.training for m in model.modules())
+    model.eval()
     x = inputs(3, 40, 52, seed=4)
     got = session(path).run(None, {"image": x.numpy()})
     ref = reference(model, x, 4)
