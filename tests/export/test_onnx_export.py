@@ -186,3 +186,14 @@ def test_cli_export(tmp_path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("camloc: error: --top-k")
+
+
+def test_fixed_size_models_must_say_their_size(tmp_path) -> None:
+    """A timm config with fixed_input_size (position embeddings, say) is refused without --input-size."""
+    torch.manual_seed(2)
+    model = HookNet().eval()
+    model.pretrained_cfg = {"fixed_input_size": True, "input_size": (3, 48, 40)}
+    with pytest.raises(InputError, match="--input-size 48 40"):
+        export_onnx(model, tmp_path / "v.onnx")
+    report = export_onnx(model, tmp_path / "v.onnx", input_size=(48, 40))
+    assert not report.dynamic and report.max_diff["cams"] <= TOL
