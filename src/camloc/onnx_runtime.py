@@ -33,23 +33,13 @@ from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule, first_compo
 from camloc.errors import InputError
 from camloc.explainer import writers
 from camloc.io import iter_image_paths, load_image, write_json, write_npz
-from camloc.preprocess import image_to_array
+from camloc.preprocess import Preprocess, image_to_array
 
 # `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
 # tests/export/test_onnx_runtime.py checks that they agree).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
 EPS = 1e-12
 METADATA_KEY = "camloc"
-
-
-@dataclass(frozen=True)
-class GraphPreprocess:
-    """The model's preprocessing, read from the graph's metadata (what `camloc.preprocess` needs)."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    input_size: int
-    interpolation: str
 
 
 @dataclass
@@ -95,10 +85,7 @@ class OnnxCam:
         if raw_meta is None:
             raise InputError(f"{path}: not a camloc graph (no '{METADATA_KEY}' metadata; export it with camloc export)")
         self.meta: dict[str, Any] = json.loads(raw_meta)
-        pre = self.meta["preprocess"]
-        self.preprocess = GraphPreprocess(
-            tuple(pre["mean"]), tuple(pre["std"]), int(pre["input_size"]), str(pre.get("interpolation", "bilinear"))
-        )
+        self.preprocess = Preprocess.from_dict(self.meta["preprocess"])
         self.path = path
         self.name: str = self.meta["name"]
         self.labels: list[str] = list(self.meta.get("labels", []))
@@ -239,11 +226,13 @@ def combine_passes(maps: list[np.ndarray], relu: bool = False) -> np.ndarray:
     divided by its largest magnitude, then averaged."""
     if len(maps) == 1:
         return np.maximum(maps[0], 0) if relu else maps[0]
-    total = None
+    scaled = []
     for m in maps:
         m = np.maximum(m, 0) if relu else m
-        m = m / np.maximum(np.abs(m).reshape(*m.shape[:-2], -1).max(-1), EPS)[..., None, None]
-        total = m if total is None else total + m
+        scaled.append(m / np.maximum(np.abs(m).reshape(*m.shape[:-2], -1).max(-1), EPS)[..., None, None])
+    total = scaled[0]
+    for m in scaled[1:]:  # in order, as the torch code adds them
+        total = total + m
     return (total / len(maps)).astype(np.float32)
 
 

@@ -21,12 +21,12 @@ MAX_ASPECT = 4.0  # the long side is capped at MAX_ASPECT x the short side (pano
 MIN_SIDE = 32
 
 _PIL_FILTERS = {
-    "bilinear": Image.BILINEAR,
-    "bicubic": Image.BICUBIC,
-    "nearest": Image.NEAREST,
-    "lanczos": Image.LANCZOS,
-    "box": Image.BOX,
-    "hamming": Image.HAMMING,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
 }
 
 
@@ -77,11 +77,11 @@ def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess) -> Tenso
 
 
 def image_to_array(
-    img: Image.Image, short_side: int | None, pre: Preprocess, size: tuple[int, int] | None = None
+    img: Image.Image, short_side: int, pre: Preprocess, size: tuple[int, int] | None = None
 ) -> np.ndarray:
     """An RGB PIL image -> normalised (3, h, w) float32 array at `short_side` (or at exactly `size` = (h, w))."""
     h, w = size if size is not None else scaled_size(img.height, img.width, short_side)
-    resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.BILINEAR))
+    resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.Resampling.BILINEAR))
     arr = (np.asarray(resized, dtype=np.float32) / 255.0).transpose(2, 0, 1)
     mean = np.asarray(pre.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(pre.std, dtype=np.float32)[:, None, None]

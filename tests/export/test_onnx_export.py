@@ -139,6 +139,8 @@ def test_plain_module_through_recorded_adapter(tmp_path) -> None:
     path = export_onnx(model, tmp_path / "hook.onnx", top_k=4).path
     assert all(m.training for m in model.modules())
     model.eval()
+    export_onnx(model, tmp_path / "hook.onnx", top_k=4)
+    assert not any(m.training for m in model.modules())
     x = inputs(3, 40, 52, seed=4)
     got = session(path).run(None, {"image": x.numpy()})
     ref = reference(model, x, 4)
@@ -192,7 +194,7 @@ def test_fixed_size_models_must_say_their_size(tmp_path) -> None:
     """A timm config with fixed_input_size (position embeddings, say) is refused without --input-size."""
     torch.manual_seed(2)
     model = HookNet().eval()
-    model.pretrained_cfg = {"fixed_input_size": True, "input_size": (3, 48, 40)}
+    vars(model)["pretrained_cfg"] = {"fixed_input_size": True, "input_size": (3, 48, 40)}  # as timm sets it
     with pytest.raises(InputError, match="--input-size 48 40"):
         export_onnx(model, tmp_path / "v.onnx")
     report = export_onnx(model, tmp_path / "v.onnx", input_size=(48, 40))

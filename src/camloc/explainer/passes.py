@@ -70,12 +70,13 @@ def explain(
         "native_size": native,
     }
     images, batch = _as_batch(inputs)
-    n = len(images) if images is not None else batch.shape[0]
+    n = len(images) if images is not None else len(batch) if batch is not None else 0
     target_tensor = _targets_tensor(targets, n)
     device, dtype = _device_dtype(model)
 
     with eval_mode(model):
         if images is None:
+            assert batch is not None
             groups = [(list(range(n)), batch.to(device))]
         else:
             groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
@@ -83,7 +84,7 @@ def explain(
         for idx, x in groups:
             chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
-            out_size = tuple(x.shape[-2:]) if images is None else None
+            out_size = (int(x.shape[-2]), int(x.shape[-1])) if images is None else None
             combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
             maps, boxes = _maps_and_boxes(combined, box_rule)
             parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
@@ -95,7 +96,7 @@ def explain(
         pick = [order[i] for i in range(n)]
         all_logits = torch.stack([parts[p][1][j] for p, j in pick])
         classes = torch.stack([parts[p][2][j] for p, j in pick])
-        raw = _stack_if_same([parts[p][3][j] for p, j in pick])
+        raw = _stack_if_same([parts[p][3][j] for p, j in pick])  # type: ignore[assignment]  # Result takes either
         maps = _stack_if_same([parts[p][4][j] for p, j in pick])
         boxes = torch.stack([parts[p][5][j] for p, j in pick])
     sizes = [tuple(m.shape[-2:]) for m in maps]
@@ -140,12 +141,13 @@ def _map_passes(
     out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
     same = len(set(out_sizes)) == 1
     passes: list = []
+    assert all(size is not None for size in out_sizes)
     for s in sizes or (native,):
         pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
         if same:  # one batched op
-            passes.append(upsample(pass_raw.float(), out_sizes[0]))
+            passes.append(upsample(pass_raw.float(), out_sizes[0]))  # type: ignore[arg-type]  # checked above
         else:
-            passes.append([upsample(pass_raw[j : j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])
+            passes.append([upsample(pass_raw[j : j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])  # type: ignore[arg-type]
     if same:
         return combine_passes(passes, relu=relu)
     return [combine_passes([p[j] for p in passes], relu=relu) for j in range(len(idx))]

@@ -122,7 +122,10 @@ def export_onnx(
         raise InputError(
             f"{info.name} needs a fixed input size (its config says so); pass --input-size {fixed[0]} {fixed[1]}"
         )
-    graph = CamGraph(adapter, top_k, upsample=upsample, map_size=map_size)  # run under eval_mode below
+    graph = CamGraph(adapter, top_k, upsample=upsample, map_size=map_size)
+    # torch.onnx.export ends with graph.train(graph.training), recursively: the wrapper alone says "eval" (a new
+    # module says "train"), and eval_mode below restores the model's own flags
+    graph.training = False
     native = info.preprocess.input_size
     example_hw = input_size or (native, native + native // 4)  # non-square: no square-only shortcut traced in
     example = _random_image(2, *example_hw, seed=0)  # batch 2: a batch of 1 could be traced as a constant

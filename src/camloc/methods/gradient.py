@@ -115,6 +115,7 @@ def _batched_gradients(scores: Tensor, acts: Tensor, name: str, create_graph: bo
         raise InputError(f"layer '{name}' does not depend on the input: no gradient to explain with")
     k = scores.shape[1]
     basis = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :].expand(k, *scores.shape)
+    grads: Tensor | None
     try:
         grads = torch.autograd.grad(
             scores,

