@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -199,3 +200,28 @@ def test_fixed_size_models_must_say_their_size(tmp_path) -> None:
         export_onnx(model, tmp_path / "v.onnx")
     report = export_onnx(model, tmp_path / "v.onnx", input_size=(48, 40))
     assert not report.dynamic and report.max_diff["cams"] <= TOL
+
+
+def test_layernorm_head_variant(tmp_path) -> None:
+    """A LayerNorm of the pooled vector (timm ConvNeXt's head.norm) keeps CAM exact per image; the graph uses the
+    adapter's own `maps`, so its CAMs are the adapter's and mean(CAM_c) + cam_bias_c == logit_c holds on them."""
+    from camloc.models.adapters import CamAdapter
+
+    if not hasattr(CamAdapter, "maps"):
+        pytest.skip("pooled-vector norm heads arrive with the heads branch (CamAdapter.maps / cam_bias)")
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("convnext_atto", pretrained=False, num_classes=10).eval()
+    path = export_onnx(model, tmp_path / "convnext.onnx", top_k=3).path
+    x = inputs(3, 96, 128, seed=6)
+    logits, classes, _, cams = session(path).run(None, {"image": x.numpy()})
+    adapter: Any = get_adapter(model)
+    with torch.no_grad():
+        feats, ref_logits = adapter.forward(x)
+        ref = adapter.maps(feats, torch.from_numpy(classes)).numpy()
+    assert np.abs(logits - ref_logits.numpy()).max() <= TOL and np.abs(cams - ref).max() <= TOL
+    bias = adapter.cam_bias.detach().numpy()
+    np.testing.assert_allclose(
+        cams.mean(axis=(2, 3)) + bias[classes], np.take_along_axis(logits, classes, 1), atol=1e-4
+    )

@@ -65,12 +65,20 @@ class CamGraph(nn.Module):
         top = logits.topk(self.top_k, dim=1).indices
         chosen = torch.where(classes < 0, top, classes)
         scores = logits.softmax(dim=1).gather(1, chosen)
-        cams = class_activation_maps(features, self.adapter.weight, chosen)
+        cams = self._maps(features, chosen)
         if self.upsample:
             cams = F.interpolate(cams, size=image.shape[-2:], mode="bilinear", align_corners=False)
         elif self.map_size is not None:
             cams = F.interpolate(cams, size=self.map_size, mode="bilinear", align_corners=False)
         return logits, chosen, scores, cams
+
+    def _maps(self, features: Tensor, chosen: Tensor) -> Tensor:
+        """Raw CAMs (B, k, h, w): the adapter's own `maps` where it has one (heads with a norm of the pooled
+        vector scale each image's maps), else the plain CAM einsum."""
+        maps = getattr(self.adapter, "maps", None)
+        if maps is not None:
+            return maps(features, chosen)
+        return class_activation_maps(features, self.adapter.weight, chosen)
 
 
 @dataclass
