@@ -129,3 +129,29 @@ def test_same_pictures_as_explain(default_model, default_graph, tmp_path) -> Non
     a = np.asarray(Image.open(tmp_path / "torch_overlay.png")).astype(int)
     b = np.asarray(Image.open(tmp_path / "onnx_overlay.png")).astype(int)
     assert a.shape == b.shape and np.abs(a - b).max() <= 2 and (a != b).mean() < 0.01
+
+
+def test_fixed_size_graph_squashes_the_image(small_model, picture, tmp_path) -> None:
+    """A graph exported with --input-size runs one pass on the image resized to exactly that size."""
+    import torch
+
+    from camloc.export import export_onnx
+    from camloc.models.adapters import get_adapter
+    from camloc.preprocess import Preprocess, image_to_array
+
+    path = export_onnx(small_model, tmp_path / "fixed.onnx", top_k=2, input_size=(64, 72)).path
+    cam = OnnxCam(path, threads=1)
+    image = load_image(picture)
+    result = cam.explain([image], map_sizes=None)[0]
+    assert result.settings["map_sizes"] == [] and result.maps.shape == (2, 90, 120)
+    x = torch.from_numpy(image_to_array(image, 0, Preprocess(), size=(64, 72)))[None]
+    adapter = get_adapter(small_model)
+    with torch.no_grad():
+        feats, logits = adapter.forward(x)
+        ref = torch.einsum("bchw,kc->bkhw", feats, adapter.weight[torch.from_numpy(result.classes)])[0].numpy()
+    assert result.classes.tolist() == logits.topk(2).indices[0].tolist()
+    assert result.raw.shape == (2, 8, 9) and np.abs(result.raw - ref).max() <= 1e-4
+    from camloc.errors import InputError
+
+    with pytest.raises(InputError, match="fixed input size"):
+        cam.explain([image], map_sizes=(96,))
