@@ -35,6 +35,7 @@ class ModelInfo:
     pretrained: bool = False
 
     def label(self, index: int) -> str:
+        """The class name of a model index, or 'class N' when the model has no names."""
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
 
 
