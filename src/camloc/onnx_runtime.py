@@ -166,7 +166,7 @@ class OnnxCam:
             classes = out["classes"][:, :top_k] if targets is None else out["classes"]
             raw = out["cams"][:, : classes.shape[1]]
             passes = [  # in explain's order: the classification pass stands in for a map pass at its size
-                raw if s == native else self.run(np.stack([self.prepare(pictures[i], s) for i in idx]), classes)["cams"]
+                list(raw) if s == native else self._map_pass([pictures[i] for i in idx], s, classes)
                 for s in sizes or (native,)
             ]
             for j, i in enumerate(idx):
@@ -187,6 +187,17 @@ class OnnxCam:
                     settings=dict(settings),
                 )
         return results  # type: ignore[return-value]
+
+    def _map_pass(self, pictures: list[Image.Image], short_side: int, classes: np.ndarray) -> list[np.ndarray]:
+        """Raw CAMs (k, h_j, w_j) of `classes` (n, k) from a pass at `short_side`, one per picture. Pictures that
+        shared an input shape at the native size may differ at this one (rounding), so they are regrouped."""
+        prepared = [self.prepare(im, short_side) for im in pictures]
+        maps: list[np.ndarray] = [np.empty(0)] * len(pictures)
+        for sub in _groups([x.shape for x in prepared]):
+            cams = self.run(np.stack([prepared[j] for j in sub]), classes[sub])["cams"]
+            for t, j in enumerate(sub):
+                maps[j] = cams[t]
+        return maps
 
     def record(self, result: ImageResult, image_name: str) -> dict[str, Any]:
         """The JSON object `camloc explain --format json` writes for this image."""

@@ -155,3 +155,15 @@ def test_fixed_size_graph_squashes_the_image(small_model, picture, tmp_path) -> 
 
     with pytest.raises(InputError, match="fixed input size"):
         cam.explain([image], map_sizes=(96,))
+
+
+def test_images_batched_at_224_but_not_at_640(small_graph) -> None:
+    """900x1200 and 900x1201 share their 224 input (224x299) but not their 640 one (853 vs 854 wide)."""
+    images = [Image.new("RGB", (1200, 900), (200, 10, 10)), Image.new("RGB", (1201, 900), (10, 200, 10))]
+    images[1].paste((250, 250, 0), (300, 200, 700, 600))
+    cam = OnnxCam(small_graph, threads=1)
+    together = cam.explain(images, map_sizes=(640,))
+    for image, res in zip(images, together, strict=True):
+        alone = cam.explain([image], map_sizes=(640,))[0]
+        assert res.maps.shape == (3, 900, image.width)
+        assert res.boxes.tolist() == alone.boxes.tolist() and np.abs(res.maps - alone.maps).max() <= 1e-5
