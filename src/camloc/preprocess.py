@@ -69,17 +69,18 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return min(h, cap), min(w, cap)
 
 
-def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess) -> Tensor:
-    """An RGB PIL image -> normalised (3, h, w) float tensor at `short_side`."""
+def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess, size: tuple[int, int] | None = None) -> Tensor:
+    """An RGB PIL image -> normalised (3, h, w) float tensor at `short_side`, or at exactly `size` (h, w) for a
+    model that takes one input size only (a fixed-size ViT: the picture is resized whole, not cropped)."""
     import torch
 
-    return torch.from_numpy(image_to_array(img, short_side, pre))
+    return torch.from_numpy(image_to_array(img, short_side, pre, size))
 
 
 def image_to_array(
     img: Image.Image, short_side: int, pre: Preprocess, size: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """An RGB PIL image -> normalised (3, h, w) float32 array at `short_side` (or at exactly `size` = (h, w))."""
+    """`image_to_tensor` as a float32 numpy array (3, h, w), without torch (the ONNX runtime's input)."""
     h, w = size if size is not None else scaled_size(img.height, img.width, short_side)
     resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.Resampling.BILINEAR))
     arr = (np.asarray(resized, dtype=np.float32) / 255.0).transpose(2, 0, 1)
