@@ -38,6 +38,7 @@ from camloc.preprocess import Preprocess, image_to_array
 # `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
 # tests/export/test_onnx_runtime.py checks that they agree).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
+SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid")
 EPS = 1e-12
 METADATA_KEY = "camloc"
 
@@ -128,30 +129,40 @@ class OnnxCam:
         map_sizes: Sequence[int] | None = None,
         relu: bool = False,
         box_rule: BoxRule = DEFAULT_BOX_RULE,
+        scores: str = "softmax",
     ) -> list[ImageResult]:
-        """`camloc.explain` on this graph: one `ImageResult` per image (same arguments and defaults).
+        """`camloc.explain` on this graph: one `ImageResult` per image (same arguments and defaults; no
+        `min_score`). scores: "softmax" (the graph's output) or "sigmoid" (of each logit, multi-label).
 
-        A graph with a fixed input size has one pass only (the image squashed to that size; map_sizes must be
-        empty or None)."""
+        A graph with a fixed input size has one pass only (the image resized whole to that size; map_sizes must be
+        None or the native size)."""
         top_k = self.top_k if top_k is None else int(top_k)
         if not 1 <= top_k <= self.top_k:
             raise InputError(f"--top-k must lie in 1..{self.top_k} (the graph was exported with --top-k {self.top_k})")
-        native = self.preprocess.input_size
+        if scores not in SCORE_KINDS:
+            raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
+        fixed = self.input_size
+        native = self.preprocess.input_size if fixed is None else min(fixed)
         sizes = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
-        if self.input_size is not None:
-            if map_sizes:
+        if fixed is not None:  # as camloc.explain does for a model that takes one input size
+            if map_sizes is not None and any(s != native for s in sizes):
                 raise InputError(
-                    f"{self.path}: the graph has a fixed input size, so it has no map passes at other sizes"
+                    f"{self.path}: the graph has a fixed input size ({fixed[0]}x{fixed[1]}), so map passes at other "
+                    "sizes cannot run; use map sizes 'native'"
                 )
             sizes = ()
-        settings = {
+        settings: dict[str, Any] = {
             "method": "cam",
+            "layer": self.meta.get("layer", ""),
             "map_sizes": list(sizes),
             "relu": relu,
             "threshold": box_rule.threshold,
             "threshold_mode": box_rule.mode,
             "native_size": native,
+            "scores": scores,
         }
+        if fixed is not None:
+            settings["fixed_input_size"] = list(fixed)
         pictures = [im.convert("RGB") if isinstance(im, Image.Image) else load_image(im) for im in images]
         if not pictures:
             raise InputError("no images given")
@@ -176,7 +187,7 @@ class OnnxCam:
                 cls = classes[j]
                 results[i] = ImageResult(
                     classes=cls,
-                    scores=out["scores"][j, : len(cls)],
+                    scores=out["scores"][j, : len(cls)] if scores == "softmax" else _sigmoid(out["logits"][j, cls]),
                     logits=out["logits"][j, cls],
                     all_logits=out["logits"][j],
                     raw=raw[j],
@@ -214,6 +225,11 @@ class OnnxCam:
             result.labels,
             result.settings,
         )
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Each logit's sigmoid (float32), the multi-label score."""
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 def _groups(shapes: list[tuple[int, ...]]) -> list[list[int]]:
@@ -279,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
     )
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
+    p.add_argument(
+        "--scores", choices=SCORE_KINDS, default="softmax", help="softmax (default) or sigmoid (multi-label)"
+    )
     p.add_argument("--threshold", type=float, default=DEFAULT_BOX_RULE.threshold, help="box threshold in [0, 1]")
     p.add_argument("--threshold-mode", choices=THRESHOLD_MODES, default=DEFAULT_BOX_RULE.mode)
     p.add_argument("--colormap", default="inferno")
@@ -322,6 +341,7 @@ def _explain_batch(cam: OnnxCam, batch: list, map_sizes, args: argparse.Namespac
             map_sizes=map_sizes,
             relu=args.relu,
             box_rule=args.box_rule,
+            scores=args.scores,
         )
     except InputError:
         raise  # a setting wrong for every image: stop with its message

@@ -191,24 +191,19 @@ def test_cli_export(tmp_path) -> None:
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("camloc: error: --top-k")
 
 
-def test_fixed_size_models_must_say_their_size(tmp_path) -> None:
-    """A timm config with fixed_input_size (position embeddings, say) is refused without --input-size."""
+def test_fixed_size_models_export_at_their_size(tmp_path) -> None:
+    """A timm config with fixed_input_size (position embeddings, say): the graph takes that size only."""
     torch.manual_seed(2)
     model = HookNet().eval()
     vars(model)["pretrained_cfg"] = {"fixed_input_size": True, "input_size": (3, 48, 40)}  # as timm sets it
-    with pytest.raises(InputError, match="--input-size 48 40"):
-        export_onnx(model, tmp_path / "v.onnx")
-    report = export_onnx(model, tmp_path / "v.onnx", input_size=(48, 40))
+    report = export_onnx(model, tmp_path / "v.onnx")
     assert not report.dynamic and report.max_diff["cams"] <= TOL
+    assert session(report.path).get_inputs()[0].shape[2:] == [48, 40]
 
 
 def test_layernorm_head_variant(tmp_path) -> None:
     """A LayerNorm of the pooled vector (timm ConvNeXt's head.norm) keeps CAM exact per image; the graph uses the
     adapter's own `maps`, so its CAMs are the adapter's and mean(CAM_c) + cam_bias_c == logit_c holds on them."""
-    from camloc.models.adapters import CamAdapter
-
-    if not hasattr(CamAdapter, "maps"):
-        pytest.skip("pooled-vector norm heads arrive with the heads branch (CamAdapter.maps / cam_bias)")
     import timm
 
     torch.manual_seed(0)

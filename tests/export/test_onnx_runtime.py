@@ -16,7 +16,7 @@ import camloc
 from camloc.boxes import BoxRule
 from camloc.explainer import passes, writers
 from camloc.io import load_image
-from camloc.onnx_runtime import DEFAULT_MAP_SIZES, OnnxCam
+from camloc.onnx_runtime import DEFAULT_MAP_SIZES, SCORE_KINDS, OnnxCam
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob("*.jpg"))
@@ -25,6 +25,7 @@ SRC = str(Path(camloc.__file__).resolve().parents[1])
 
 def test_defaults_agree_with_explain() -> None:
     assert DEFAULT_MAP_SIZES == passes.DEFAULT_MAP_SIZES
+    assert SCORE_KINDS == passes.SCORE_KINDS
 
 
 @pytest.mark.parametrize("map_sizes", [None, (), (448, 640)])
@@ -58,9 +59,12 @@ def test_same_records_as_explain_on_the_examples(default_model, default_graph, m
 def test_explicit_classes_and_box_rule(default_model, default_graph) -> None:
     image = load_image(EXAMPLES[0])
     rule = BoxRule(0.5, "minmax")
-    ref = camloc.explain(default_model, [image], targets=[[1, 281]], map_sizes=(), box_rule=rule)
-    got = OnnxCam(default_graph[0], threads=1).explain([image], targets=[[1, 281]], map_sizes=(), box_rule=rule)[0]
+    ref = camloc.explain(default_model, [image], targets=[[1, 281]], map_sizes=(), box_rule=rule, scores="sigmoid")
+    cam = OnnxCam(default_graph[0], threads=1)
+    got = cam.explain([image], targets=[[1, 281]], map_sizes=(), box_rule=rule, scores="sigmoid")[0]
     assert got.classes.tolist() == [1, 281]
+    assert np.abs(got.scores - ref.scores[0].numpy()).max() <= 1e-6
+    assert cam.record(got, "x")["settings"] == writers.record(ref, 0, "x")["settings"]
     assert got.boxes.tolist() == ref.boxes[0].tolist()
     assert got.settings["threshold_mode"] == "minmax"
 
@@ -144,6 +148,7 @@ def test_fixed_size_graph_squashes_the_image(small_model, picture, tmp_path) -> 
     image = load_image(picture)
     result = cam.explain([image], map_sizes=None)[0]
     assert result.settings["map_sizes"] == [] and result.maps.shape == (2, 90, 120)
+    assert result.settings["fixed_input_size"] == [64, 72] and result.settings["native_size"] == 64
     x = torch.from_numpy(image_to_array(image, 0, Preprocess(), size=(64, 72)))[None]
     adapter = get_adapter(small_model)
     with torch.no_grad():

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         layer=args.layer,
         check=not args.no_check,
     )
-    shape = "dynamic batch, height and width" if report.dynamic else f"fixed input {args.input_size}"
+    fixed = report.input_size
+    shape = "dynamic batch, height and width" if fixed is None else f"dynamic batch, input {fixed[0]}x{fixed[1]}"
     print(f"camloc: wrote {report.path} ({EXPORTER} exporter, opset {OPSET}, top-{report.top_k}, {shape})")
     if args.no_check:
         return 0

@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camloc.engine import class_activation_maps
 from camloc.errors import InputError
 from camloc.io import atomic_path
+from camloc.methods.cam import CAM
 from camloc.models.adapters import CamAdapter, eval_mode, get_adapter
+from camloc.models.tokens import fixed_input_size
 from camloc.models.zoo import info_of
 
 OPSET = 17
@@ -73,12 +74,9 @@ class CamGraph(nn.Module):
         return logits, chosen, scores, cams
 
     def _maps(self, features: Tensor, chosen: Tensor) -> Tensor:
-        """Raw CAMs (B, k, h, w): the adapter's own `maps` where it has one (heads with a norm of the pooled
-        vector scale each image's maps), else the plain CAM einsum."""
-        maps = getattr(self.adapter, "maps", None)
-        if maps is not None:
-            return maps(features, chosen)
-        return class_activation_maps(features, self.adapter.weight, chosen)
+        """Raw CAMs (B, k, h, w) as camloc's CAM computes them (`CamAdapter.maps`: heads with a norm of the pooled
+        vector scale each image's maps)."""
+        return self.adapter.maps(features, chosen)
 
 
 @dataclass
@@ -92,6 +90,7 @@ class ExportReport:
     max_diff: dict[str, float]  # output name -> largest |onnxruntime - PyTorch| over the check inputs
     scale: dict[str, float]  # output name -> largest |PyTorch| over the check inputs (for relative tolerances)
     same_classes: bool
+    input_size: tuple[int, int] | None = None  # the fixed (H, W), or None when height and width are dynamic
 
 
 def export_onnx(
@@ -107,7 +106,8 @@ def export_onnx(
 ) -> ExportReport:
     """Export `model` (CAM-exact: GAP + one linear layer) to `out` as one ONNX graph (see the module docstring).
 
-    input_size: (H, W) fixes the input size (for models that need one); None keeps B, H, W dynamic.
+    input_size: (H, W) fixes the input size; None keeps B, H, W dynamic, except for a model that takes one
+    input size only (a ViT without dynamic_img_size, a timm config with fixed_input_size): then that size.
     upsample / map_size: CAMs at the input size / at a fixed (h, w) instead of the feature resolution.
     check: run onnxruntime on random inputs (batch 1 and 3; square and non-square unless the size is fixed) and
     report the largest differences from PyTorch. The file is written atomically.
@@ -125,11 +125,11 @@ def export_onnx(
         raise InputError(f"--top-k must lie in 1..{num_classes} for a model with {num_classes} classes")
     if map_size is not None and min(map_size) < 1:
         raise InputError(f"map size must be positive, got {map_size}")
-    fixed = input_size is None and _needs_fixed_size(model)
-    if fixed:
-        raise InputError(
-            f"{info.name} needs a fixed input size (its config says so); pass --input-size {fixed[0]} {fixed[1]}"
-        )
+    needed = fixed_input_size(model) or _config_input_size(model)
+    if needed is not None and input_size is None:
+        input_size = needed  # a ViT-like model takes this size only: the graph does too
+    elif needed is not None and input_size is not None and tuple(input_size) != needed and fixed_input_size(model):
+        raise InputError(f"{info.name} takes {needed[0]}x{needed[1]} inputs only, not {input_size[0]}x{input_size[1]}")
     graph = CamGraph(adapter, top_k, upsample=upsample, map_size=map_size)
     # torch.onnx.export ends with graph.train(graph.training), recursively: the wrapper alone says "eval" (a new
     # module says "train"), and eval_mode below restores the model's own flags
@@ -153,6 +153,7 @@ def export_onnx(
         "preprocess": info.preprocess.to_dict(),
         "top_k": top_k,
         "num_classes": num_classes,
+        "layer": CAM(layer=layer).layer_name(model),  # what camloc explain reports as settings["layer"]
         "input_size": list(input_size) if input_size else None,
         "maps": "input" if upsample else (list(map_size) if map_size else "features"),
         "exporter": EXPORTER,
@@ -171,7 +172,7 @@ def export_onnx(
             opset_version=OPSET,
         )
         _finish(Path(tmp), top_k, metadata)
-    report = ExportReport(out, top_k, num_classes, input_size is None, {}, {}, True)
+    report = ExportReport(out, top_k, num_classes, input_size is None, {}, {}, True, input_size)
     if check:
         with eval_mode(model), torch.no_grad():
             _check(graph, out, report, input_size or None, native)
@@ -187,8 +188,8 @@ def _require(*modules: str) -> None:
         raise InputError(f"ONNX export needs {', '.join(missing)}: pip install 'camloc[onnx]'")
 
 
-def _needs_fixed_size(model: nn.Module) -> tuple[int, int] | None:
-    """timm's `fixed_input_size` models (e.g. position embeddings) need one input size; returns it."""
+def _config_input_size(model: nn.Module) -> tuple[int, int] | None:
+    """The input size of a timm model whose config says `fixed_input_size` (else None)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if cfg.get("fixed_input_size") and "input_size" in cfg:
         return int(cfg["input_size"][-2]), int(cfg["input_size"][-1])
