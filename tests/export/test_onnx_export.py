@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camloc.engine import class_activation_maps
 from camloc.errors import HeadError, InputError
 from camloc.export import export_onnx
 from camloc.models.adapters import get_adapter
@@ -37,7 +36,7 @@ def reference(model: nn.Module, x: torch.Tensor, k: int, classes: torch.Tensor |
     with torch.no_grad():
         feats, logits = adapter.forward(x)
         chosen = logits.topk(k, dim=1).indices if classes is None else classes
-        cams = class_activation_maps(feats, adapter.weight, chosen)
+        cams = adapter.maps(feats, chosen)  # camloc's CAM (a pooled-vector norm scales each image's maps)
     return logits.numpy(), chosen.numpy(), logits.softmax(1).gather(1, chosen).numpy(), cams.numpy()
 
 
@@ -220,3 +219,21 @@ def test_layernorm_head_variant(tmp_path) -> None:
     np.testing.assert_allclose(
         cams.mean(axis=(2, 3)) + bias[classes], np.take_along_axis(logits, classes, 1), atol=1e-4
     )
+
+
+def test_fixed_size_vit_with_average_pooled_tokens(tmp_path) -> None:
+    """A ViT built for 224x224 (patch tokens average-pooled: CAM-exact) is exported at that size; its tokens become
+    the (B, C, 14, 14) map in the graph (a Transpose with non-negative dims, which ONNX requires)."""
+    import timm
+
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 10, "global_pool": "avg", "class_token": False, "depth": 2}
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kwargs).eval()
+    report = export_onnx(model, tmp_path / "vit.onnx", top_k=3)
+    assert report.input_size == (224, 224) and report.same_classes
+    x = inputs(2, 224, 224, seed=8)
+    logits, classes, _, cams = session(report.path).run(None, {"image": x.numpy()})
+    ref = reference(model, x, 3)
+    np.testing.assert_array_equal(classes, ref[1])
+    assert np.abs(logits - ref[0]).max() <= TOL
+    assert cams.shape == (2, 3, 14, 14) and np.abs(cams - ref[3]).max() <= TOL
