@@ -154,6 +154,9 @@ class OnnxCam:
         settings: dict[str, Any] = {
             "method": "cam",
             "layer": self.meta.get("layer", ""),
+            # no zoom here yet: the runtime's default is `camloc.explain(..., zoom=False)`, map passes at 640
+            "procedure": "map sizes" if sizes else "classification pass",
+            "zoom": None,
             "map_sizes": list(sizes),
             "relu": relu,
             "threshold": box_rule.threshold,
