@@ -9,23 +9,35 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install browser serve bench-serve demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --disable-pip-version-check $(TORCH_PINS)
-	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe]" $(TORCH_PINS)
+	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe,serve]" $(TORCH_PINS)
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Debian's chromium for the browser test (Playwright's own browser download is not reachable); needs root or
+# password-less sudo. Without it the browser test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ]; then echo "make browser: not root and no sudo: chromium not installed (the browser test will skip)"; \
+	  else $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium \
+	    || echo "make browser: apt-get could not install chromium (the browser test will skip)"; fi; }
+
+serve: $(STAMP)
+	$(VENV)/bin/camloc serve
 
 demo: $(STAMP)
 	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo --format json
 	@echo "Pictures and JSON are in results/demo/ (<name>_overlay.png, <name>_grid.png, <name>.json)."
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 test-slow: $(STAMP)
@@ -46,6 +58,10 @@ bench-methods-imagenet: $(STAMP)
 	( $(PY) benchmarks/compare_methods_imagenet.py --map-sizes native && \
 	  $(PY) benchmarks/compare_methods_imagenet.py --map-sizes 640 --methods cam gradcam gradcam++ xgradcam layercam ) \
 	  | tee bench-results/methods-imagenet.md
+
+# 50 concurrent clients x 10 requests against `camloc serve` on this machine (batching on and off)
+bench-serve: $(STAMP)
+	mkdir -p bench-results && $(PY) benchmarks/bench_serve.py --out bench-results/serve.json | tee bench-results/serve.md
 
 data:
 	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist

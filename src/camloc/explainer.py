@@ -43,6 +43,8 @@ class Result:
     """What `explain` returns. Per-class fields are (B, k), best first; tensors live on the model's device.
 
     `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors.
+    `map_range` (B, k, 2) holds each map's [min, max] before normalisation: the values the box rule's threshold
+    refers to, so that a client holding `maps` can redraw a box at another threshold (the page of `camloc serve`).
     """
 
     classes: Tensor
@@ -55,6 +57,7 @@ class Result:
     sizes: list[tuple[int, int]]
     info: ModelInfo
     settings: dict[str, Any] = field(default_factory=dict)
+    map_range: Tensor | None = None
 
     def __len__(self) -> int:
         return self.classes.shape[0]
@@ -113,11 +116,11 @@ def explain(
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
             out_size = tuple(x.shape[-2:]) if images is None else None
             combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
-            maps, boxes = _maps_and_boxes(combined, threshold, threshold_mode)
-            parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
+            maps, boxes, ranges = _maps_and_boxes(combined, threshold, threshold_mode)
+            parts.append((idx, logits, classes, raw, maps, boxes.to(device), ranges))
 
     if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
-        _, all_logits, classes, raw, maps, boxes = parts[0]
+        _, all_logits, classes, raw, maps, boxes, ranges = parts[0]
     else:
         order = {i: (p, j) for p, part in enumerate(parts) for j, i in enumerate(part[0])}
         pick = [order[i] for i in range(n)]
@@ -126,6 +129,7 @@ def explain(
         raw = _stack_if_same([parts[p][3][j] for p, j in pick])
         maps = _stack_if_same([parts[p][4][j] for p, j in pick])
         boxes = torch.stack([parts[p][5][j] for p, j in pick])
+        ranges = torch.stack([parts[p][6][j] for p, j in pick])
     sizes = [tuple(m.shape[-2:]) for m in maps]
     return Result(
         classes=classes,
@@ -138,18 +142,23 @@ def explain(
         sizes=sizes,
         info=info,
         settings=settings,
+        map_range=ranges,
     )
 
 
 def _maps_and_boxes(
     combined: Tensor | list[Tensor], threshold: float, mode: ThresholdMode
-) -> tuple[Tensor | list[Tensor], Tensor]:
-    """Normalised maps and boxes of combined maps (a batched tensor, or a list when sizes differ)."""
+) -> tuple[Tensor | list[Tensor], Tensor, Tensor]:
+    """Normalised maps, boxes and [min, max] (b, k, 2) of combined maps (a batched tensor, or a list when sizes
+    differ)."""
     if isinstance(combined, Tensor):
         lo, hi = min_max(combined)
-        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi)
-    boxes = torch.stack([boxes_from_maps(m, threshold, mode) for m in combined])
-    return [normalize(m) for m in combined], boxes
+        ranges = torch.cat([lo, hi], dim=-1)[..., 0, :]
+        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi), ranges
+    limits = [min_max(m) for m in combined]
+    boxes = torch.stack([boxes_from_maps(m, threshold, mode, lo, hi) for m, (lo, hi) in zip(combined, limits)])
+    ranges = torch.stack([torch.cat([lo, hi], dim=-1)[..., 0, :] for lo, hi in limits])
+    return [normalize(m, lo=lo, hi=hi) for m, (lo, hi) in zip(combined, limits)], boxes, ranges
 
 
 def _map_passes(

@@ -11,8 +11,9 @@ import json
 import os
 import tempfile
 import warnings
+from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -32,12 +33,21 @@ class InputError(ValueError):
 # ----------------------------------------------------------------------------------------------- images
 
 
-def load_image(path: str | os.PathLike, exif_orientation: bool = True) -> Image.Image:
+class NotAnImageError(InputError):
+    """Bytes that no image decoder recognises (the server answers 415 Unsupported Media Type)."""
+
+
+class ImageTooLargeError(InputError):
+    """An image over the pixel limit, a decompression bomb included (refused before its pixels are decoded)."""
+
+
+def load_image(path: str | os.PathLike, exif_orientation: bool = True, max_pixels: int | None = None) -> Image.Image:
     """Decode an image file into an RGB PIL image in the orientation a viewer shows (EXIF applied; with
     `exif_orientation=False` the stored pixel grid, which dataset boxes refer to).
 
     Handles grayscale, RGBA/LA (composited on white), palette, 16-bit and 32-bit integer or float, and CMYK.
-    Raises `InputError` with the file name for missing, empty, truncated, non-image or oversized files.
+    Raises `InputError` with the file name for missing, empty, truncated, non-image or oversized files (more
+    than `max_pixels`, default `MAX_PIXELS`).
     """
     path = Path(path)
     if not path.exists():
@@ -46,25 +56,45 @@ def load_image(path: str | os.PathLike, exif_orientation: bool = True) -> Image.
         raise InputError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    return _decode(path, str(path), exif_orientation, max_pixels)
+
+
+def decode_image_bytes(
+    data: bytes, name: str, exif_orientation: bool = True, max_pixels: int | None = None
+) -> Image.Image:
+    """`load_image` for bytes already in memory (an upload): the same checks and conversions, the same errors.
+
+    `name` only labels the error messages; it is never opened.
+    """
+    if not data:
+        raise InputError(f"{name}: empty file")
+    return _decode(BytesIO(data), name, exif_orientation, max_pixels)
+
+
+def _decode(source: Path | BinaryIO, name: str, exif_orientation: bool, max_pixels: int | None) -> Image.Image:
+    """Open, check the pixel count before decoding, decode and convert to RGB; errors name `name`."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise InputError(f"{path}: image too large to decode safely ({w}x{h} pixels)")
+                if w * h > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{name}: image too large to decode safely ({w}x{h} pixels, the limit is {max_pixels:,})"
+                    )
                 if w < MIN_SIDE or h < MIN_SIDE:
-                    raise InputError(f"{path}: image has zero size")
+                    raise InputError(f"{name}: image has zero size")
                 img.load()
                 return to_rgb(ImageOps.exif_transpose(img) if exif_orientation else img)
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{path}: image too large to decode safely") from None
+        raise ImageTooLargeError(f"{name}: image too large to decode safely") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+        raise NotAnImageError(f"{name}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise InputError(f"{name}: corrupt or truncated image ({exc})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "train": "camloc.cli.train",
     "bench": "camloc.cli.bench",
     "probe": "camloc.cli.probe",
+    "serve": "camloc.cli.serve",
 }
 
 
