@@ -1,4 +1,4 @@
-"""Evaluation speed: the accumulators (camloc.metrics) against a straightforward per-threshold loop.
+"""Evaluation speed: the accumulators (camloc.localize.metrics) against a straightforward per-threshold loop.
 
     make bench            # or: PYTHONPATH=src python benchmarks/bench_eval.py [--n 300] [--interval 0.01]
 
@@ -21,10 +21,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture  # noqa: E402
-
 from camloc.data import open_dataset  # noqa: E402
-from camloc.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou  # noqa: E402
+from camloc.localize.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou  # noqa: E402
+from fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture  # noqa: E402
 
 
 def slow_box_counts(maps, gts, thresholds, levels=(30, 50, 70), times=None) -> np.ndarray:

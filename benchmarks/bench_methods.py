@@ -95,7 +95,8 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
     except ImportError:
         print("pytorch-grad-cam is not installed: skipped", file=sys.stderr)
     try:
-        from torchcam.methods import CAM as TcCAM, GradCAM as TcGradCAM
+        from torchcam.methods import CAM as TcCAM
+        from torchcam.methods import GradCAM as TcGradCAM
 
         def tc_cam(inp: torch.Tensor = x):
             with TcCAM(model, target_layer="bn2", fc_layer="classifier") as extractor:

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 import camloc
-from camloc.boxes import boxes_from_maps, box_iou
+from camloc.boxes import box_iou, boxes_from_maps
 from camloc.engine import combine_passes, upsample
 from camloc.methods import CAM
 from camloc.models.zoo import info_of

@@ -8,7 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
-from camloc.models.adapters import HeadError, get_adapter
+from camloc.errors import HeadError
+from camloc.models.adapters import get_adapter
 
 
 class UserNet(nn.Module):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from camloc.data import FORMATS, open_dataset
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def write(path: Path, text: str) -> Path:

@@ -175,7 +175,7 @@ def _write_image_fixture(root: Path, n: int = 4) -> Path:
 
 def test_model_evaluation_library(default_model, tmp_path):
     from camloc.data import open_dataset
-    from camloc.evaluate import evaluate
+    from camloc.localize.evaluation import evaluate
 
     root = _write_image_fixture(tmp_path, n=2)
     ds = open_dataset(f"wsol:{root / 'meta'}", images=root / "img")
@@ -255,7 +255,7 @@ def test_torchrun_two_processes_match_one(boxes, tmp_path):
 
 def test_mask_size_mismatch_is_counted_not_fatal():
     from camloc.data.base import Sample
-    from camloc.evaluate import Evaluator, Settings
+    from camloc.localize.evaluation import Evaluator, Settings
 
     fg = np.zeros((40, 60), bool)
     fg[10:20, 10:30] = True
@@ -271,8 +271,8 @@ def test_mask_size_mismatch_is_counted_not_fatal():
 
 def test_undecodable_image_names_the_file(default_model, tmp_path):
     from camloc.data import open_dataset
-    from camloc.evaluate import evaluate
     from camloc.io import InputError
+    from camloc.localize.evaluation import evaluate
 
     root = _write_image_fixture(tmp_path, n=2)
     (root / "img" / "1.jpg").write_bytes(b"not a jpeg at all")
@@ -291,7 +291,7 @@ def _rect_sample(w: int = 300, h: int = 200):
 
 
 def test_native_resolution_variant_and_release_rule():
-    from camloc.evaluate import Evaluator, Settings
+    from camloc.localize.evaluation import Evaluator, Settings
 
     sample, m = _rect_sample()
     native = Evaluator(Settings(resolution="native"))
@@ -299,7 +299,7 @@ def test_native_resolution_variant_and_release_rule():
     rep = native.report()
     assert rep["maxboxacc"]["70"] == 100.0 and rep["protocol"]["wsol"].startswith("NATIVE")
     for rule in ("paper", "release"):
-        ev = Evaluator(Settings(box_rule=rule))
+        ev = Evaluator(Settings(box_generator=rule))
         other = np.zeros_like(m)
         other[150:190, 200:290] = 1
         # true class 2 ranked second: top-1 loc misses, top-5 loc hits
@@ -311,7 +311,7 @@ def test_native_resolution_variant_and_release_rule():
 
 def test_native_pxap_uses_the_mask_size(tmp_path):
     from camloc.data import open_dataset
-    from camloc.evaluate import Settings, evaluate
+    from camloc.localize.evaluation import Settings, evaluate
 
     make_mask_fixture(tmp_path, n=6, seed=2)
     ds = open_dataset(f"wsol:{tmp_path / 'meta'}", mask_root=tmp_path / "masks")

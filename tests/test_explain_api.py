@@ -11,7 +11,7 @@ from PIL import Image
 
 import camloc
 from camloc.engine import check_identity
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.adapters import get_adapter
 
 

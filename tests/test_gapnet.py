@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import camloc.models.zoo as zoo
-from camloc.engine import class_activation_maps, check_identity
-from camloc.io import InputError, save_checkpoint
+from camloc.engine import check_identity, class_activation_maps
+from camloc.errors import InputError
+from camloc.io import save_checkpoint
 from camloc.models.adapters import get_adapter
 from camloc.models.gapnet import BoxRegressor, GapNet, gapnet_boxreg
 

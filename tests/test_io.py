@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from camloc import io
-from camloc.io import InputError, load_image
+from camloc.errors import InputError
+from camloc.io import load_image
 
 
 def save(img: Image.Image, path: Path, **kw) -> Path:

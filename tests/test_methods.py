@@ -9,29 +9,18 @@ import gc
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import camloc
-from camloc.engine import class_activation_maps, normalize
-from camloc.io import InputError
-from camloc.methods import (
-    CAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    LayerCAM,
-    LayerError,
-    ScoreCAM,
-    XGradCAM,
-    default_layer_name,
-    get_method,
-)
+from camloc.engine import normalize
+from camloc.errors import HeadError, InputError, LayerError
+from camloc.methods import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM, default_layer_name, get_method
 from camloc.methods.base import input_layout
-from camloc.models.adapters import HeadError
 
 GRADIENT = [GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM]
 ALL = GRADIENT + [ScoreCAM]

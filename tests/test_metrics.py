@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fixture_wsol import make_map
-
-from camloc.metrics import (
+from camloc.localize._pixel_histograms import masked_histograms
+from camloc.localize._release_boxes import relative_erosion, release_boxes, release_guesses
+from camloc.localize._wsol_boxes import contour_box_sets, contour_boxes_reference
+from camloc.localize.metrics import (
     BoxAccuracy,
     ClassLocAccuracy,
     PixelAP,
@@ -20,9 +21,7 @@ from camloc.metrics import (
     resize_boxes_wsol,
     wsol_iou,
 )
-from camloc.pixel_histograms import masked_histograms
-from camloc.release_boxes import relative_erosion, release_boxes, release_guesses
-from camloc.wsol_boxes import contour_box_sets, contour_boxes_reference
+from fixture_wsol import make_map
 
 T4 = np.arange(0, 1, 0.25)
 

@@ -13,12 +13,13 @@ from PIL import Image
 import camloc
 from camloc.cli import main
 from camloc.engine import check_identity
-from camloc.features_cache import FeatureCache, model_key, source_id
-from camloc.io import InputError, load_image
+from camloc.errors import InputError
+from camloc.io import load_image
 from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
-from camloc.probe import decision_logits, extract_features, fit_probe, open_probe_set
+from camloc.probe.features_cache import FeatureCache, model_key, source_id
+from camloc.probe.fit import decision_logits, extract_features, fit_probe, open_probe_set
 
 BACKBONE = "test_efficientnet"  # timm's tiny test net: random weights, 256 channels, fast on a CPU
 COLORS = [(220, 40, 40), (40, 220, 40), (40, 40, 220)]
@@ -209,7 +210,7 @@ def test_feature_cache_is_used_and_keyed(fitted, tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path, model_key(BACKBONE, model, info_of(model).preprocess))
     first, _ = extract_features(model, data.sources, cache=cache)
     assert len(list(tmp_path.rglob("*.npy"))) == len(data.sources)
-    monkeypatch.setattr("camloc.probe.load_image", lambda p: (_ for _ in ()).throw(AssertionError("decoded")))
+    monkeypatch.setattr("camloc.probe.fit.load_image", lambda p: (_ for _ in ()).throw(AssertionError("decoded")))
     second, _ = extract_features(model, data.sources, cache=cache)
     np.testing.assert_array_equal(first, second)
     pre = info_of(model).preprocess
@@ -330,7 +331,7 @@ class _BrightNet(torch.nn.Module):
 
 
 def test_bench_scoring_of_a_perfect_map():
-    from camloc.probe_bench import score_probe
+    from camloc.probe.bench_row import score_probe
 
     split = gray_split(3, 3, n_classes=1)
     row = score_probe(_BrightNet(), 1.5, split, split, "bright")
@@ -340,7 +341,7 @@ def test_bench_scoring_of_a_perfect_map():
 
 
 def test_bench_row_format_and_reuse(tmp_path):
-    from camloc.probe_bench import bench_row
+    from camloc.probe.bench_row import bench_row
 
     train, test = gray_split(4, 1), gray_split(2, 2)
     row = bench_row(train, test, test, backbone=BACKBONE, classes="abc", Cs=[1.0], folds=2, save_to=tmp_path / "p")

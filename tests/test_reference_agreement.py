@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from camloc.data import open_dataset
-from camloc.evaluate import Evaluator, Settings, load_map
+from camloc.localize.evaluation import Evaluator, Settings, load_map
 from fixture_wsol import make_box_fixture, make_mask_fixture
 
 REFERENCE = {

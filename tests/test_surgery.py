@@ -8,9 +8,10 @@ import torchvision
 from safetensors.torch import save_file
 
 import camloc.models.zoo as zoo
-from camloc.engine import class_activation_maps, check_identity
-from camloc.io import InputError, save_checkpoint
-from camloc.models.adapters import HeadError, get_adapter
+from camloc.engine import check_identity, class_activation_maps
+from camloc.errors import HeadError, InputError
+from camloc.io import save_checkpoint
+from camloc.models.adapters import get_adapter
 from camloc.models.pretrained import load_matching
 from camloc.models.surgery import gap_surgery, gap_surgery_arch
 

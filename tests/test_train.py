@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 import camloc
 from camloc.data.cluttered import ClutteredFashionMNIST, ClutterSpec, TensorView
 from camloc.distributed import epoch_indices
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.gapnet import gapnet
-from camloc.train import TrainConfig, fit
+from camloc.training.loop import TrainConfig, fit
 from fake_fashion import write_fake_fashion
 
 torch.set_num_threads(1)

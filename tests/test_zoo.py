@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import camloc
-from camloc.io import InputError, save_checkpoint
+from camloc.errors import InputError
+from camloc.io import save_checkpoint
 from camloc.models.zoo import info_of, map_in_order
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 @dataclass(frozen=True)

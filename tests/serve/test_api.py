@@ -16,7 +16,10 @@ import torch
 from PIL import Image
 
 import camloc
-from camloc import viz, writers
+from camloc import viz
+from camloc.boxes import BoxRule
+from camloc.explainer import writers
+from camloc.explainer.runner import ExplainOptions
 
 pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 from fastapi.testclient import TestClient
@@ -124,8 +127,7 @@ def test_options_reach_explain(client: TestClient, tiny_model: torch.nn.Module) 
         targets=[[281, 285]],
         method="gradcam",
         map_sizes=(),
-        threshold=0.5,
-        threshold_mode="minmax",
+        box_rule=BoxRule(0.5, "minmax"),
         relu=True,
     )
     assert rec["settings"] == ref.settings
@@ -262,7 +264,7 @@ class Gate:
 
 
 def blocking_job(worker, image: Image.Image) -> Job:
-    job = Job(Options(model=next(iter(worker.models)), top_k=1), [image], ["held.png"])
+    job = Job(Options(next(iter(worker.models)), ExplainOptions(top_k=1)), [image], ["held.png"])
     worker.submit(job)
     return job
 
@@ -300,8 +302,11 @@ def test_waiting_requests_are_batched(tiny_model: torch.nn.Module) -> None:
         with Gate(worker) as gate:
             first = blocking_job(worker, images[0])
             assert gate.entered.wait(10)
-            same = [Job(Options("tiny-gapnet", top_k=2), [im], [f"{i}.png"]) for i, im in enumerate(images[1:])]
-            other = Job(Options("tiny-gapnet", top_k=2, method="gradcam"), [images[0]], ["g.png"])
+            same = [
+                Job(Options("tiny-gapnet", ExplainOptions(top_k=2)), [im], [f"{i}.png"])
+                for i, im in enumerate(images[1:])
+            ]
+            other = Job(Options("tiny-gapnet", ExplainOptions(top_k=2, method="gradcam")), [images[0]], ["g.png"])
             for job in [same[0], other, *same[1:]]:
                 worker.submit(job)
         for job in [first, *same, other]:

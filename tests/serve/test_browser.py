@@ -81,7 +81,9 @@ def test_page_end_to_end(page, default_model: torch.nn.Module, tmp_path: Path) -
         page.keyboard.press("ArrowRight")
     assert page.input_value("#threshold") == "0.6"
     assert page.get_attribute("#main-canvas", "data-box-source") == "page"
-    at_06 = camloc.explain(default_model, [str(photo)], top_k=1, threshold=0.6).boxes[0, 0].tolist()
+    at_06 = (
+        camloc.explain(default_model, [str(photo)], top_k=1, box_rule=camloc.BoxRule(0.6, "max")).boxes[0, 0].tolist()
+    )
     assert shown_box(page) == at_06 != ref.boxes[0, 0].tolist()
     shot(page, "serve-threshold.png", tmp_path)
     page.focus("#threshold")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from camloc.io import InputError, atomic_path, write_json, write_text
+from camloc.errors import InputError
+from camloc.io import atomic_path, write_json, write_text
 
 
 def fmt(value: float | None) -> str:

@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from camloc.io import InputError, write_json
+from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes
+from camloc.errors import InputError
+from camloc.io import write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,18 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="224: wsolevaluation's protocol (default); native: maps at the original image size",
     )
     p.add_argument(
-        "--box-rule",
+        "--box-generator",
         choices=["paper", "release"],
         default="paper",
-        help="top-k / GT-known loc boxes: the paper's 20%% rule or the original release's generator",
+        help="top-k / GT-known loc boxes: the paper's rule (--threshold, --threshold-mode) or the original release's",
     )
-    p.add_argument("--loc-threshold", type=float, default=0.2, help="the paper rule's threshold (default 0.2)")
-    p.add_argument(
-        "--threshold-mode",
-        choices=["max", "minmax"],
-        default=None,
-        help="reading of the paper's rule (camloc.boxes; default: explain's); equal on normalised maps",
-    )
+    add_box_rule_options(p)
     p.add_argument(
         "--calibrate-on",
         default=None,
@@ -101,9 +97,9 @@ def format_table(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from camloc.data import FORMATS, open_dataset
-    from camloc.distributed import pick_device
     from camloc.data.base import accepts_option
-    from camloc.evaluate import Settings, coco_results, evaluate
+    from camloc.distributed import pick_device
+    from camloc.localize.evaluation import Settings, coco_results, evaluate
 
     opts = {"images": args.images, "mask_root": args.mask_root, "split": args.split}
     dataset = open_dataset(args.data, class_map=args.class_map, **opts)
@@ -115,14 +111,12 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(
         interval=args.interval,
         resolution=args.resolution,
-        box_rule=args.box_rule,
-        loc_threshold=args.loc_threshold,
-        **({"threshold_mode": args.threshold_mode} if args.threshold_mode else {}),
+        box_generator=args.box_generator,
+        box_rule=box_rule_from(args),
     )
     model = None
     map_sizes = None
     if args.model is not None:
-        from camloc.cli.explain import parse_map_sizes
         from camloc.models.zoo import load
 
         model = load(args.model)

@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 MaskLoader = Callable[[], tuple[np.ndarray, "np.ndarray | None"]]
 

@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -29,7 +29,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from camloc.data.idx import find_idx_dir, load_split
-from camloc.io import InputError, write_npz
+from camloc.errors import InputError
+from camloc.io import write_npz
+
+if TYPE_CHECKING:
+    from camloc.data.base import Dataset as EvalDataset
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SPLITS = ("train", "val", "test")
@@ -256,7 +260,8 @@ def open_cluttered(
 ) -> "EvalDataset":
     """`cluttered:SPLIT` (data from `make data`'s folder) or `cluttered:IDX_DIR` (with `split=`) as an evaluation
     dataset: images as arrays, boxes exclusive, masks of the item's pixels (no ignore region)."""
-    from camloc.data.base import Dataset as EvalDataset, Sample
+    from camloc.data.base import Dataset as EvalDataset  # imported here: camloc.data.base registers the formats
+    from camloc.data.base import Sample
 
     name = str(path)
     if name in SPLITS:

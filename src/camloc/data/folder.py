@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from camloc.data.base import Dataset, Sample, register_format
-from camloc.io import IMAGE_SUFFIXES, InputError
+from camloc.errors import InputError
+from camloc.io import IMAGE_SUFFIXES
 
 
 @register_format("folder")

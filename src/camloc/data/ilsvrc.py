@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from camloc.data.base import Dataset, Sample, check_box, parse_float, read_lines, register_format
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def read_synsets(path: Path) -> list[str]:

@@ -26,7 +26,7 @@ from camloc.data.base import (
     read_mask_file,
     register_format,
 )
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def _records(path: Path, fields: tuple[int, ...]) -> list[tuple[int, list[str]]]:

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 METHODS: dict[str, type["MapMethod"]] = {}
 

@@ -26,7 +26,7 @@ from abc import abstractmethod
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
 from camloc.methods.layers import TargetLayer, forward_recorded, resolve_layer
 from camloc.models.adapters import eval_mode

@@ -22,10 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import HeadError, InputError, LayerError
 from camloc.models.adapters import (
     CamAdapter,
-    HeadError,
     _probe_input,
     as_logits,
     capture_output,
@@ -36,10 +35,6 @@ from camloc.models.adapters import (
 
 # Modules that only pass a map through or shape it for the head: never the default layer.
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)
-
-
-class LayerError(InputError):
-    """A layer that does not exist, is not called, or has no spatial (B, C, h, w) output."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -24,17 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camloc.engine import logits_from_features
-from camloc.io import InputError
+from camloc.errors import InputError
 
 PROBE_SIZE = 128  # side of the random input used to discover and verify the head
 ADVICE = (
     "CAM needs global average pooling followed by one linear layer; use a gradient method "
     "(--method gradcam) or make the net CAM-ready with GAP surgery (a 3x3 conv, GAP and one linear layer)"
 )
-
-
-class HeadError(InputError):
-    """The model has no head that CAM can use exactly."""
+from camloc.errors import HeadError
 
 
 @dataclass

@@ -11,12 +11,12 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.adapters import get_adapter
 from camloc.models.gapnet import gapnet, gapnet_boxreg
 from camloc.models.pretrained import LoadReport, load_matching
+from camloc.models.registry import build_architecture
 from camloc.models.surgery import gap_surgery, torchvision_base
-from camloc.models.zoo import build_architecture
 
 SURGERY_PREFIX = "surgery:"
 

@@ -13,9 +13,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.gap_head import GapHeadMixin
-from camloc.models.zoo import register_architecture
+from camloc.models.registry import register_architecture
 
 NORMS = ("batch", "group", "none")
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from camloc.io import CONFIG_NAME, InputError
+from camloc.errors import InputError
+from camloc.io import CONFIG_NAME
 from camloc.models.adapters import get_adapter
-from camloc.models.zoo import DEFAULT_MODEL, build_architecture, register_architecture
+from camloc.models.registry import DEFAULT_MODEL, build_architecture, register_architecture
 
 
 @register_architecture("probe")

@@ -15,9 +15,9 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.gap_head import GapHeadMixin
-from camloc.models.zoo import register_architecture
+from camloc.models.registry import register_architecture
 
 BASES = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet")
 GOOGLENET_KEEP = (

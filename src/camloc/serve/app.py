@@ -38,9 +38,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 
 from camloc import __version__, viz
-from camloc.boxes import THRESHOLD_MODES
-from camloc.explainer import DEFAULT_MAP_SIZES, DEFAULT_RELU, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE
-from camloc.io import ImageTooLargeError, InputError, NotAnImageError, decode_image_bytes
+from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule
+from camloc.errors import ImageTooLargeError, InputError, NotAnImageError
+from camloc.explainer.passes import DEFAULT_MAP_SIZES, DEFAULT_RELU
+from camloc.explainer.runner import ExplainOptions
+from camloc.io import decode_image_bytes
 from camloc.methods import METHODS, get_method
 from camloc.models.zoo import info_of
 from camloc.serve.worker import ImageResult, Job, Options, QueueFull, Worker
@@ -236,18 +238,20 @@ def parse_options(
         if not 1 <= len(map_sizes) <= 4 or any(not 32 <= s <= MAX_MAP_SIZE for s in map_sizes):
             raise ApiError(400, f"map_sizes: 1 to 4 sizes in 32..{MAX_MAP_SIZE} or 'native', got '{sizes_text}'")
     try:
-        threshold = float(field("threshold") or DEFAULT_THRESHOLD)
+        threshold = float(field("threshold") or DEFAULT_BOX_RULE.threshold)
     except ValueError:
         raise ApiError(400, f"threshold: '{field('threshold')}' is not a number") from None
     if not 0.0 <= threshold <= 1.0:
         raise ApiError(400, f"threshold: must lie in 0..1, got {threshold}")
-    mode = (field("threshold_mode") or DEFAULT_THRESHOLD_MODE).strip().lower()
+    mode = (field("threshold_mode") or DEFAULT_BOX_RULE.mode).strip().lower()
     if mode not in THRESHOLD_MODES:
         raise ApiError(400, f"threshold_mode: choose one of {', '.join(THRESHOLD_MODES)}, got '{mode}'")
     relu = _bool(field("relu") or str(DEFAULT_RELU), "relu")
     with_maps = _bool(field("maps") or "true", "maps")
-    options = Options(model, top_k, classes, method, map_sizes, relu, threshold, mode)
-    return options, with_maps
+    settings = ExplainOptions(
+        top_k=top_k, targets=classes, method=method, map_sizes=map_sizes, relu=relu, box_rule=BoxRule(threshold, mode)
+    )
+    return Options(model, settings), with_maps
 
 
 def _num_classes(model: nn.Module) -> int:
@@ -348,8 +352,8 @@ def create_app(models: nn.Module | list[nn.Module], config: ServeConfig | None =
                 "top_k": 5,
                 "method": "cam",
                 "map_sizes": list(DEFAULT_MAP_SIZES),
-                "threshold": DEFAULT_THRESHOLD,
-                "threshold_mode": DEFAULT_THRESHOLD_MODE,
+                "threshold": DEFAULT_BOX_RULE.threshold,
+                "threshold_mode": DEFAULT_BOX_RULE.mode,
                 "relu": DEFAULT_RELU,
             },
             "limits": {

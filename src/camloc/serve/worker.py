@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from camloc import writers
-from camloc.explainer import explain
-from camloc.io import InputError
+from camloc.errors import InputError
+from camloc.explainer import writers
+from camloc.explainer.runner import ExplainOptions
 
 
 class QueueFull(RuntimeError):
@@ -36,21 +36,14 @@ class QueueFull(RuntimeError):
 
 @dataclass(frozen=True)
 class Options:
-    """A request's explain settings (validated by the app). `classes` replaces the top-k when given."""
+    """A request's settings: the model's name and the `camloc.explain` settings (validated by the app)."""
 
     model: str
-    top_k: int = 5
-    classes: tuple[int, ...] | None = None
-    method: str = "cam"
-    map_sizes: tuple[int, ...] | None = None
-    relu: bool = False
-    threshold: float = 0.2
-    threshold_mode: str = "max"
+    explain: ExplainOptions
 
     def batch_key(self) -> tuple:
-        """Requests with the same key can share one `explain` call (explicit classes may differ, not their count)."""
-        chosen = ("classes", len(self.classes)) if self.classes is not None else ("top", self.top_k)
-        return (self.model, chosen, self.method, self.map_sizes, self.relu, self.threshold, self.threshold_mode)
+        """Requests with equal keys share one `explain` call."""
+        return (self.model, self.explain)
 
 
 @dataclass
@@ -192,17 +185,7 @@ class Worker:
         images = [im for ims, _ in groups for im in ims]
         names = [nm for _, nms in groups for nm in nms]
         start = time.perf_counter()
-        res = explain(
-            self.models[opt.model],
-            images,
-            top_k=opt.top_k,
-            targets=None if opt.classes is None else [list(opt.classes)] * len(images),
-            method=opt.method,
-            map_sizes=opt.map_sizes,
-            relu=opt.relu,
-            threshold=opt.threshold,
-            threshold_mode=opt.threshold_mode,
-        )
+        res = opt.explain.run(self.models[opt.model], images)
         ranges = res.map_range.detach().float().cpu().numpy()
         flat = [
             ImageResult(writers.record(res, i, names[i]), writers.maps_of(res, i), ranges[i])

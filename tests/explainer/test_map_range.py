@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import camloc
-from camloc.boxes import boxes_from_maps
+from camloc.boxes import BoxRule, boxes_from_maps
 from camloc.engine import upsample
 from camloc.models.gapnet import GapNet
 
@@ -29,7 +29,7 @@ def test_map_range_is_the_combined_maps_extremes(one_thread) -> None:
     lo, hi = res.map_range[..., :1, None], res.map_range[..., 1:, None]
     back = res.maps * (hi - lo) + lo
     assert torch.allclose(back, combined, atol=1e-5 * float(combined.abs().max()))
-    assert torch.equal(boxes_from_maps(combined, 0.2, "max"), res.boxes)
+    assert torch.equal(boxes_from_maps(combined, BoxRule(0.2, "max")), res.boxes)
 
 
 def test_map_range_with_images_of_two_sizes(one_thread) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from camloc.io import InputError, atomic_path, write_json
+from camloc.errors import InputError
+from camloc.io import atomic_path, write_json
 
 STATE_NAME = "train_state.safetensors"
 STATE_JSON = "train_state.json"

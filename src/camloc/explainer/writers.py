@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from camloc import viz
-from camloc.explainer import Result
+from camloc.explainer.result import Result
 from camloc.io import write_image, write_json, write_npz
 
 

@@ -10,7 +10,7 @@ by value builds every level's components incrementally:
 * hole borders = 4-connected background components that do not touch the image frame: background pixels are added
   from the lowest value up; a hole's border runs on the foreground pixels 4-adjacent to it, so its box is the
   hole's box grown by one pixel on each side;
-* the largest contour is an outer border (see `camloc.wsol_boxes`); its area is the shoelace area of the border
+* the largest contour is an outer border (see `camloc.localize._wsol_boxes`); its area is the shoelace area of the border
   traced exactly as OpenCV's `icvFetchContour` does (Suzuki & Abe 1985, 8-connected, counter-clockwise search),
   traced only for components whose bounding-box bound `2 (w - 1)(h - 1)` reaches the best exact area so far.
   A tie of the largest area between different boxes is reported, and the caller asks OpenCV for its order.
@@ -427,7 +427,7 @@ def _best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.nd
 
 
 def best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.ndarray:
-    """(n_levels,) the best IoU (inclusive boxes, the +1 convention of `camloc.metrics.wsol_iou`, same float
+    """(n_levels,) the best IoU (inclusive boxes, the +1 convention of `camloc.localize.metrics.wsol_iou`, same float
     operations) between any box of a level (`rows` as from `level_contour_boxes`) and any GT box; -1 without GT
     boxes."""
     return _best_iou_by_level(

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from camloc.io import atomic_path
-from camloc.models.zoo import Preprocess
+from camloc.preprocess import Preprocess
 
 CACHE_VERSION = "gap-features-v1"  # bump when the way features are computed changes
 

@@ -4,7 +4,7 @@
 step needs saving), cross-entropy (+ L1 on boxes in [0, 1] for a `BoxRegressor`), mixed precision on CUDA,
 a tqdm bar on the main process, and a checkpoint at the end of every epoch (and every `checkpoint_every` steps):
 the model as `model.safetensors` + `config.json` (what `camloc.load` reads) and the resume state
-(`camloc.train_state`). `N` processes with batch `B / N` each follow the single-process run with batch `B`:
+(`camloc.training.state`). `N` processes with batch `B / N` each follow the single-process run with batch `B`:
 same batches, gradients averaged by DDP (exactly equal when the net has no batch statistics, e.g. norm="group").
 """
 
@@ -23,8 +23,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from camloc import distributed as D
-from camloc.io import InputError, save_checkpoint
-from camloc.train_state import STATE_NAME, read_progress, read_state, restore, save_state
+from camloc.errors import InputError
+from camloc.io import save_checkpoint
+from camloc.training.state import STATE_NAME, read_progress, read_state, restore, save_state
 
 
 class BatchSource(Protocol):

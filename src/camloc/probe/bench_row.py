@@ -1,7 +1,7 @@
 """The probe's row in the localization benchmark (`camloc bench localization`) on Cluttered Fashion-MNIST.
 
 A linear probe on the frozen ImageNet backbone is fitted on train images and scored on val / test exactly like
-the CAM nets trained from scratch: the benchmark's own `score_cam` and `row` (camloc.bench), fed batches
+the CAM nets trained from scratch: the benchmark's own `score_cam` and `row` (camloc.localize.scoring), fed batches
 preprocessed as the probe's `explain` does (gray canvas as RGB, shorter side = the backbone's native size, its
 normalisation). The row format is the benchmark's: `{"method", "feature_resolution", "top1_cls", "top1_loc",
 "gt_known_loc", "maxboxacc_v2", "pxap", "train_seconds", ...}`; train_seconds = feature extraction + fit.
@@ -20,10 +20,11 @@ from torch import Tensor, nn
 
 from camloc.data.cluttered import CLASSES, ClutteredArrays
 from camloc.io import CONFIG_NAME
+from camloc.localize.scoring import row, score_cam
 from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
-from camloc.probe import ProbeSet, as_pil, fit_probe
+from camloc.probe.fit import ProbeSet, as_pil, fit_probe
 
 
 class ProbeView:
@@ -54,8 +55,6 @@ def score_probe(
     model: nn.Module, seconds: float, val: ClutteredArrays, test: ClutteredArrays, method: str
 ) -> dict[str, Any]:
     """The benchmark row of a fitted probe: thresholds chosen on val, numbers on test."""
-    from camloc.bench.localization import row, score_cam
-
     val_scorer, _ = score_cam(model, ProbeView(val, model), val)
     test_scorer, _ = score_cam(model, ProbeView(test, model), test)
     return row(method, feature_resolution(model, test), val_scorer, test_scorer, seconds)

@@ -12,20 +12,21 @@ Two passes at most, both visible settings:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from camloc.boxes import ThresholdMode, boxes_from_maps
+from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, boxes_from_maps
 from camloc.engine import combine_passes, min_max, normalize, upsample
-from camloc.io import InputError, load_image
+from camloc.errors import InputError
+from camloc.explainer.result import Result
+from camloc.io import as_rgb_image
 from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import eval_mode
-from camloc.models.zoo import ModelInfo, info_of
+from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor, resize_batch
 
 ImageInput = Union[str, PathLike, Image.Image]
@@ -33,38 +34,7 @@ Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
-DEFAULT_THRESHOLD = 0.2
-DEFAULT_THRESHOLD_MODE: ThresholdMode = "max"
 DEFAULT_RELU = False
-
-
-@dataclass
-class Result:
-    """What `explain` returns. Per-class fields are (B, k), best first; tensors live on the model's device.
-
-    `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors.
-    `map_range` (B, k, 2) holds each map's [min, max] before normalisation: the values the box rule's threshold
-    refers to, so that a client holding `maps` can redraw a box at another threshold (the page of `camloc serve`).
-    """
-
-    classes: Tensor
-    scores: Tensor
-    logits: Tensor
-    raw: Tensor | list[Tensor]
-    maps: Tensor | list[Tensor]
-    boxes: Tensor
-    all_logits: Tensor
-    sizes: list[tuple[int, int]]
-    info: ModelInfo
-    settings: dict[str, Any] = field(default_factory=dict)
-    map_range: Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.classes.shape[0]
-
-    def labels(self, i: int) -> list[str]:
-        """Class names of image i's maps, in order."""
-        return [self.info.label(int(c)) for c in self.classes[i]]
 
 
 def explain(
@@ -77,16 +47,15 @@ def explain(
     layer: str | None = None,
     map_sizes: Sequence[int] | None = None,
     relu: bool = DEFAULT_RELU,
-    threshold: float = DEFAULT_THRESHOLD,
-    threshold_mode: ThresholdMode = DEFAULT_THRESHOLD_MODE,
+    box_rule: BoxRule = DEFAULT_BOX_RULE,
 ) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
     inputs: file paths, PIL images, or a preprocessed (B, 3, H, W) tensor (used as is: no hidden preprocessing).
     top_k: how many of the best classes to map; `targets` instead gives explicit classes, one list per image
     (or a (B, k) tensor). map_sizes: shorter sides of the map passes (None: the measured default; () : the
-    classification pass only). relu: clip negative evidence before normalising. threshold / threshold_mode: the
-    box rule (see `camloc.boxes`). The model is left as found (train/eval flags restored).
+    classification pass only). relu: clip negative evidence before normalising. box_rule: the
+    threshold rule of the boxes (`camloc.boxes.BoxRule`). The model is left as found (train/eval flags restored).
     """
     info = info_of(model)
     mapper = get_method(method, layer=layer)
@@ -96,8 +65,8 @@ def explain(
         "method": getattr(mapper, "name", str(method)),
         "map_sizes": list(sizes_setting),
         "relu": relu,
-        "threshold": threshold,
-        "threshold_mode": threshold_mode,
+        "threshold": box_rule.threshold,
+        "threshold_mode": box_rule.mode,
         "native_size": native,
     }
     images, batch = _as_batch(inputs)
@@ -116,7 +85,7 @@ def explain(
             logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
             out_size = tuple(x.shape[-2:]) if images is None else None
             combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
-            maps, boxes, ranges = _maps_and_boxes(combined, threshold, threshold_mode)
+            maps, boxes, ranges = _maps_and_boxes(combined, box_rule)
             parts.append((idx, logits, classes, raw, maps, boxes.to(device), ranges))
 
     if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
@@ -146,19 +115,17 @@ def explain(
     )
 
 
-def _maps_and_boxes(
-    combined: Tensor | list[Tensor], threshold: float, mode: ThresholdMode
-) -> tuple[Tensor | list[Tensor], Tensor, Tensor]:
+def _maps_and_boxes(combined: Tensor | list[Tensor], rule: BoxRule) -> tuple[Tensor | list[Tensor], Tensor, Tensor]:
     """Normalised maps, boxes and [min, max] (b, k, 2) of combined maps (a batched tensor, or a list when sizes
     differ)."""
     if isinstance(combined, Tensor):
         lo, hi = min_max(combined)
         ranges = torch.cat([lo, hi], dim=-1)[..., 0, :]
-        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, threshold, mode, lo, hi), ranges
+        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, rule, lo, hi), ranges
     limits = [min_max(m) for m in combined]
-    boxes = torch.stack([boxes_from_maps(m, threshold, mode, lo, hi) for m, (lo, hi) in zip(combined, limits)])
+    boxes = torch.stack([boxes_from_maps(m, rule, lo, hi) for m, (lo, hi) in zip(combined, limits, strict=True)])
     ranges = torch.stack([torch.cat([lo, hi], dim=-1)[..., 0, :] for lo, hi in limits])
-    return [normalize(m, lo=lo, hi=hi) for m, (lo, hi) in zip(combined, limits)], boxes, ranges
+    return [normalize(m, lo=lo, hi=hi) for m, (lo, hi) in zip(combined, limits, strict=True)], boxes, ranges
 
 
 def _map_passes(
@@ -218,7 +185,7 @@ def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
     items = [inputs] if isinstance(inputs, (str, PathLike, Image.Image)) else list(inputs)
     if not items:
         raise InputError("no images given")
-    return [it.convert("RGB") if isinstance(it, Image.Image) else load_image(it) for it in items], None
+    return [as_rgb_image(it) for it in items], None
 
 
 def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) -> Tensor | None:

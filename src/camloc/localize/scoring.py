@@ -1,4 +1,4 @@
-"""The one place where the localization benchmark calls the metrics of `camloc.metrics` and the paper's boxes of
+"""The one place where the localization benchmark calls the metrics of `camloc.localize.metrics` and the paper's boxes of
 `camloc.boxes` (no second implementation of either lives here).
 
 A `Scorer` takes, per image, the score map of the GT class (any resolution), the image's GT box and mask, and the
@@ -11,17 +11,22 @@ x1 / y1 exclusive, IoU >= 0.5.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
 
-from camloc.boxes import box_from_map
-from camloc.metrics import BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds, prepare_scoremap
-
-PAPER_THRESHOLD = 0.2  # Zhou et al.: 20% of the map's maximum (min-max normalised map, camloc.boxes "minmax")
+from camloc.boxes import DEFAULT_BOX_RULE, box_from_map
+from camloc.data.cluttered import ClutteredArrays, TensorView
+from camloc.engine import class_activation_maps, normalize, upsample
+from camloc.localize.metrics import BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds, prepare_scoremap
+from camloc.models.adapters import get_adapter
 
 
 def paper_box(heatmap: np.ndarray) -> np.ndarray:
-    """The paper's box of one map at image resolution: (4,) int64, x1 / y1 exclusive."""
-    return box_from_map(heatmap, PAPER_THRESHOLD, "minmax")
+    """The paper's box of one min-max normalised (H, W) map at image resolution, by camloc's one box rule
+    (`DEFAULT_BOX_RULE`; on normalised maps its two readings agree): (4,) int64, x1 / y1 exclusive."""
+    return box_from_map(heatmap, DEFAULT_BOX_RULE)
 
 
 class Scorer:
@@ -79,3 +84,51 @@ class Scorer:
             "cam_threshold": {k: float(thresholds[v]) for k, v in chosen.items()},
             "pxap": self.pxap.value(),
         }
+
+
+EVAL_BATCH = 200  # images per forward pass when scoring a split
+
+
+@torch.no_grad()
+def score_cam(model: torch.nn.Module, view: TensorView, arr: ClutteredArrays) -> tuple[Scorer, np.ndarray]:
+    """Scorer of a CAM net on one split, and its top-1 predictions."""
+    adapter = get_adapter(model)
+    scorer, preds = Scorer(), []
+    size = tuple(arr.images.shape[1:])
+    for start in range(0, len(arr), EVAL_BATCH):
+        idx = torch.arange(start, min(start + EVAL_BATCH, len(arr)))
+        x, y, _ = view.get_batch(idx)
+        feats, logits = adapter.forward(x)
+        pred = logits.argmax(1)
+        raw = class_activation_maps(feats, adapter.weight, torch.stack([y, pred], 1))  # (B, 2, h, w)
+        maps = normalize(upsample(raw, size)).numpy()
+        raw = raw.numpy()
+        for j, i in enumerate(idx.tolist()):
+            scorer.add(
+                raw[j, 0],
+                arr.boxes[i],
+                arr.masks[i],
+                int(y[j]),
+                int(pred[j]),
+                paper_box(maps[j, 1]),
+                paper_box(maps[j, 0]),
+            )
+        preds.append(pred.numpy())
+    return scorer, np.concatenate(preds)
+
+
+def row(method: str, resolution: list[int] | None, val: Scorer, test: Scorer, seconds: float) -> dict[str, Any]:
+    """One results row: test numbers with the CAM thresholds chosen on val."""
+    res = test.result(val.best_threshold_index())
+    return {
+        "method": method,
+        "feature_resolution": resolution,
+        "top1_cls": res["top1_cls"],
+        "top1_loc": res["top1_loc"],
+        "gt_known_loc": res["gt_known_loc"],
+        "maxboxacc_v2": res["maxboxacc_v2"],
+        "pxap": res["pxap"],
+        "train_seconds": round(seconds, 1),
+        "maxboxacc_v2_test_oracle": res["maxboxacc_v2_oracle"],
+        "cam_threshold_from_val": res["cam_threshold"],
+    }

@@ -14,7 +14,7 @@ Conventions (the same as clovaai/wsolevaluation `compute_bboxes_from_scoremaps`;
 Two implementations with the same output: `contour_boxes_reference` (one full `findContours` per threshold, the
 straightforward loop, slow, kept for tests) and `contour_box_sets` (what `BoxAccuracy` uses): the same largest box
 per threshold and, per threshold, the same multiset of boxes in another order, read for all levels at once off
-the nested level sets by the compiled pass of `camloc.level_sets` (outer borders = 8-connected foreground
+the nested level sets by the compiled pass of `camloc.localize._level_sets` (outer borders = 8-connected foreground
 components, hole borders = 4-connected background components away from the frame, grown by one pixel; the largest
 contour traced only where its area can win). A tie of the largest area between different boxes falls back to
 `findContours` on that level (the reference's "first contour" needs OpenCV's order).
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camloc.level_sets import level_contour_boxes, uint8_levels
+from camloc.localize._level_sets import level_contour_boxes, uint8_levels
 
 __all__ = ["ContourBoxes", "LevelBoxes", "to_uint8", "level_box_sets", "contour_box_sets", "contour_boxes_reference"]
 
@@ -84,7 +84,7 @@ class LevelBoxes:
 
 def level_box_sets(scoremap: np.ndarray, thresholds: np.ndarray) -> LevelBoxes:
     """Boxes of all contours and of the largest contour of every distinct level of the thresholds, exact, all
-    levels in one compiled pass (`camloc.level_sets`); OpenCV only for levels whose largest area is tied."""
+    levels in one compiled pass (`camloc.localize._level_sets`); OpenCV only for levels whose largest area is tied."""
     u8, distinct, inverse = uint8_levels(scoremap, thresholds)
     rows, largest, tie = level_contour_boxes(u8, distinct)
     for i in np.flatnonzero(tie).tolist():

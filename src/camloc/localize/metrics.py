@@ -24,7 +24,7 @@ Protocols and their conventions (written once; docs/evaluation.md repeats them w
     image size, with GT boxes and masks left at their original size.
 
 **Zhou et al. (2016), the paper's protocol** (`ClassLocAccuracy`): boxes by `camloc.boxes` (20% of the max,
-largest connected component; or the original release's generator, `camloc.release_boxes`), x1 / y1 exclusive,
+largest connected component; or the original release's generator, `camloc.localize._release_boxes`), x1 / y1 exclusive,
 IoU = intersection / union of the boxes as given, a hit is IoU >= 0.5 with some GT box; top-1 loc = top-1 class
 right and its box hits; top-5 loc = some top-5 class is right and that class's box hits; GT-known loc = the box
 of the true class hits.
@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 from camloc import boxes
-from camloc.level_sets import best_iou_by_level
-from camloc.pixel_histograms import masked_histograms
-from camloc.wsol_boxes import level_box_sets
+from camloc.localize._level_sets import best_iou_by_level
+from camloc.localize._pixel_histograms import masked_histograms
+from camloc.localize._wsol_boxes import level_box_sets
 
 WSOL_SIZE = 224
 IOU_LEVELS: tuple[int, ...] = (30, 50, 70)

@@ -26,12 +26,13 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from camloc.features_cache import FeatureCache, model_key, source_id
-from camloc.io import InputError, load_image, save_checkpoint
+from camloc.errors import InputError
+from camloc.io import load_image, save_checkpoint
 from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
+from camloc.probe.features_cache import FeatureCache, model_key, source_id
 
 Source = Union[str, PathLike, Image.Image, np.ndarray]
 CLASSIFIERS = ("logreg", "svm")

@@ -5,7 +5,7 @@
     report = evaluate(ds, model=camloc.load("ckpt/"))            # CAMs computed batch by batch
 
 Every metric is a sum of counts (`Evaluator.counts()`), so shards of a dataset evaluated by separate processes
-(`torchrun`) merge exactly. Conventions: `camloc.metrics` and docs/evaluation.md.
+(`torchrun`) merge exactly. Conventions: `camloc.localize.metrics` and docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from camloc.boxes import THRESHOLD_MODES, box_from_map
-from camloc.explainer import DEFAULT_THRESHOLD_MODE
+from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, box_from_map
 from camloc.data.base import Dataset, Sample
-from camloc.io import InputError, load_image
-from camloc.metrics import (
+from camloc.errors import InputError
+from camloc.io import as_rgb_image
+from camloc.localize._release_boxes import release_box, release_guesses
+from camloc.localize.metrics import (
     IOU_LEVELS,
     WSOL_SIZE,
     BoxAccuracy,
@@ -33,10 +34,9 @@ from camloc.metrics import (
     prepare_scoremap,
     resize_boxes_wsol,
 )
-from camloc.release_boxes import release_box, release_guesses
 
 PROBLEMS = ("nan_map", "constant_map", "mask_size_mismatch", "empty_mask")
-BOX_RULES = ("paper", "release")
+BOX_GENERATORS = ("paper", "release")
 RESOLUTIONS = ("224", "native")
 
 
@@ -47,17 +47,14 @@ class Settings:
     interval: float = 0.01
     iou_levels: tuple[int, ...] = IOU_LEVELS
     resolution: str = "224"  # "224": the wsolevaluation protocol; "native": maps at the original image size
-    box_rule: str = "paper"  # the paper's 20% rule (camloc.boxes) or the original release's generator
-    loc_threshold: float = 0.2
-    threshold_mode: str = DEFAULT_THRESHOLD_MODE  # "max" or "minmax" (camloc.boxes); equal on normalised maps
+    box_generator: str = "paper"  # the paper's rule (`box_rule`, camloc.boxes) or the original release's generator
+    box_rule: BoxRule = DEFAULT_BOX_RULE  # the same rule as `camloc.explain`; its readings agree on normalised maps
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
             raise InputError(f"resolution must be one of {RESOLUTIONS}, got '{self.resolution}'")
-        if self.box_rule not in BOX_RULES:
-            raise InputError(f"box rule must be one of {BOX_RULES}, got '{self.box_rule}'")
-        if self.threshold_mode not in THRESHOLD_MODES:
-            raise InputError(f"threshold mode must be one of {THRESHOLD_MODES}, got '{self.threshold_mode}'")
+        if self.box_generator not in BOX_GENERATORS:
+            raise InputError(f"box generator must be one of {BOX_GENERATORS}, got '{self.box_generator}'")
         if not 0 < self.interval < 1:
             raise InputError(f"--interval must be in (0, 1), got {self.interval}")
 
@@ -70,7 +67,7 @@ def image_size(sample: Sample) -> tuple[int, int]:
         return sample.image.shape[1], sample.image.shape[0]
     if sample.image is None:
         raise InputError(f"image '{sample.image_id}': size unknown (no image_sizes entry and no --images root)")
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
         with Image.open(sample.image) as img:
@@ -120,8 +117,8 @@ class Evaluator:
         class_maps: list[np.ndarray] | None = None,
     ) -> dict:
         """One image. heatmap: (h, w) map of the GT class at any resolution; classes (k,) model indices with
-        class_maps their maps (paper protocol, top-k loc). Returns {"box": GT-known box (exclusive, original
-        pixels), "guesses": [(class, box), ...]} for results files."""
+        class_maps their maps (paper protocol, top-k loc). Paper boxes are made from these maps (normalised or not),
+        so that maps saved by one run and re-read by another give the same numbers. Returns {"box": GT-known box (exclusive, original pixels), "guesses": [(class, box), ...]} for results files."""
         s = self.settings
         self.n_images += 1
         out: dict = {"box": None, "guesses": []}
@@ -158,12 +155,11 @@ class Evaluator:
                 self._problem("empty_mask")
             self.pxap.accumulate(scoremap, fg, ignore)
         if has_boxes:
-            original = _to_size(np.nan_to_num(heatmap.astype(np.float32), nan=0.0), size)
-            out["box"] = self._box(original)
+            out["box"] = self._box(_to_size(np.nan_to_num(heatmap.astype(np.float32), nan=0.0), size))
             label = gt_label if gt_label is not None else sample.label
             if classes is not None and class_maps is not None:
                 maps = [_to_size(m, size) for m in class_maps]
-                if s.box_rule == "release":
+                if s.box_generator == "release":
                     g_cls, g_box = release_guesses(classes, maps)
                 else:
                     g_cls, g_box = np.asarray(classes[:5]), np.stack([self._box(m) for m in maps[:5]])
@@ -174,9 +170,9 @@ class Evaluator:
         return out
 
     def _box(self, heatmap: np.ndarray) -> np.ndarray:
-        if self.settings.box_rule == "release":
+        if self.settings.box_generator == "release":
             return release_box(heatmap)
-        return box_from_map(heatmap, self.settings.loc_threshold, self.settings.threshold_mode)
+        return box_from_map(heatmap, self.settings.box_rule)
 
     # merging
     def counts(self) -> np.ndarray:
@@ -237,9 +233,9 @@ class Evaluator:
                 "size, boxes and masks not rescaled (not the reference protocol)"
             ),
             "paper_boxes": (
-                f"camloc.boxes: threshold {s.loc_threshold} ({s.threshold_mode} reading), largest 8-connected component"
-                if s.box_rule == "paper"
-                else "camloc.release_boxes: zhoubolei/CAM release generator (20/100/110, erosion, merge)"
+                f"camloc.boxes: {s.box_rule.describe()}"
+                if s.box_generator == "paper"
+                else "camloc.localize._release_boxes: zhoubolei/CAM release generator (20/100/110, erosion, merge)"
             ),
         }
         return rep
@@ -281,13 +277,14 @@ def iter_model_maps(
     method: str = "cam",
     map_sizes: tuple[int, ...] | None = None,
     top_k: int = 5,
+    box_rule: BoxRule = DEFAULT_BOX_RULE,
 ) -> Iterable[tuple[Sample, np.ndarray, int, np.ndarray, list[np.ndarray]]]:
     """(sample, GT-class map, GT model class, top-k classes, their maps) per image, maps at the original size.
 
     One `camloc.explain` call per batch for the top-k classes; images whose true class is not among them get
     one more call with `targets=[[true class]]`.
     """
-    from camloc.explainer import explain
+    from camloc.explainer.passes import explain
 
     def as_list(maps) -> list[np.ndarray]:
         return [m.detach().float().cpu().numpy() for m in maps]
@@ -299,12 +296,10 @@ def iter_model_maps(
                 raise InputError(f"image '{s.image_id}': no image path (give --images)")
         # decoded once for both passes, in the stored pixel grid the GT boxes refer to (no EXIF rotation, as the
         # reference's PIL loading); the size then comes from the decoded image, not from a second file open
-        images = [
-            Image.fromarray(s.image) if isinstance(s.image, np.ndarray) else load_image(s.image, False) for s in batch
-        ]
+        images = [as_rgb_image(s.image, exif_orientation=False) for s in batch]
         batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images)]
         gts = [dataset.to_model(s.label) for s in batch]
-        res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes)
+        res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule)
         classes = res.classes.cpu().numpy()
         maps = as_list(res.maps)
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
@@ -316,6 +311,7 @@ def iter_model_maps(
                 targets=[[gts[i]] for i in missing],
                 method=method,
                 map_sizes=map_sizes,
+                box_rule=box_rule,
             )
             extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps))}
         for i, s in enumerate(batch):
@@ -379,7 +375,7 @@ def _run(
     ev = Evaluator(settings)
     shard = dataset.shard(dist.get_rank(), dist.get_world_size()) if dist is not None else dataset
     if model is not None:
-        items = iter_model_maps(model, shard, batch_size, method, map_sizes)
+        items = iter_model_maps(model, shard, batch_size, method, map_sizes, box_rule=settings.box_rule)
     else:
         items = ((s, load_map(Path(maps_dir), s.image_id), None, None, None) for s in shard)
     if progress is not None:
