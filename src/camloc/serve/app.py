@@ -327,6 +327,7 @@ def create_app(models: nn.Module | list[nn.Module], config: ServeConfig | None =
             "queue": {"pending": worker.pending, "limit": cfg.max_queue},
             "explain_calls": worker.calls,
             "images": worker.images,
+            "explain_seconds": round(worker.explain_s, 3),
         }
 
     @app.get("/api/models")

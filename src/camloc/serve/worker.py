@@ -79,8 +79,9 @@ class Worker:
         self._lock = threading.Lock()
         self._admitted = 0  # waiting or running
         self._busy_s = 0.0  # EMA of seconds per explain call, for Retry-After
-        self.calls = 0
-        self.images = 0
+        self.calls = 0  # explain calls made
+        self.images = 0  # images explained
+        self.explain_s = 0.0  # seconds spent inside those calls (the model's share of the serving time)
         self._thread = threading.Thread(target=self._loop, name="camloc-serve-worker", daemon=True)
         self._thread.start()
 
@@ -196,6 +197,7 @@ class Worker:
             self._busy_s = elapsed if self.calls == 0 else 0.8 * self._busy_s + 0.2 * elapsed
             self.calls += 1
             self.images += len(images)
+            self.explain_s += elapsed
         out, at = [], 0
         for ims, _ in groups:
             out.append(flat[at : at + len(ims)])

@@ -1,0 +1,182 @@
+"""Load test of `camloc serve` on this machine (`make bench-serve`): C concurrent clients x R requests each.
+
+For each server setting (`--max-batch 1`: every request explained alone; `--max-batch 16`: requests waiting
+together share one `camloc.explain` call) the script starts `camloc serve` on a free localhost port, warms it up,
+then runs the clients (httpx2, asyncio), each posting one example photo per request and waiting for the answer.
+Reported per setting: errors (any status other than 200), latency p50 / p95 / max, requests/s over the run, the
+server's time inside explain (its share of the wall time, the model's share of the serving cost), images per
+explain call, and the server's resident memory after warm-up, at half the requests and at the end (flat = no leak).
+
+Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def run_load(url: str, pid: int, files: list[tuple[str, bytes]], form: dict, clients: int, requests: int):
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    memory: list[tuple[int, float]] = []  # (requests done, RSS MiB)
+    done = 0
+    total = clients * requests
+
+    async def client(c: int, http: httpx.AsyncClient) -> None:
+        nonlocal done
+        for r in range(requests):
+            name, data = files[(c + r) % len(files)]
+            t0 = time.perf_counter()
+            resp = await http.post(f"{url}/api/explain", files={"files": (name, data, "image/jpeg")}, data=form)
+            latencies.append(time.perf_counter() - t0)
+            statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+            done += 1
+
+    async def sampler() -> None:
+        while done < total:
+            memory.append((done, rss_mb(pid)))
+            await asyncio.sleep(0.25)
+        memory.append((done, rss_mb(pid)))
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=900, limits=limits) as http:
+        t0 = time.perf_counter()
+        watch = asyncio.create_task(sampler())
+        await asyncio.gather(*(client(c, http) for c in range(clients)))
+        wall = time.perf_counter() - t0
+        await watch
+        health = (await http.get(f"{url}/api/health")).json()
+    return latencies, statuses, memory, wall, health
+
+
+def serve_and_load(args: argparse.Namespace, max_batch: int, files: list[tuple[str, bytes]]) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "camloc", "serve", "--port", str(port), "--max-batch", str(max_batch)]
+    cmd += ["--queue", str(args.clients + 8), "--timeout", "600", "--model", args.model]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"camloc serve exited: {proc.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("camloc serve did not answer within 180 s")
+            time.sleep(0.3)
+        form = {"top_k": "5", **({"map_sizes": args.map_sizes} if args.map_sizes else {})}
+        for name, data in files:  # warm-up: every shape once
+            r = httpx.post(f"{url}/api/explain", files={"files": (name, data)}, data=form, timeout=600)
+            r.raise_for_status()
+        warm_rss = rss_mb(proc.pid)
+        warm = httpx.get(f"{url}/api/health").json()
+        latencies, statuses, memory, wall, health = asyncio.run(
+            run_load(url, proc.pid, files, form, args.clients, args.requests)
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    n = len(latencies)
+    half = [m for d, m in memory if d >= n // 2]
+    calls = health["explain_calls"] - warm["explain_calls"]
+    images = health["images"] - warm["images"]
+    explain_s = health["explain_seconds"] - warm["explain_seconds"]
+    return {
+        "max_batch": max_batch,
+        "requests": n,
+        "errors": n - statuses.get(200, 0),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "p50_s": statistics.median(latencies),
+        "p95_s": percentile(latencies, 0.95),
+        "max_s": max(latencies),
+        "requests_per_s": n / wall,
+        "wall_s": wall,
+        "explain_calls": calls,
+        "images_per_call": images / max(calls, 1),
+        "explain_share": explain_s / wall,
+        "rss_mb_after_warmup": warm_rss,
+        "rss_mb_at_half": half[0] if half else float("nan"),
+        "rss_mb_end": memory[-1][1],
+        "rss_mb_peak": max(m for _, m in memory),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=10, help="requests per client")
+    parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--map-sizes", default="native", help="the map_sizes option of each request ('' for the server's default, 640)"
+    )
+    parser.add_argument("--max-batch", default="1,16", help="server settings to compare")
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = parser.parse_args()
+    files = [(p.name, p.read_bytes()) for p in sorted((ROOT / "examples").glob("*.jpg"))]
+    rows = [serve_and_load(args, int(b), files) for b in args.max_batch.split(",")]
+    print(
+        f"# camloc serve: {args.clients} clients x {args.requests} requests, top-5, map_sizes={args.map_sizes or 'default'}"
+    )
+    print(f"# images: examples/*.jpg in turn; {os.cpu_count()} CPU cores; python {sys.version.split()[0]}\n")
+    print(
+        "| --max-batch | requests | errors | p50 s | p95 s | max s | req/s | images/explain call | time in explain | RSS MiB warm / half / end |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(
+            f"| {r['max_batch']} | {r['requests']} | {r['errors']} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
+            f"{r['max_s']:.2f} | {r['requests_per_s']:.2f} | {r['images_per_call']:.1f} | {r['explain_share']:.0%} | "
+            f"{r['rss_mb_after_warmup']:.0f} / {r['rss_mb_at_half']:.0f} / {r['rss_mb_end']:.0f} |"
+        )
+    if len(rows) > 1:
+        print(f"\nthroughput, batching on vs off: {rows[-1]['requests_per_s'] / rows[0]['requests_per_s']:.2f}x")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"clients": args.clients, "requests": args.requests, "rows": rows}, indent=2))
+    if any(r["errors"] for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
