@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install browser serve bench-serve demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install browser serve screenshots bench-serve demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ browser:
 
 serve: $(STAMP)
 	$(VENV)/bin/camloc serve
+
+# the page's screenshots in docs/img (README, docs/serve.md), taken by the browser test
+screenshots: $(STAMP) browser
+	CAMLOC_SCREENSHOT_DIR=docs/img $(PY) -m pytest tests/serve/test_browser.py -q
 
 demo: $(STAMP)
 	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo --format json

@@ -2,7 +2,7 @@
 upload a photo, see the top class and the overlay, move the threshold slider and see the box change, map another
 class, compare two methods, download the JSON. Boxes the page draws are checked against `camloc.explain`'s.
 
-CAMLOC_SCREENSHOT_DIR=docs/img pytest tests/serve/test_browser.py  writes the screenshots used in the README.
+`make screenshots` (CAMLOC_SCREENSHOT_DIR=docs/img pytest tests/serve/test_browser.py) writes the README's pictures.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def page(live_server: str):
 def shot(pg, name: str, tmp_path: Path) -> None:
     out = Path(os.environ.get("CAMLOC_SCREENSHOT_DIR") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(out / name), full_page=True)
+    pg.screenshot(path=str(out / name), full_page=True, type="jpeg", quality=80)
 
 
 def shown_box(pg, canvas: str = "#main-canvas") -> list[int]:
@@ -73,7 +73,7 @@ def test_page_end_to_end(page, default_model: torch.nn.Module, tmp_path: Path) -
         "r.settings.threshold, r.settings.threshold_mode)); }"
     )
     assert page_boxes == [p["box"] for p in rec["predictions"]] == ref.boxes[0].tolist()
-    shot(page, "serve-page.png", tmp_path)
+    shot(page, "serve-page.jpg", tmp_path)
 
     # the threshold slider, moved with the keyboard (0.20 -> 0.60), redraws the box at once: the library's at 0.6
     page.focus("#threshold")
@@ -85,7 +85,7 @@ def test_page_end_to_end(page, default_model: torch.nn.Module, tmp_path: Path) -
         camloc.explain(default_model, [str(photo)], top_k=1, box_rule=camloc.BoxRule(0.6, "max")).boxes[0, 0].tolist()
     )
     assert shown_box(page) == at_06 != ref.boxes[0, 0].tolist()
-    shot(page, "serve-threshold.png", tmp_path)
+    shot(page, "serve-threshold.jpg", tmp_path)
     page.focus("#threshold")
     for _ in range(40):
         page.keyboard.press("ArrowLeft")
@@ -105,7 +105,7 @@ def test_page_end_to_end(page, default_model: torch.nn.Module, tmp_path: Path) -
     page.wait_for_selector("#compare-view:not([hidden])", timeout=120_000)
     grad = camloc.explain(default_model, [str(photo)], targets=[[287]], method="gradcam")
     assert shown_box(page, "#compare-canvas") == grad.boxes[0, 0].tolist()
-    shot(page, "serve-compare.png", tmp_path)
+    shot(page, "serve-compare.jpg", tmp_path)
 
     # downloads: the JSON of the left view (CLI schema, no map pictures) and the overlay PNG
     with page.expect_download() as info:
@@ -135,8 +135,13 @@ def test_bad_file_named_on_the_page(page, tmp_path: Path) -> None:
 
 def test_phone_layout(page, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
-    page.click("#thumbs button >> nth=1")
+    page.set_input_files("#file-input", [str(EXAMPLES / "coffee.jpg"), str(EXAMPLES / "rocket.jpg")])
+    page.wait_for_function(
+        "() => !document.querySelector('#status').textContent.startsWith('explaining')", timeout=120_000
+    )
+    page.click("#thumbs button >> nth=0")
     page.wait_for_selector("#topk li button")
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 390  # nothing wider than the phone's screen
-    shot(page, "serve-phone.png", tmp_path)
+    assert page.eval_on_selector("#main-canvas", "c => c.getBoundingClientRect().width") <= 390
+    shot(page, "serve-phone.jpg", tmp_path)

@@ -60,7 +60,7 @@ class ServeConfig:
     max_files: int = 16  # images per request
     max_pixels: int = 25_000_000  # per image, checked before decoding
     max_queue: int = 64  # requests waiting or running
-    max_batch: int = 16  # images per explain call
+    max_batch: int = 1  # images per explain call (1: no batching; `camloc serve` uses 16 on a GPU)
     timeout_s: float = 60.0  # from admission to answer
     max_top_k: int = 20
 

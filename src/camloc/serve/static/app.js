@@ -282,6 +282,7 @@ async function addFiles(fileList) {
     }
     if (i === state.current) select(i); else renderThumbs();
   }
+  select(state.current);  // its status line, now that every image is done
   const failed = state.files.filter((e) => e.error).length;
   if (failed && state.files.length > 1) setStatus(`${failed} of ${state.files.length} image(s) failed; the others are shown`, true);
 }
