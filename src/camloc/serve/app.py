@@ -363,6 +363,9 @@ def create_app(models: nn.Module | list[nn.Module], config: ServeConfig | None =
                 "max_pixels": cfg.max_pixels,
                 "max_top_k": cfg.max_top_k,
                 "max_map_size": MAX_MAP_SIZE,
+                "max_batch": cfg.max_batch,
+                "max_queue": cfg.max_queue,
+                "timeout_s": cfg.timeout_s,
             },
         }
 
