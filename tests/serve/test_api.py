@@ -317,3 +317,26 @@ def test_waiting_requests_are_batched(tiny_model: torch.nn.Module) -> None:
             got = job.future.result()[0]
             assert got.record["predictions"][0]["box"] == alone.boxes[0, 0].tolist()
             assert [p["class_index"] for p in got.record["predictions"]] == alone.classes[0].tolist()
+
+
+def test_one_failing_image_does_not_take_down_the_others(tiny_model: torch.nn.Module) -> None:
+    """An image whose explain fails (here: any 13-pixel-wide one) is answered 500 by name; the rest of its request
+    and of its batch are explained (the worker retries job by job, then image by image)."""
+    with make_client(tiny_model, max_batch=8) as c:
+        worker = c.app.state.worker
+        original = worker._explain
+
+        def fragile(groups, opt):
+            if any(im.width == 13 for ims, _ in groups for im in ims):
+                raise RuntimeError("boom")
+            return original(groups, opt)
+
+        worker._explain = fragile
+        files = upload(("a.png", png_bytes(seed=5)), ("odd.png", png_bytes((13, 40))), ("b.png", png_bytes(seed=6)))
+        body = c.post("/api/explain", files=files, data={"top_k": "1"}).json()
+        assert [r["image"] for r in body["results"]] == ["a.png", "b.png"]
+        assert body["errors"] == [
+            {"file": "odd.png", "error": "odd.png: explain failed (RuntimeError: boom)", "status": 500, "index": 1}
+        ]
+        body = error_of(c.post("/api/explain", files=upload(("odd.png", png_bytes((13, 40))))), 500)
+        assert body["error"] == "odd.png: explain failed (RuntimeError: boom)" and body["file"] == "odd.png"

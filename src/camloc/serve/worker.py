@@ -137,7 +137,12 @@ class Worker:
                         n += len(other.images)
                 else:
                     held.append(other)
-            self._run(batch)
+            try:
+                self._run(batch)
+            except Exception as exc:  # noqa: BLE001 - keep the thread alive; each waiting request gets the error
+                for j in batch:
+                    if not j.future.done():
+                        j.future.set_exception(_failure(j.names[0], exc))
             if stop:
                 break
         for job in held:
