@@ -21,14 +21,14 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from camloc.data import open_dataset  # noqa: E402
-from camloc.localize.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou  # noqa: E402
-from fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture  # noqa: E402
+from camloc.data import open_dataset
+from camloc.localize.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou
+from fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture
 
 
 def slow_box_counts(maps, gts, thresholds, levels=(30, 50, 70), times=None) -> np.ndarray:
     hits = np.zeros((2, len(levels), len(thresholds)), dtype=np.int64)
-    for m, gt in zip(maps, gts):
+    for m, gt in zip(maps, gts, strict=False):
         t0 = time.perf_counter()
         u8 = (m * 255).astype(np.uint8)
         for k, t in enumerate(thresholds):
@@ -56,7 +56,7 @@ def slow_pxap_counts(maps, masks, thresholds) -> np.ndarray:
     """tp / fp counts at each edge (>= t), the quantities PxAP's reversed cumulative histograms give."""
     edges = np.append(thresholds, [1.0, 2.0, 3.0])
     counts = np.zeros((2, len(edges) - 1), dtype=np.int64)
-    for m, (fg, bg) in zip(maps, masks):
+    for m, (fg, bg) in zip(maps, masks, strict=False):
         for k, t in enumerate(edges[:-1]):
             counts[0, k] += int((m[fg] >= t).sum())
             counts[1, k] += int((m[bg] >= t).sum())
@@ -95,7 +95,7 @@ def main() -> None:
     t_slow_box = time.perf_counter() - t0
     t0 = time.perf_counter()
     acc = BoxAccuracy(thresholds)
-    for m, gt in zip(maps, gts):
+    for m, gt in zip(maps, gts, strict=False):
         t1 = time.perf_counter()
         acc.accumulate(m, gt)
         fast_times.append(time.perf_counter() - t1)
@@ -107,7 +107,7 @@ def main() -> None:
     t_slow_px = time.perf_counter() - t0
     t0 = time.perf_counter()
     pxap = PixelAP(thresholds)
-    for m, (fg, bg) in zip(mmaps, masks):
+    for m, (fg, bg) in zip(mmaps, masks, strict=False):
         pxap.accumulate(m, fg, ~(fg | bg))
     t_fast_px = time.perf_counter() - t0
     assert np.array_equal(pxap.hist[:, ::-1].cumsum(axis=1)[:, ::-1], slow_px), "PxAP counts differ"

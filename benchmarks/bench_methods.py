@@ -30,8 +30,8 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -183,7 +183,7 @@ def main() -> None:
     print(f"\n{'ratio of median rates':50s} {'ratio':>7s}   first faster in")
     for label, a, b in ratios:
         if a in rate and b in rate:
-            wins = sum(ta < tb for ta, tb in zip(times[a], times[b]))
+            wins = sum(ta < tb for ta, tb in zip(times[a], times[b], strict=False))
             print(f"{label:50s} {rate[a] / rate[b]:6.2f}x   {wins}/{args.rounds} rounds")
 
 

@@ -117,7 +117,7 @@ def main() -> None:
     rows = []
     for sizes, mode, relu in itertools.product(SIZE_SETS, ("minmax", "max"), (False, True)):
         hits = []
-        for m, gt in zip(maps, gts):
+        for m, gt in zip(maps, gts, strict=False):
             combined = combine_passes([m[s] for s in sizes], relu=relu)
             box = boxes_from_maps(combined, 0.2, mode)
             hits.append(float(box_iou(box, gt[None])[0, 0]) >= 0.5)

@@ -43,7 +43,7 @@ from camloc.boxes import box_iou
 from camloc.localize.metrics import IOU_LEVELS, BoxAccuracy, cam_thresholds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_resolution import build_set  # noqa: E402  (the same set as docs/resolution.md)
+from bench_resolution import build_set
 
 METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "layercam", "scorecam")
 
@@ -63,7 +63,9 @@ def cross_calibrated(halves: list[BoxAccuracy]) -> dict:
     for v, name in enumerate(("maxboxacc", "maxboxacc_v2")):
         scores = {}
         for j, level in enumerate(halves[0].iou_levels):
-            hits = sum(int(h.hits[v, j, int(np.argmax(o.hits[v, j]))]) for h, o in zip(halves, halves[::-1]))
+            hits = sum(
+                int(h.hits[v, j, int(np.argmax(o.hits[v, j]))]) for h, o in zip(halves, halves[::-1], strict=False)
+            )
             scores[str(level)] = 100.0 * hits / n
         scores["mean"] = float(np.mean([scores[str(level)] for level in halves[0].iou_levels]))
         out[name] = scores

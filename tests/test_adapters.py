@@ -30,7 +30,7 @@ class TupleNet(UserNet):
 
 
 @pytest.mark.parametrize(
-    "build, expect",
+    ("build", "expect"),
     [
         (lambda: torchvision.models.vgg11(), "3 linear layers"),
         (lambda: torchvision.models.alexnet(), "3 linear layers"),

@@ -95,7 +95,7 @@ def test_batched_boxes_equal_single_map_rule(seed: int, mode: str, threshold: fl
         torch.from_numpy(rng.normal(size=(3, 1, 5, 6))).float(), size=(40, 48), mode="bilinear", align_corners=False
     )[:, 0]
     batched = boxes_from_maps(maps, BoxRule(threshold, mode))
-    for m, b in zip(maps, batched):
+    for m, b in zip(maps, batched, strict=False):
         assert b.tolist() == box_from_map(m.numpy(), BoxRule(threshold, mode)).tolist()
 
 

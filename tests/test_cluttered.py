@@ -28,7 +28,7 @@ def test_idx_roundtrip(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content, message",
+    ("content", "message"),
     [
         (b"\x00\x00\x08", "bad magic"),
         (b"\x01\x02\x08\x01\x00\x00\x00\x01\x05", "bad magic"),

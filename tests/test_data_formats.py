@@ -65,7 +65,7 @@ def test_wsol_masks(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "loc, message",
+    ("loc", "message"),
     [
         ("a/1.jpg,10,20,110\n", r"localization.txt:1: expected 3 or 5 comma-separated fields, got 4"),
         ("a/1.jpg,10,20,110,80\nzzz.jpg,1,1,2,2\n", r"localization.txt:2: unknown image id 'zzz.jpg'"),

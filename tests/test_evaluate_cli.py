@@ -193,8 +193,8 @@ def test_model_run_and_saved_maps_give_the_same_numbers(tmp_path, capsys):
     root = _write_image_fixture(tmp_path)
     common = ["evaluate", "--data", f"wsol:{root / 'meta'}", "--quiet"]
     rc, _, err = run_cli(
-        common
-        + [
+        [
+            *common,
             "--images",
             str(root / "img"),
             "--model",
@@ -209,7 +209,7 @@ def test_model_run_and_saved_maps_give_the_same_numbers(tmp_path, capsys):
         capsys,
     )
     assert rc == 0, err
-    rc, _, _ = run_cli(common + ["--maps", str(tmp_path / "maps"), "--report", str(tmp_path / "b.json")], capsys)
+    rc, _, _ = run_cli([*common, "--maps", str(tmp_path / "maps"), "--report", str(tmp_path / "b.json")], capsys)
     a, b = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
     assert {"top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc"} <= set(a)
     assert a["top1_loc"] <= a["top1_cls"] and a["top5_loc"] <= a["top5_cls"] and a["top1_loc"] <= a["top5_loc"]
@@ -271,7 +271,7 @@ def test_mask_size_mismatch_is_counted_not_fatal():
 
 def test_undecodable_image_names_the_file(default_model, tmp_path):
     from camloc.data import open_dataset
-    from camloc.io import InputError
+    from camloc.errors import InputError
     from camloc.localize.evaluation import evaluate
 
     root = _write_image_fixture(tmp_path, n=2)

@@ -48,7 +48,7 @@ def test_files_of_different_sizes(default_model: torch.nn.Module, picture: str, 
     assert res.sizes == [(90, 120), (150, 60)]
     assert isinstance(res.maps, list) and res.maps[0].shape == (2, 90, 120) and res.maps[1].shape == (2, 150, 60)
     assert res.raw[0].shape == (2, 7, 10)  # shorter side 224 -> 224x299 -> ceil(/32) with "same" padding
-    for (h, w), boxes in zip(res.sizes, res.boxes):
+    for (h, w), boxes in zip(res.sizes, res.boxes, strict=False):
         assert torch.all(boxes[:, 2] <= w) and torch.all(boxes[:, 3] <= h)
         assert torch.all(boxes[:, 0] < boxes[:, 2]) and torch.all(boxes[:, 1] < boxes[:, 3])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import camloc.models.zoo as zoo
 from camloc.engine import check_identity, class_activation_maps
 from camloc.errors import InputError
 from camloc.io import save_checkpoint
+from camloc.models import zoo
 from camloc.models.adapters import get_adapter
 from camloc.models.gapnet import BoxRegressor, GapNet, gapnet_boxreg
 
@@ -24,7 +24,7 @@ def test_feature_resolution_is_canvas_over_stride(stride):
     assert feats.shape == (2, 24, 96 // stride, 64 // stride)
 
 
-@pytest.mark.parametrize("stride, norm", [(4, "batch"), (8, "group"), (16, "none")])
+@pytest.mark.parametrize(("stride", "norm"), [(4, "batch"), (8, "group"), (16, "none")])
 def test_cam_identity_and_adapter(stride, norm):
     torch.manual_seed(0)
     net = GapNet(7, stride, WIDTHS, norm=norm).eval()
@@ -73,7 +73,7 @@ def test_box_regressor_shares_backbone():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [({"final_stride": 3}, "power of two"), ({"final_stride": 64}, "power"), ({"norm": "layer"}, "norm")],
 )
 def test_bad_arguments(kwargs, message):

@@ -52,7 +52,7 @@ def test_exif_rotation_is_applied(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "make, reason",
+    ("make", "reason"),
     [
         (lambda p: p, "no such file"),
         (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
@@ -72,7 +72,7 @@ def test_truncated_file(tmp_path: Path) -> None:
     )
     cut = tmp_path / "cut.png"
     cut.write_bytes(good.read_bytes()[:300])
-    with pytest.raises(InputError, match="cut.png: corrupt or truncated"):
+    with pytest.raises(InputError, match="cut.png: corrupt or truncated"):  # noqa: RUF043
         load_image(cut)
 
 
@@ -81,7 +81,7 @@ def test_folder_and_huge_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         load_image(tmp_path)
     path = save(Image.new("RGB", (300, 200)), tmp_path / "big.png")
     monkeypatch.setattr(io, "MAX_PIXELS", 10_000)
-    with pytest.raises(InputError, match="big.png: image too large"):
+    with pytest.raises(InputError, match="big.png: image too large"):  # noqa: RUF043
         load_image(path)
 
 
@@ -91,10 +91,9 @@ def test_tiny_image(tmp_path: Path) -> None:
 
 def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     target = tmp_path / "out.json"
-    with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:  # noqa: PT012
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert not target.exists() and list(tmp_path.iterdir()) == []
     io.write_json(target, {"a": 1})
     assert target.read_text() == '{\n  "a": 1\n}\n'
@@ -119,13 +118,15 @@ def test_bytes_decoder_shares_the_file_rules(tmp_path: Path) -> None:
     assert from_bytes.size == (6, 8) and np.array_equal(np.asarray(from_bytes), np.asarray(load_image(path)))
     rgba = save(Image.new("RGBA", (4, 3), (255, 0, 0, 0)), tmp_path / "a.png")
     assert np.asarray(io.decode_image_bytes(rgba.read_bytes(), "a.png")).tolist() == [[[255] * 3] * 4] * 3
-    with pytest.raises(io.NotAnImageError, match="^notes.txt: not an image file"):
+    with pytest.raises(io.NotAnImageError, match=r"^notes\.txt: not an image file"):
         io.decode_image_bytes(b"plain text", "notes.txt")
-    with pytest.raises(InputError, match="^e.png: empty file$"):
+    with pytest.raises(InputError, match=r"^e\.png: empty file$"):
         io.decode_image_bytes(b"", "e.png")
-    with pytest.raises(InputError, match="^cut.png: corrupt or truncated image"):
+    with pytest.raises(InputError, match=r"^cut\.png: corrupt or truncated image"):
         io.decode_image_bytes(path.read_bytes()[: path.stat().st_size // 2], "cut.png")
     big = save(Image.new("RGB", (300, 200)), tmp_path / "big.png").read_bytes()
-    with pytest.raises(io.ImageTooLargeError, match=r"^big.png: image too large .*300x200 pixels, the limit is 10,000"):
+    with pytest.raises(
+        io.ImageTooLargeError, match=r"^big\.png: image too large .*300x200 pixels, the limit is 10,000"
+    ):
         io.decode_image_bytes(big, "big.png", max_pixels=10_000)
     assert io.decode_image_bytes(big, "big.png", max_pixels=60_000).size == (300, 200)

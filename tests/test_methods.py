@@ -23,7 +23,7 @@ from camloc.methods import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XG
 from camloc.methods.base import input_layout
 
 GRADIENT = [GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM]
-ALL = GRADIENT + [ScoreCAM]
+ALL = [*GRADIENT, ScoreCAM]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,7 +72,7 @@ def no_hooks(model: nn.Module) -> bool:
 def test_gradcam_is_relu_cam_over_hw(closed_form):
     """GradCAM_c = ReLU(CAM_c) / (h w) at the last conv layer of a GAP + linear net; CAM_c / (h w) without ReLU."""
     model, x = gapnet()
-    logits, classes, cam = CAM().run(model, x, top_k=4)
+    _logits, classes, cam = CAM().run(model, x, top_k=4)
     hw = cam.shape[-1] * cam.shape[-2]
     assert float(cam.amin()) < 0  # signed CAMs: the ReLU matters
     _, c2, grad = GradCAM(closed_form=closed_form).run(model, x, classes)
@@ -206,7 +206,7 @@ def test_scorecam_constant_channels_share_one_zero_pass():
     torch.testing.assert_close(maps, expected, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("method", [CAM] + ALL)
+@pytest.mark.parametrize("method", [CAM, *ALL])
 def test_channels_last_input_same_maps(method):
     """On a CPU the model runs on a channels-last copy of the input: same maps as the caller's layout, the
     caller's tensor untouched."""
@@ -269,7 +269,7 @@ def test_works_under_no_grad_and_inference_mode(method, context):
     assert torch.isfinite(res.maps).all()
 
 
-@pytest.mark.parametrize("method", ALL + [CAM])
+@pytest.mark.parametrize("method", [*ALL, CAM])
 def test_model_flags_restored(method):
     model, x = gapnet()
     model.train()
@@ -340,7 +340,7 @@ def test_all_negative_map_is_defined(method):
 
 
 @pytest.mark.parametrize(
-    "method, layer", [(m, layer) for m in GRADIENT for layer in (None, "features.1")] + [(CAM, None)]
+    ("method", "layer"), [(m, layer) for m in GRADIENT for layer in (None, "features.1")] + [(CAM, None)]
 )
 def test_differentiable_maps(method, layer):
     """differentiable=True: maps on the model's device, equal to the plain ones, usable in a loss."""
@@ -423,7 +423,7 @@ def test_unknown_layer(method):
 
 
 @pytest.mark.parametrize(
-    "layer, message", [("fc", r"outputs shape \(3, 7\), not a \(batch, channels, h, w\)"), ("", "outputs shape")]
+    ("layer", "message"), [("fc", r"outputs shape \(3, 7\), not a \(batch, channels, h, w\)"), ("", "outputs shape")]
 )
 @pytest.mark.parametrize("method", ALL)
 def test_layer_without_spatial_output(method, layer, message):
@@ -448,12 +448,12 @@ def test_layer_with_1x1_output_and_unused_layer():
     x = torch.randn(1, 3, 8, 8)
     with pytest.raises(LayerError, match="1x1 map"):
         GradCAM(layer="pool").run(model, x)
-    with pytest.raises(LayerError, match="'unused' .* is not called"):
+    with pytest.raises(LayerError, match="'unused' .* is not called"):  # noqa: RUF043
         GradCAM(layer="unused").run(model, x)
 
 
 @pytest.mark.parametrize("wrap", [lambda y: (y, y), lambda y: {"logits": y}])
-@pytest.mark.parametrize("method", ALL + [CAM])
+@pytest.mark.parametrize("method", [*ALL, CAM])
 def test_model_returning_tuple_or_dict(method, wrap):
     class Wrapped(GapNet):
         def forward(self, x):

@@ -114,9 +114,9 @@ def test_evaluate_loads_the_probe(fitted, tmp_path, capsys):
     sizes = [Image.open(p).size for p in data.sources]
     lines = {
         "image_ids": ids,
-        "class_labels": [f"{i},{c}" for i, c in zip(ids, data.labels)],
-        "image_sizes": [f"{i},{w},{h}" for i, (w, h) in zip(ids, sizes)],
-        "localization": [f"{i},0,0,{w},{h}" for i, (w, h) in zip(ids, sizes)],
+        "class_labels": [f"{i},{c}" for i, c in zip(ids, data.labels, strict=False)],
+        "image_sizes": [f"{i},{w},{h}" for i, (w, h) in zip(ids, sizes, strict=False)],
+        "localization": [f"{i},0,0,{w},{h}" for i, (w, h) in zip(ids, sizes, strict=False)],
     }
     for name, rows in lines.items():
         (meta / f"{name}.txt").write_text("\n".join(rows) + "\n")

@@ -7,10 +7,10 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-import camloc.models.zoo as zoo
 from camloc.engine import check_identity, class_activation_maps
 from camloc.errors import HeadError, InputError
 from camloc.io import save_checkpoint
+from camloc.models import zoo
 from camloc.models.adapters import get_adapter
 from camloc.models.pretrained import load_matching
 from camloc.models.surgery import gap_surgery, gap_surgery_arch
@@ -36,7 +36,7 @@ def test_plain_alexnet_is_refused_and_surgery_passes():
     assert float(check_identity(raw, logits, classes, adapter.bias)) < 1e-4
 
 
-@pytest.mark.parametrize("base, side", [("vgg11", 14), ("googlenet", 14)])
+@pytest.mark.parametrize(("base", "side"), [("vgg11", 14), ("googlenet", 14)])
 def test_paper_resolution(base, side):
     net = gap_surgery_arch(base, num_classes=3).eval()
     get_adapter(net)

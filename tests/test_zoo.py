@@ -73,7 +73,7 @@ def test_bad_model_specs(tmp_path: Path) -> None:
         camloc.load(ck)
     (tmp_path / "nocfg").mkdir()
     (tmp_path / "nocfg" / "model.safetensors").write_bytes(b"junk")
-    with pytest.raises(InputError, match="no config.json"):
+    with pytest.raises(InputError, match="no config.json"):  # noqa: RUF043
         camloc.load(tmp_path / "nocfg")
 
 

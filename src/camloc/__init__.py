@@ -29,18 +29,18 @@ _EXPORTS = {
     "open_dataset": "camloc.data",
 }
 __all__ = [
-    "load",
-    "explain",
-    "Result",
-    "BoxRule",
     "DEFAULT_BOX_RULE",
-    "InputError",
+    "BoxRule",
     "HeadError",
+    "InputError",
     "LayerError",
-    "evaluate",
+    "Result",
     "Settings",
-    "open_dataset",
     "__version__",
+    "evaluate",
+    "explain",
+    "load",
+    "open_dataset",
 ]
 
 if TYPE_CHECKING:

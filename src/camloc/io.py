@@ -11,9 +11,10 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -167,9 +168,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write a compressed .npz atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 # ----------------------------------------------------------------------------------------- checkpoints

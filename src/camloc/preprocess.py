@@ -45,7 +45,7 @@ class Preprocess:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         size = d.get("input_size", 224)
         if isinstance(size, (list, tuple)):
             size = int(min(size[-2:]))

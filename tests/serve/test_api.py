@@ -104,7 +104,9 @@ def test_explain_is_the_library_record_plus_maps(client: TestClient, tiny_model:
         k: v for k, v in expected.items() if k != "predictions"
     }
     assert rec["index"] == 0
-    for got, want, maps, rng in zip(rec["predictions"], expected["predictions"], ref.maps[0], ref.map_range[0]):
+    for got, want, maps, rng in zip(
+        rec["predictions"], expected["predictions"], ref.maps[0], ref.map_range[0], strict=True
+    ):
         for key in ("rank", "class_index", "label", "box"):
             assert got[key] == want[key]
         assert got["score"] == pytest.approx(want["score"], abs=1e-6)

@@ -10,10 +10,12 @@ CAM thresholds for MaxBoxAccV2 are chosen on `val` and applied to `test`.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +25,8 @@ from camloc.localize.scoring import EVAL_BATCH, Scorer, paper_box, row, score_ca
 from camloc.models.builder import model_for_training
 from camloc.training.loop import TrainConfig, fit
 from camloc.training.state import read_progress
+
+log = logging.getLogger("camloc")
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,13 @@ def train_or_reuse(
         if saved.get("train_config") != asdict(cfg) or saved.get("model_config") != config:
             raise_mismatch(run_dir)
     if not quiet:
-        print(f"[bench] {'resuming' if resume else 'training'} {name}", flush=True)
+        log.info("bench: %s %s", "resuming" if resume else "training", name)
     progress = fit(model, config, train, run_dir, cfg, val=val, resume=resume, quiet=quiet)
     return model.eval(), float(progress["train_seconds"])
 
 
 def raise_mismatch(run_dir: Path) -> None:
-    from camloc.io import InputError
+    from camloc.errors import InputError
 
     raise InputError(f"{run_dir}: holds a net trained with other settings; remove it or use another --out")
 

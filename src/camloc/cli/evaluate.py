@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _progress(quiet: bool):
-    if quiet or not sys.stderr.isatty() or int(os.environ.get("RANK", 0)) > 0:
+    if quiet or not sys.stderr.isatty() or int(os.environ.get("RANK", "0")) > 0:
         return None
     from tqdm import tqdm
 
@@ -88,7 +88,7 @@ def format_table(report: dict) -> str:
                 lines.append(f"{sub + ' @cal':<14}" + "  ".join(f"{k}={v:6.2f}" for k, v in vals.items()))
     for key in ("pxap", "top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc"):
         if key in report:
-            lines.append(f"{key:<14}{report[key]:6.2f}")
+            lines.append(f"{key:<14}{report[key]:6.2f}")  # noqa: PERF401
     problems = {k: v for k, v in report.get("problems", {}).items() if v}
     if problems:
         lines.append("problems: " + ", ".join(f"{k}={v}" for k, v in problems.items()))
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         from camloc.models.zoo import load
 
         model = load(args.model)
-        model = model.to(pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0))))  # torchrun: one GPU each
+        model = model.to(pick_device(args.device, int(os.environ.get("LOCAL_RANK", "0"))))  # torchrun: one GPU each
         map_sizes = parse_map_sizes(args.map_sizes)
     elif args.save_maps:
         raise InputError("--save-maps needs --model (maps given with --maps are already saved)")
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         progress=_progress(args.quiet),
         results=results,
     )
-    if int(os.environ.get("RANK", 0)) > 0:
+    if int(os.environ.get("RANK", "0")) > 0:
         return 0
     if args.report:
         write_json(args.report, report)

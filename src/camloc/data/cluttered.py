@@ -96,7 +96,7 @@ def render(
     size = spec.canvas
     canvas = np.zeros((size, size), dtype=np.uint8)
     for other in others:
-        src = _resize(other, int(round(28 * rng.uniform(*spec.scale))))
+        src = _resize(other, round(28 * rng.uniform(*spec.scale)))
         p = int(rng.integers(spec.patch[0], spec.patch[1] + 1))
         best = None
         for _ in range(4):  # prefer a patch with some ink in it
@@ -108,7 +108,7 @@ def render(
                 break
         cy, cx = rng.integers(0, size - p + 1, size=2)
         np.maximum(canvas[cy : cy + p, cx : cx + p], best, out=canvas[cy : cy + p, cx : cx + p])
-    side = int(round(28 * rng.uniform(*spec.scale)))
+    side = round(28 * rng.uniform(*spec.scale))
     obj = _resize(item, side)
     oy, ox = (int(v) for v in rng.integers(0, size - side + 1, size=2))
     region = canvas[oy : oy + side, ox : ox + side]
@@ -188,7 +188,7 @@ class ClutteredFashionMNIST(Dataset):
         h.update(self.labels.tobytes())
         return h.hexdigest()[:16]
 
-    def arrays(self, cache_dir: str | os.PathLike | None = CACHE_DIR) -> "ClutteredArrays":
+    def arrays(self, cache_dir: str | os.PathLike | None = CACHE_DIR) -> ClutteredArrays:
         """All samples as arrays, read from (or written to) `cache_dir/<split>-<fingerprint>.npz` when given."""
         path = None if cache_dir is None else Path(cache_dir) / f"{self.split}-{self.fingerprint()}.npz"
         if path is not None and path.is_file():
@@ -257,7 +257,7 @@ def open_cluttered(
     seed: int | str = 0,
     canvas: int | str = 96,
     **_ignored: object,
-) -> "EvalDataset":
+) -> EvalDataset:
     """`cluttered:SPLIT` (data from `make data`'s folder) or `cluttered:IDX_DIR` (with `split=`) as an evaluation
     dataset: images as arrays, boxes exclusive, masks of the item's pixels (no ignore region)."""
     from camloc.data.base import Dataset as EvalDataset  # imported here: camloc.data.base registers the formats

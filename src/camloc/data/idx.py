@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from camloc.errors import InputError
+
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 DEFAULT_DIRS = (
     Path(".cache/fashion-mnist/usr/share/datasets/fashion-mnist"),
     Path(".cache/fashion-mnist"),
     Path("/usr/share/datasets/fashion-mnist"),
 )
-from camloc.errors import InputError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

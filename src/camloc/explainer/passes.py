@@ -12,8 +12,8 @@ Two passes at most, both visible settings:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
-from typing import Sequence, Union
 
 import torch
 from PIL import Image
@@ -29,8 +29,8 @@ from camloc.models.adapters import eval_mode
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor, resize_batch
 
-ImageInput = Union[str, PathLike, Image.Image]
-Inputs = Union[Tensor, ImageInput, Sequence[ImageInput]]
+ImageInput = str | PathLike | Image.Image
+Inputs = Tensor | ImageInput | Sequence[ImageInput]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)

@@ -25,7 +25,7 @@ import threading
 import numpy as np
 from numba import njit
 
-__all__ = ["uint8_levels", "level_contour_boxes", "best_iou_by_level"]
+__all__ = ["best_iou_by_level", "level_contour_boxes", "uint8_levels"]
 
 # OpenCV's chain directions as (dx, dy): 0 = right, then counter-clockwise on screen (y points down)
 _DX = np.array([1, 1, 0, -1, -1, -1, 0, 1], dtype=np.int64)
@@ -44,7 +44,7 @@ def _ring_groups(connectivity: int) -> np.ndarray:
         present = [d for d in range(8) if bits >> d & 1]
         group = {d: d for d in present}
 
-        def root(d: int) -> int:
+        def root(d: int, group: dict[int, int] = group) -> int:
             while group[d] != d:
                 d = group[d]
             return d
@@ -421,8 +421,7 @@ def _best_iou_by_level(rows: np.ndarray, n_levels: int, gt: np.ndarray) -> np.nd
             inter = iw * ih
             union = area + (gt[g, 2] - gt[g, 0] + 1) * (gt[g, 3] - gt[g, 1] + 1) - inter
             iou = inter / union if union > 0 else 0.0
-            if iou > best[i]:
-                best[i] = iou
+            best[i] = max(best[i], iou)
     return best
 
 

@@ -22,7 +22,7 @@ Boxes are [x0, y0, x1, y1] with x1 = x + width (exclusive, as `camloc.boxes`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -99,7 +99,7 @@ def release_box(heatmap: np.ndarray) -> np.ndarray:
 def release_guesses(classes: Sequence[int], maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The release's ILSVRC combination from the maps of the top-3 classes -> (classes (g,), boxes (g, 4)), g <= 5."""
     out_cls, out_box = [], []
-    for rank, (cls, heatmap) in enumerate(zip(classes[:3], maps[:3])):
+    for rank, (cls, heatmap) in enumerate(zip(classes[:3], maps[:3], strict=False)):
         boxes = release_boxes(heatmap)
         if not len(boxes):
             boxes = np.zeros((1, 4), dtype=np.int64)

@@ -29,7 +29,7 @@ import numpy as np
 
 from camloc.localize._level_sets import level_contour_boxes, uint8_levels
 
-__all__ = ["ContourBoxes", "LevelBoxes", "to_uint8", "level_box_sets", "contour_box_sets", "contour_boxes_reference"]
+__all__ = ["ContourBoxes", "LevelBoxes", "contour_box_sets", "contour_boxes_reference", "level_box_sets", "to_uint8"]
 
 
 @dataclass(frozen=True)

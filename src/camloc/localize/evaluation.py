@@ -11,9 +11,10 @@ Every metric is a sum of counts (`Evaluator.counts()`), so shards of a dataset e
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -163,7 +164,7 @@ class Evaluator:
                     g_cls, g_box = release_guesses(classes, maps)
                 else:
                     g_cls, g_box = np.asarray(classes[:5]), np.stack([self._box(m) for m in maps[:5]])
-                out["guesses"] = list(zip(g_cls.tolist(), g_box.tolist()))
+                out["guesses"] = list(zip(g_cls.tolist(), g_box.tolist(), strict=False))
                 self.loc.accumulate(label, sample.boxes, out["box"], np.asarray(classes), g_cls, g_box)
             else:
                 self.loc.accumulate(label, sample.boxes, out["box"])
@@ -190,15 +191,18 @@ class Evaluator:
         self.problems = problems.copy()
         self.n_images = int(n[0])
 
-    def merge(self, other: "Evaluator") -> None:
+    def merge(self, other: Evaluator) -> None:
         self.set_counts(self.counts() + other.counts())
 
-    def report(self, calibration: "Evaluator | None" = None, calibration_source: str = "") -> dict[str, Any]:
+    def report(self, calibration: Evaluator | None = None, calibration_source: str = "") -> dict[str, Any]:
         """The JSON report (percentages 0-100). calibration: an evaluator of another split whose best CAM
         thresholds are applied to this one."""
         s = self.settings
         rep: dict[str, Any] = {"n_images": self.n_images}
-        thr = lambda idx: {k: round(float(self.thresholds[v]), 6) for k, v in idx.items()}  # noqa: E731
+
+        def thr(idx):
+            return {k: round(float(self.thresholds[v]), 6) for k, v in idx.items()}
+
         if self.box.n:
             summary = self.box.summary()
             rep["n_box_images"] = self.box.n
@@ -220,7 +224,7 @@ class Evaluator:
         pxap = self.pxap.value() if self.pxap.hist.sum() else None
         if pxap is not None:
             rep["pxap"] = pxap
-        rep["problems"] = {k: int(v) for k, v in zip(PROBLEMS, self.problems)}
+        rep["problems"] = {k: int(v) for k, v in zip(PROBLEMS, self.problems, strict=False)}
         rep["protocol"] = {
             **asdict(s),
             "iou_levels": list(s.iou_levels),
@@ -265,9 +269,8 @@ def save_map(maps_dir: Path, image_id: str, heatmap: np.ndarray) -> None:
     from camloc.io import atomic_path
 
     path = maps_dir / f"{image_id}.npy"
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(heatmap, dtype=np.float32))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(heatmap, dtype=np.float32))
 
 
 def iter_model_maps(
@@ -297,7 +300,7 @@ def iter_model_maps(
         # decoded once for both passes, in the stored pixel grid the GT boxes refer to (no EXIF rotation, as the
         # reference's PIL loading); the size then comes from the decoded image, not from a second file open
         images = [as_rgb_image(s.image, exif_orientation=False) for s in batch]
-        batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images)]
+        batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images, strict=False)]
         gts = [dataset.to_model(s.label) for s in batch]
         res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule)
         classes = res.classes.cpu().numpy()
@@ -313,7 +316,7 @@ def iter_model_maps(
                 map_sizes=map_sizes,
                 box_rule=box_rule,
             )
-            extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps))}
+            extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps), strict=False)}
         for i, s in enumerate(batch):
             gt_map = extra[i] if i in extra else maps[i][int(np.flatnonzero(classes[i] == gts[i])[0])]
             yield s, gt_map, gts[i], classes[i], list(maps[i])
@@ -346,7 +349,7 @@ def evaluate(
     """
     if (maps_dir is None) == (model is None):
         raise InputError("give either score maps (--maps) or a model (--model)")
-    wanted = distributed or (distributed is None and int(os.environ.get("WORLD_SIZE", 1)) > 1)
+    wanted = distributed or (distributed is None and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     dist, created = _init_distributed() if wanted else (None, False)
     try:
         main_ev = _run(

@@ -32,7 +32,7 @@ of the true class hits.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -174,7 +174,7 @@ class BoxAccuracy:
         self.hits = np.asarray(vector[:-1], dtype=np.int64).reshape(self.hits.shape).copy()
         self.n = int(vector[-1])
 
-    def merge(self, other: "BoxAccuracy") -> None:
+    def merge(self, other: BoxAccuracy) -> None:
         self.set_counts(self.counts() + other.counts())
 
     # results
@@ -220,7 +220,7 @@ class PixelAP:
     def set_counts(self, vector: np.ndarray) -> None:
         self.hist = np.asarray(vector, dtype=np.int64).reshape(self.hist.shape).copy()
 
-    def merge(self, other: "PixelAP") -> None:
+    def merge(self, other: PixelAP) -> None:
         self.hist += other.hist
 
     def value(self) -> float | None:
@@ -286,7 +286,7 @@ class ClassLocAccuracy:
         self.hits = np.asarray(vector[:-2], dtype=np.int64).copy()
         self.n, self.n_classified = int(vector[-2]), int(vector[-1])
 
-    def merge(self, other: "ClassLocAccuracy") -> None:
+    def merge(self, other: ClassLocAccuracy) -> None:
         self.set_counts(self.counts() + other.counts())
 
     def summary(self) -> dict[str, float]:

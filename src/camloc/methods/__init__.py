@@ -18,16 +18,16 @@ from camloc.methods.layers import default_layer_name
 from camloc.methods.scorecam import ScoreCAM
 
 __all__ = [
-    "MapMethod",
     "CAM",
-    "GradientMethod",
+    "METHODS",
     "GradCAM",
     "GradCAMPlusPlus",
-    "XGradCAM",
+    "GradientMethod",
     "LayerCAM",
-    "ScoreCAM",
     "LayerError",
-    "METHODS",
+    "MapMethod",
+    "ScoreCAM",
+    "XGradCAM",
     "default_layer_name",
     "get_method",
     "register_method",

@@ -49,7 +49,7 @@ class TargetLayer:
     adapter: CamAdapter | None = None
 
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def resolve_layer(model: nn.Module, layer: str | None = None) -> TargetLayer:

@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camloc.engine import logits_from_features
-from camloc.errors import InputError
+from camloc.errors import HeadError, InputError
 
 PROBE_SIZE = 128  # side of the random input used to discover and verify the head
 ADVICE = (
     "CAM needs global average pooling followed by one linear layer; use a gradient method "
     "(--method gradcam) or make the net CAM-ready with GAP surgery (a 3x3 conv, GAP and one linear layer)"
 )
-from camloc.errors import HeadError
 
 
 @dataclass
@@ -130,7 +129,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 # ----------------------------------------------------------------------------------------------- discovery
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def get_adapter(model: nn.Module, feature_layer: str | None = None, linear_layer: str | None = None) -> CamAdapter:
@@ -163,7 +162,7 @@ def _find_adapter(model: nn.Module, feature_layer: str | None, linear_layer: str
         return _find_adapter_unchecked(model, feature_layer, linear_layer)
     except InputError:
         raise
-    except Exception as exc:  # a model that cannot run on the probe: say so in one line
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run on the probe: say so in one line
         raise HeadError(
             f"{type(model).__name__} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe input "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"

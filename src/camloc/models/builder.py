@@ -7,7 +7,8 @@ Initial weights only ever come from a path the user gives (`init`); nothing is d
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 

@@ -8,7 +8,7 @@ pooling and one linear layer. The interface follows timm (`forward_features`, `f
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -4,7 +4,8 @@ timm's and torchvision's. `camloc.models.zoo` imports camloc's own builders, so 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

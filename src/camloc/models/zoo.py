@@ -7,8 +7,8 @@ Nothing here downloads: weights come from installed packages or from the user's 
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from camloc.io import load_checkpoint
 from camloc.models import gapnet, probe_net, surgery  # noqa: F401  (register camloc's own architectures)
 from camloc.models.registry import DEFAULT_MODEL, build_architecture
 from camloc.preprocess import Preprocess
+
+log = logging.getLogger("camloc")
 
 
 @dataclass
@@ -114,10 +116,10 @@ def load(spec: str | os.PathLike = "default") -> nn.Module:
     if path.exists() or spec_str.endswith((".safetensors", "/")) or os.sep in spec_str:
         return load_path(path)
     model = build_architecture(spec_str)
-    print(
-        f"camloc: '{spec_str}' has no checkpoint here, so its weights are random "
-        "(nothing is downloaded); pass a checkpoint path for trained weights",
-        file=sys.stderr,
+    log.warning(
+        "'%s' has no checkpoint here, so its weights are random (nothing is downloaded); "
+        "pass a checkpoint path for trained weights",
+        spec_str,
     )
     info = info_of(model)
     info.name = spec_str

@@ -93,6 +93,5 @@ class FeatureCache:
         if self.folder is None:
             return
         path = self._path(ident)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(vector), allow_pickle=False)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(vector), allow_pickle=False)

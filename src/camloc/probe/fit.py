@@ -12,13 +12,15 @@ the fitted classifier's `decision_function` on its cached features.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +36,9 @@ from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
 
-Source = Union[str, PathLike, Image.Image, np.ndarray]
+log = logging.getLogger("camloc")
+
+Source = str | PathLike | Image.Image | np.ndarray
 CLASSIFIERS = ("logreg", "svm")
 DEFAULT_CS: dict[str, tuple[float, ...]] = {
     "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
@@ -43,7 +47,7 @@ DEFAULT_CS: dict[str, tuple[float, ...]] = {
 
 
 def _warn_skip(message: str) -> None:
-    print(f"camloc: skipped {message}", file=sys.stderr)
+    log.warning("skipped %s", message)
 
 
 @dataclass

@@ -430,7 +430,7 @@ def create_app(models: nn.Module | list[nn.Module], config: ServeConfig | None =
                 errors.append({"file": names[index], "error": str(answer), "status": status, "index": index})
         if not results:
             return error_response(errors[0]["status"], errors[0]["error"], errors[0]["file"], errors)
-        indices = [i for (i, _), a in zip(good, answers) if isinstance(a, ImageResult)]
+        indices = [i for (i, _), a in zip(good, answers, strict=True) if isinstance(a, ImageResult)]
         records = await run_in_threadpool(
             lambda: [answer_record(r, i, with_maps) for r, i in zip(results, indices, strict=True)]
         )

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,11 +152,10 @@ class Worker:
     def _drain(self) -> list[Job | None]:
         """Everything waiting in the queue now, without blocking."""
         out: list[Job | None] = []
-        while True:
-            try:
+        with suppress(queue.Empty):
+            while True:
                 out.append(self._queue.get_nowait())
-            except queue.Empty:
-                return out
+        return out
 
     def _run(self, batch: list[Job]) -> None:
         """Explain the batch in one call; if it fails, job by job, then image by image (one bad image must not

@@ -10,12 +10,14 @@ same batches, gradients averaged by DDP (exactly equal when the net has no batch
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,8 @@ from camloc import distributed as D
 from camloc.errors import InputError
 from camloc.io import save_checkpoint
 from camloc.training.state import STATE_NAME, read_progress, read_state, restore, save_state
+
+log = logging.getLogger("camloc")
 
 
 class BatchSource(Protocol):
@@ -256,9 +260,12 @@ def fit(
         checkpoint(finished=progress["epoch"] >= cfg.epochs)
         if ctx.is_main and not quiet:
             extra = f", val top-1 {record['val_top1']:.1f}%" if "val_top1" in record else ""
-            print(
-                f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}, train top-1 "
-                f"{record['train_top1']:.1f}%{extra}",
-                file=sys.stderr,
+            log.info(
+                "epoch %d/%d: loss %.4f, train top-1 %.1f%%%s",
+                epoch + 1,
+                cfg.epochs,
+                record["train_loss"],
+                record["train_top1"],
+                extra,
             )
     return progress

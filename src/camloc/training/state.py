@@ -70,7 +70,7 @@ def _read(directory: str | os.PathLike, with_tensors: bool) -> tuple[dict[str, t
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})[META_KEY])
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if with_tensors else {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if with_tensors else {}  # noqa: SIM118 - safe_open is not iterable
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise InputError(f"{path}: damaged training state ({type(exc).__name__}); start the run again") from None
     return tensors, meta
