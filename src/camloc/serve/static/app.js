@@ -108,6 +108,19 @@ function options(extra = {}) {
 }
 
 async function explainFile(entry, extra = {}) {
+  // One request at a time from the buttons that start one: they are disabled meanwhile (aria-busy on the result).
+  const buttons = ["class-go", "compare-go"].map($);
+  buttons.forEach((b) => { b.disabled = true; });
+  $("result").setAttribute("aria-busy", "true");
+  try {
+    return await postExplain(entry, extra);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    $("result").removeAttribute("aria-busy");
+  }
+}
+
+async function postExplain(entry, extra) {
   const form = new FormData();
   form.append("files", entry.file, entry.name);
   for (const [k, v] of Object.entries(options(extra))) if (v !== "" && v != null) form.append(k, v);
