@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
@@ -176,7 +178,7 @@ def answer_record(result: ImageResult, index: int, with_maps: bool) -> dict[str,
     rec["index"] = index
     rec["predictions"] = [dict(p) for p in rec["predictions"]]
     for k, pred in enumerate(rec["predictions"]):
-        pred["map_range"] = [float(v) for v in result.ranges[k]]
+        pred["map_range"] = [float(v) if math.isfinite(v) else None for v in result.ranges[k]]  # JSON has no NaN
         if with_maps:
             pred["map"] = encode_map(result.maps[k])
     return rec
@@ -391,7 +393,7 @@ def create_app(models: nn.Module | list[nn.Module], config: ServeConfig | None =
         return {"name": name, "lut": lut.tolist()}
 
     @app.post("/api/explain")
-    async def explain_route(request: Request) -> JSONResponse:
+    async def explain_route(request: Request) -> Response:
         form = await request.form(max_files=cfg.max_files, max_fields=64)
         try:
             options, with_maps = parse_options(form, by_name, default, cfg)
@@ -431,11 +433,13 @@ def create_app(models: nn.Module | list[nn.Module], config: ServeConfig | None =
         if not results:
             return error_response(errors[0]["status"], errors[0]["error"], errors[0]["file"], errors)
         indices = [i for (i, _), a in zip(good, answers, strict=True) if isinstance(a, ImageResult)]
-        records = await run_in_threadpool(
-            lambda: [answer_record(r, i, with_maps) for r, i in zip(results, indices, strict=True)]
-        )
         errors.sort(key=lambda e: e["index"])
-        return JSONResponse({"results": records, "errors": errors})
+
+        def body() -> bytes:  # PNG encoding and JSON of a few MB: in the thread pool, not on the event loop
+            records = [answer_record(r, i, with_maps) for r, i in zip(results, indices, strict=True)]
+            return json.dumps({"results": records, "errors": errors}).encode("utf-8")
+
+        return Response(await run_in_threadpool(body), media_type="application/json")
 
     app.add_middleware(BodyLimit, limit=cfg.max_upload_bytes)
     app.add_middleware(SecurityHeaders)
