@@ -342,3 +342,24 @@ def test_one_failing_image_does_not_take_down_the_others(tiny_model: torch.nn.Mo
         ]
         body = error_of(c.post("/api/explain", files=upload(("odd.png", png_bytes((13, 40))))), 500)
         assert body["error"] == "odd.png: explain failed (RuntimeError: boom)" and body["file"] == "odd.png"
+
+
+def test_no_python_objects_pile_up(client: TestClient) -> None:
+    """100 requests after a warm-up leave the number of live Python containers as it was (what a request makes,
+    its images, maps and answer, is freed with the answer: a leak of one dict or list per request would show)."""
+    import gc
+
+    data = png_bytes(seed=9)
+
+    def post() -> None:
+        form = {"top_k": "3", "map_sizes": "native"}
+        assert client.post("/api/explain", files=upload(("a.png", data)), data=form).status_code == 200
+
+    for _ in range(10):
+        post()
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(100):
+        post()
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50
