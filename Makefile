@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install browser serve screenshots bench-serve demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install browser serve screenshots bench-serve demo check test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean docs-method-photos
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,13 @@ demo: $(STAMP)
 	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo --format json
 	@echo "Pictures and JSON are in results/demo/ (<name>_overlay.png, <name>_grid.png, <name>.json)."
 
-test: $(STAMP) browser
+# lint, format and types (ruff + mypy, settings in pyproject.toml), then the suite
+check: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
+test: check browser
 	$(PY) -m pytest
 
 test-slow: $(STAMP)
@@ -66,6 +72,10 @@ bench-methods-imagenet: $(STAMP)
 # 50 concurrent clients x 10 requests against `camloc serve` on this machine (batching on and off)
 bench-serve: $(STAMP)
 	mkdir -p bench-results && $(PY) benchmarks/bench_serve.py --out bench-results/serve.json | tee bench-results/serve.md
+
+# one photo mapped by each method on the default model: docs/img/methods-cat.png and a table (docs/methods.md)
+docs-method-photos: $(STAMP)
+	$(PY) benchmarks/method_photos.py --image examples/cat.jpg --out docs/img/methods-cat.png
 
 data:
 	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist

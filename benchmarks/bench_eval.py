@@ -20,10 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture
+
 from camloc.data import open_dataset
 from camloc.localize.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou
-from fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture
 
 
 def slow_box_counts(maps, gts, thresholds, levels=(30, 50, 70), times=None) -> np.ndarray:

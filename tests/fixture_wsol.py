@@ -1,6 +1,6 @@
 """A seeded wsolevaluation-format fixture: metadata, 224x224 score maps (.npy) and masks (PNG).
 
-Used by tests/test_reference_agreement.py, benchmarks/bench_eval.py and tests/reference/run_wsolevaluation.py.
+Used by tests/localize/test_reference_agreement.py, benchmarks/bench_eval.py and tests/reference/run_wsolevaluation.py.
 Map values lie on the grid k / 1024 so that `uint8(map * 255)` is exact on every platform.
 """
 

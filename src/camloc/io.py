@@ -169,7 +169,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write a compressed .npz atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
 # ----------------------------------------------------------------------------------------- checkpoints

@@ -85,7 +85,7 @@ def grid(
     blank = np.full_like(panels[0], 255)
     panels += [blank] * (rows * cols - k)
     gap = 4
-    row_imgs = [
+    row_imgs: list[np.ndarray] = [
         np.concatenate(
             functools.reduce(
                 operator.iadd,

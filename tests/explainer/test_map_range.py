@@ -43,3 +43,15 @@ def test_map_range_with_images_of_two_sizes(one_thread) -> None:
         assert torch.allclose(res.map_range[i], alone.map_range[0], rtol=1e-5, atol=1e-6)
         assert float(res.map_range[i, :, 0].min()) >= 0.0  # ReLU'd maps have no negative values
         assert m.shape == (2, *images[i].size[::-1])
+
+
+def test_map_range_per_image_when_class_counts_differ(one_thread) -> None:
+    """With `min_score`, images get different numbers of classes: `map_range` is then a list like `boxes`."""
+    model = tiny()
+    x = torch.randn(3, 3, 48, 64) * torch.tensor([0.1, 1.0, 8.0])[:, None, None, None]
+    res = camloc.explain(model, x, min_score=0.2, map_sizes=())
+    assert isinstance(res.map_range, list) and len({len(c) for c in res.classes}) > 1
+    for i in range(3):
+        assert res.map_range[i].shape == (len(res.classes[i]), 2)
+        combined = upsample(res.raw[i][None].float(), (48, 64))[0]
+        assert torch.equal(res.map_range[i][:, 1], combined.flatten(1).amax(-1))

@@ -12,15 +12,15 @@ import torch
 
 from camloc.models.gapnet import GapNet
 from camloc.models.zoo import ModelInfo, Preprocess, imagenet_labels
+from camloc.models.zoo import _attach as attach_info
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> torch.nn.Module:
     """A random GAP net with ImageNet's 1000 labels: CAM-exact, fast on a CPU (maps and boxes are real)."""
     torch.manual_seed(0)
-    model = GapNet(num_classes=1000, final_stride=8, widths=(8, 16, 16, 16)).eval()
-    model.camloc_info = ModelInfo("tiny-gapnet", imagenet_labels(), Preprocess(input_size=64))
-    return model
+    model = GapNet(num_classes=1000, final_stride=8, widths=(8, 16, 16, 16))
+    return attach_info(model, ModelInfo("tiny-gapnet", imagenet_labels(), Preprocess(input_size=64)))
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Self
+from typing import Self, cast
 
 import numpy as np
 import pytest
@@ -22,11 +22,12 @@ from camloc.explainer import writers
 from camloc.explainer.runner import ExplainOptions
 
 pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from camloc.serve import ServeConfig, create_app
 from camloc.serve.app import safe_name
-from camloc.serve.worker import Job, Options
+from camloc.serve.worker import Job, Options, Worker
 
 
 def png_bytes(size: tuple[int, int] = (96, 72), seed: int = 0, mode: str = "RGB") -> bytes:
@@ -49,6 +50,11 @@ def client(tiny_model: torch.nn.Module, one_thread) -> Iterator[TestClient]:
 
 def make_client(model: torch.nn.Module, **cfg) -> TestClient:
     return TestClient(create_app(model, ServeConfig(**cfg)))
+
+
+def worker_of(c: TestClient) -> Worker:
+    """The app's inference worker (TestClient types its app as a bare ASGI callable)."""
+    return cast(FastAPI, c.app).state.worker
 
 
 def decode_map(b64: str) -> np.ndarray:
@@ -273,7 +279,7 @@ def blocking_job(worker, image: Image.Image) -> Job:
 
 def test_queue_full_is_503_with_retry_after(tiny_model: torch.nn.Module) -> None:
     with make_client(tiny_model, max_queue=1) as c:
-        worker = c.app.state.worker
+        worker = worker_of(c)
         with Gate(worker) as gate:
             held = blocking_job(worker, Image.open(io.BytesIO(png_bytes())))
             assert gate.entered.wait(10)
@@ -286,7 +292,7 @@ def test_queue_full_is_503_with_retry_after(tiny_model: torch.nn.Module) -> None
 
 def test_timeout_is_504_and_the_job_is_dropped(tiny_model: torch.nn.Module) -> None:
     with make_client(tiny_model, timeout_s=0.3) as c:
-        worker = c.app.state.worker
+        worker = worker_of(c)
         with Gate(worker) as gate:
             held = blocking_job(worker, Image.open(io.BytesIO(png_bytes())))
             assert gate.entered.wait(10)
@@ -299,7 +305,7 @@ def test_timeout_is_504_and_the_job_is_dropped(tiny_model: torch.nn.Module) -> N
 
 def test_waiting_requests_are_batched(tiny_model: torch.nn.Module) -> None:
     with make_client(tiny_model, max_batch=8) as c:
-        worker = c.app.state.worker
+        worker = worker_of(c)
         images = [Image.open(io.BytesIO(png_bytes(seed=s))) for s in range(4)]
         with Gate(worker) as gate:
             first = blocking_job(worker, images[0])
@@ -321,11 +327,13 @@ def test_waiting_requests_are_batched(tiny_model: torch.nn.Module) -> None:
             assert [p["class_index"] for p in got.record["predictions"]] == alone.classes[0].tolist()
 
 
-def test_one_failing_image_does_not_take_down_the_others(tiny_model: torch.nn.Module) -> None:
+def test_one_failing_image_does_not_take_down_the_others(
+    tiny_model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An image whose explain fails (here: any 13-pixel-wide one) is answered 500 by name; the rest of its request
     and of its batch are explained (the worker retries job by job, then image by image)."""
     with make_client(tiny_model, max_batch=8) as c:
-        worker = c.app.state.worker
+        worker = worker_of(c)
         original = worker._explain
 
         def fragile(groups, opt):
@@ -333,7 +341,7 @@ def test_one_failing_image_does_not_take_down_the_others(tiny_model: torch.nn.Mo
                 raise RuntimeError("boom")
             return original(groups, opt)
 
-        worker._explain = fragile
+        monkeypatch.setattr(worker, "_explain", fragile)
         files = upload(("a.png", png_bytes(seed=5)), ("odd.png", png_bytes((13, 40))), ("b.png", png_bytes(seed=6)))
         body = c.post("/api/explain", files=files, data={"top_k": "1"}).json()
         assert [r["image"] for r in body["results"]] == ["a.png", "b.png"]

@@ -98,7 +98,7 @@ def render(
     for other in others:
         src = _resize(other, round(28 * rng.uniform(*spec.scale)))
         p = int(rng.integers(spec.patch[0], spec.patch[1] + 1))
-        best = None
+        best: np.ndarray | None = None
         for _ in range(4):  # prefer a patch with some ink in it
             y, x = rng.integers(0, src.shape[0] - p + 1, size=2)
             crop = src[y : y + p, x : x + p]
@@ -107,6 +107,7 @@ def render(
             if best.mean() > 40:
                 break
         cy, cx = rng.integers(0, size - p + 1, size=2)
+        assert best is not None
         np.maximum(canvas[cy : cy + p, cx : cx + p], best, out=canvas[cy : cy + p, cx : cx + p])
     side = round(28 * rng.uniform(*spec.scale))
     obj = _resize(item, side)

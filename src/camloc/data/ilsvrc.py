@@ -34,6 +34,7 @@ def read_synsets(path: Path) -> list[str]:
 
 @register_format("ilsvrc")
 def open_ilsvrc(path: Path, images: str | Path | None = None) -> Dataset:
+    """ImageNet's localization validation set (LOC_val_solution.csv + LOC_synset_mapping.txt)."""
     mapping = path / "LOC_synset_mapping.txt"
     solution = path / "LOC_val_solution.csv"
     wnids = read_synsets(mapping)
@@ -60,6 +61,7 @@ def open_ilsvrc(path: Path, images: str | Path | None = None) -> Dataset:
                 continue
             box = [parse_float(v, solution, lineno, "coordinate") for v in fields[k + 1 : k + 5]]
             boxes.append(check_box(box, None, f"{solution}:{lineno}"))
+        assert label is not None  # every line names at least one synset (checked above)
         samples.append(
             Sample(
                 image_id=image_id,

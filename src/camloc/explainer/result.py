@@ -14,25 +14,28 @@ from camloc.models.zoo import ModelInfo
 class Result:
     """What `explain` returns. Per-class fields are (B, k), best first; tensors live on the model's device.
 
-    `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors.
-    `map_range` (B, k, 2) holds each map's [min, max] before normalisation: the values the box rule's threshold
-    refers to, so that a client holding `maps` can redraw a box at another threshold (the page of `camloc serve`).
+    `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors;
+    `classes`, `scores`, `logits` and `boxes` are lists of per-image tensors (k_i, ...) when images have different
+    numbers of classes (`min_score`). Index by image (`res.classes[i]`) to work with either.
+    `map_range` (B, k, 2) (a list of (k_i, 2) like `boxes`) holds each map's [min, max] before normalisation: the
+    values the box rule's threshold refers to, so that a client holding `maps` can redraw a box at another
+    threshold (the page of `camloc serve`).
     """
 
-    classes: Tensor
-    scores: Tensor
-    logits: Tensor
+    classes: Tensor | list[Tensor]
+    scores: Tensor | list[Tensor]
+    logits: Tensor | list[Tensor]
     raw: Tensor | list[Tensor]
     maps: Tensor | list[Tensor]
-    boxes: Tensor
+    boxes: Tensor | list[Tensor]
     all_logits: Tensor
     sizes: list[tuple[int, int]]
     info: ModelInfo
     settings: dict[str, Any] = field(default_factory=dict)
-    map_range: Tensor | None = None
+    map_range: Tensor | list[Tensor] | None = None
 
     def __len__(self) -> int:
-        return self.classes.shape[0]
+        return len(self.classes)
 
     def labels(self, i: int) -> list[str]:
         """Class names of image i's maps, in order."""

@@ -357,7 +357,7 @@ def _uint8_levels(scoremap: np.ndarray, thresholds: np.ndarray):
         for x in range(w):
             v = np.uint8(scoremap[y, x] * 255.0)  # truncation, as numpy's astype(uint8) on [0, 255]
             u8[y, x] = v
-            top = max(top, v)
+            top = max(top, int(v))
     used = np.zeros(256, dtype=np.bool_)
     raw = np.empty(thresholds.shape[0], dtype=np.int64)
     for k in range(thresholds.shape[0]):

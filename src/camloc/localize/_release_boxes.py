@@ -96,7 +96,7 @@ def release_box(heatmap: np.ndarray) -> np.ndarray:
     return boxes[0] if len(boxes) else np.zeros(4, dtype=np.int64)
 
 
-def release_guesses(classes: Sequence[int], maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def release_guesses(classes: Sequence[int] | np.ndarray, maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The release's ILSVRC combination from the maps of the top-3 classes -> (classes (g,), boxes (g, 4)), g <= 5."""
     out_cls, out_box = [], []
     for rank, (cls, heatmap) in enumerate(zip(classes[:3], maps[:3], strict=False)):

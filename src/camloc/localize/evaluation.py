@@ -14,11 +14,12 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 from PIL import Image
+from torch import Tensor
 
 from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, box_from_map
 from camloc.data.base import Dataset, Sample
@@ -128,18 +129,21 @@ class Evaluator:
             raise InputError(f"image '{sample.image_id}': score map of shape {heatmap.shape}, expected 2-D")
         has_boxes = len(sample.boxes) > 0
         masks = sample.masks()
+        size: tuple[int, int] | None
         if has_boxes or (
             s.resolution == "native" and (masks is None or sample.size is not None or sample.image is not None)
         ):
             size = image_size(sample)
         else:
-            size = None if s.resolution == "224" else masks[0].shape[::-1]  # native, masks only: their size
+            assert masks is not None  # no boxes: the sample has masks
+            size = None if s.resolution == "224" else (masks[0].shape[1], masks[0].shape[0])  # native: their size
         target = (WSOL_SIZE, WSOL_SIZE) if s.resolution == "224" else size
         scoremap, problem = prepare_scoremap(heatmap, target if target is not None else heatmap.shape[::-1])
         self._problem(problem)
         if has_boxes:
+            assert size is not None  # a sample with boxes has a known size
             gt = (
-                resize_boxes_wsol(sample.boxes, size, target)
+                resize_boxes_wsol(sample.boxes, size, (WSOL_SIZE, WSOL_SIZE))
                 if s.resolution == "224"
                 else np.asarray(sample.boxes).astype(np.int64)
             )
@@ -156,6 +160,7 @@ class Evaluator:
                 self._problem("empty_mask")
             self.pxap.accumulate(scoremap, fg, ignore)
         if has_boxes:
+            assert size is not None
             out["box"] = self._box(_to_size(np.nan_to_num(heatmap.astype(np.float32), nan=0.0), size))
             label = gt_label if gt_label is not None else sample.label
             if classes is not None and class_maps is not None:
@@ -299,11 +304,11 @@ def iter_model_maps(
                 raise InputError(f"image '{s.image_id}': no image path (give --images)")
         # decoded once for both passes, in the stored pixel grid the GT boxes refer to (no EXIF rotation, as the
         # reference's PIL loading); the size then comes from the decoded image, not from a second file open
-        images = [as_rgb_image(s.image, exif_orientation=False) for s in batch]
+        images = [as_rgb_image(s.image, exif_orientation=False) for s in batch if s.image is not None]
         batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images, strict=False)]
         gts = [dataset.to_model(s.label) for s in batch]
         res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule)
-        classes = res.classes.cpu().numpy()
+        classes = cast(Tensor, res.classes).cpu().numpy()  # top-k (no min_score): one (B, k) tensor
         maps = as_list(res.maps)
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
         extra = {}
@@ -362,7 +367,9 @@ def evaluate(
             )
         world = dist.get_world_size() if dist is not None else 1
     finally:
-        if created:  # a process group left alive aborts the process at exit ("terminate called ...")
+        if (
+            created and dist is not None
+        ):  # a process group left alive aborts the process at exit ("terminate called ...")
             dist.destroy_process_group()
     report = main_ev.report(calib_ev, calibration.source if calibration is not None else "")
     report["protocol"]["map_source"] = f"maps: {maps_dir}" if maps_dir is not None else f"model, method={method}"
@@ -380,7 +387,7 @@ def _run(
     if model is not None:
         items = iter_model_maps(model, shard, batch_size, method, map_sizes, box_rule=settings.box_rule)
     else:
-        items = ((s, load_map(Path(maps_dir), s.image_id), None, None, None) for s in shard)
+        items = ((s, load_map(Path(maps_dir), s.image_id), None, None, None) for s in shard)  # type: ignore[misc]
     if progress is not None:
         items = progress(items, len(shard))
     for sample, heatmap, gt, classes, class_maps in items:

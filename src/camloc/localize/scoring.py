@@ -11,14 +11,14 @@ x1 / y1 exclusive, IoU >= 0.5.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from camloc.boxes import DEFAULT_BOX_RULE, box_from_map
-from camloc.data.cluttered import ClutteredArrays, TensorView
-from camloc.engine import class_activation_maps, normalize, upsample
+from camloc.data.cluttered import ClutteredArrays
+from camloc.engine import normalize, upsample
 from camloc.localize.metrics import BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds, prepare_scoremap
 from camloc.models.adapters import get_adapter
 
@@ -86,11 +86,17 @@ class Scorer:
         }
 
 
+class BatchSource(Protocol):
+    """What `score_cam` reads a split through: `get_batch(indices) -> (inputs, labels, boxes)`."""
+
+    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
 EVAL_BATCH = 200  # images per forward pass when scoring a split
 
 
 @torch.no_grad()
-def score_cam(model: torch.nn.Module, view: TensorView, arr: ClutteredArrays) -> tuple[Scorer, np.ndarray]:
+def score_cam(model: torch.nn.Module, view: BatchSource, arr: ClutteredArrays) -> tuple[Scorer, np.ndarray]:
     """Scorer of a CAM net on one split, and its top-1 predictions."""
     adapter = get_adapter(model)
     scorer, preds = Scorer(), []
@@ -100,12 +106,12 @@ def score_cam(model: torch.nn.Module, view: TensorView, arr: ClutteredArrays) ->
         x, y, _ = view.get_batch(idx)
         feats, logits = adapter.forward(x)
         pred = logits.argmax(1)
-        raw = class_activation_maps(feats, adapter.weight, torch.stack([y, pred], 1))  # (B, 2, h, w)
+        raw = adapter.maps(feats, torch.stack([y, pred], 1))  # (B, 2, h, w)
         maps = normalize(upsample(raw, size)).numpy()
-        raw = raw.numpy()
+        raw_np = raw.numpy()
         for j, i in enumerate(idx.tolist()):
             scorer.add(
-                raw[j, 0],
+                raw_np[j, 0],
                 arr.boxes[i],
                 arr.masks[i],
                 int(y[j]),

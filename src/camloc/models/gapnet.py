@@ -110,4 +110,6 @@ def gapnet_boxreg(
     norm: str = "batch",
 ) -> BoxRegressor:
     """A GapNet backbone with a box-regression head (returns (logits, boxes in [0, 1]))."""
-    return BoxRegressor(gapnet(num_classes, final_stride, widths, in_chans, norm))
+    backbone = gapnet(num_classes, final_stride, widths, in_chans, norm)
+    assert isinstance(backbone, GapNet)
+    return BoxRegressor(backbone)

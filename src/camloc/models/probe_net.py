@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from torch import nn
+from torch import Tensor, nn
 
 from camloc.errors import InputError
 from camloc.io import CONFIG_NAME
@@ -55,11 +55,11 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
         new: nn.Module = nn.Conv2d(in_features, num_classes, kernel_size=1)
     else:
         new = nn.Linear(in_features, num_classes)
-    p = old.weight
+    p = cast(Tensor, old.weight)
     new = new.to(device=p.device, dtype=p.dtype)
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
     if isinstance(getattr(model, "num_classes", None), int):
-        model.num_classes = num_classes  # timm models keep it; keep it truthful
+        setattr(model, "num_classes", num_classes)  # noqa: B010 - timm models keep it; keep it truthful
     return model

@@ -56,8 +56,11 @@ class GapSurgeryNet(GapHeadMixin, nn.Module):
         self.extra = nn.Sequential(nn.Conv2d(trunk_channels, width, 3, padding=1), nn.ReLU(inplace=True))
         self.fc = nn.Linear(width, num_classes)
         self.num_classes, self.num_features = num_classes, width
-        nn.init.kaiming_normal_(self.extra[0].weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.extra[0].bias)
+        conv = self.extra[0]
+        assert isinstance(conv, nn.Conv2d)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.extra(self.features(x))

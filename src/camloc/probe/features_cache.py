@@ -75,6 +75,7 @@ class FeatureCache:
 
     def _path(self, ident: str) -> Path:
         digest = hashlib.sha256(ident.encode()).hexdigest()
+        assert self.folder is not None  # callers check `enabled` first
         return self.folder / digest[:2] / f"{digest}.npy"
 
     def get(self, ident: str) -> np.ndarray | None:

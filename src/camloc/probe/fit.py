@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from camloc.errors import InputError
@@ -170,7 +170,7 @@ def extract_features(
                 by_shape.setdefault(tuple(entry[2].shape), []).append(entry)
             for group in by_shape.values():
                 x = torch.stack([t for _, _, t in group]).to(device=device, dtype=adapter.weight.dtype)
-                pooled = adapter.features(x).mean(dim=(2, 3)).float().cpu().numpy()
+                pooled = adapter.head_input(adapter.features(x)).float().cpu().numpy()  # after a head norm
                 for (i, ident, _), vec in zip(group, pooled, strict=True):
                     vectors[i] = vec
                     if cache is not None:
@@ -178,7 +178,9 @@ def extract_features(
             bar.update(min(start + batch_size, len(sources)) - start)
     kept = [i for i, v in enumerate(vectors) if v is not None]
     dim = int(adapter.weight.shape[1])
-    feats = np.stack([vectors[i] for i in kept]).astype(np.float32) if kept else np.zeros((0, dim), np.float32)
+    feats = (
+        np.stack([v for v in vectors if v is not None]).astype(np.float32) if kept else np.zeros((0, dim), np.float32)
+    )
     return feats, kept
 
 
@@ -284,10 +286,10 @@ def attach_head(backbone: nn.Module, fit: LinearFit) -> nn.Module:
     """Replace the backbone's classifier (in place) by the fitted linear layer; returns the backbone."""
     model = replace_head(backbone, int(fit.weight.shape[0]))
     linear = get_adapter(model).linear
+    weight, bias = cast(Tensor, linear.weight), cast(Tensor, linear.bias)
     with torch.no_grad():
-        w = torch.from_numpy(fit.weight).to(device=linear.weight.device, dtype=linear.weight.dtype)
-        linear.weight.copy_(w.reshape(linear.weight.shape))
-        linear.bias.copy_(torch.from_numpy(fit.bias).to(device=linear.bias.device, dtype=linear.bias.dtype))
+        weight.copy_(torch.from_numpy(fit.weight).to(weight).reshape(weight.shape))
+        bias.copy_(torch.from_numpy(fit.bias).to(bias))
     return model
 
 
@@ -362,7 +364,7 @@ def fit_probe(
     attach_head(model, fit)
     info.labels = list(data.classes)
     info.name = f"probe ({classifier}) on {info.name}"
-    model.camloc_info = info
+    setattr(model, "camloc_info", info)  # noqa: B010 - what camloc.load attaches
     return Probe(
         model,
         fit,

@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import nn
 
 from camloc import __version__, viz
-from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule
+from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule, ThresholdMode
 from camloc.errors import ImageTooLargeError, InputError, NotAnImageError
 from camloc.explainer.passes import DEFAULT_MAP_SIZES, DEFAULT_RELU
 from camloc.explainer.runner import ExplainOptions
@@ -219,8 +219,9 @@ def parse_options(
     if not 1 <= top_k <= min(cfg.max_top_k, num_classes):
         raise ApiError(400, f"top_k: must lie in 1..{min(cfg.max_top_k, num_classes)}, got {top_k}")
     classes = None
-    if field("classes"):
-        classes = tuple(_int(c, "classes") for c in field("classes").split(",") if c.strip())
+    classes_text = field("classes")
+    if classes_text:
+        classes = tuple(_int(c, "classes") for c in classes_text.split(",") if c.strip())
         if not 1 <= len(classes) <= cfg.max_top_k:
             raise ApiError(400, f"classes: give 1 to {cfg.max_top_k} class indices")
         bad = [c for c in classes if not 0 <= c < num_classes]
@@ -251,7 +252,12 @@ def parse_options(
     relu = _bool(field("relu") or str(DEFAULT_RELU), "relu")
     with_maps = _bool(field("maps") or "true", "maps")
     settings = ExplainOptions(
-        top_k=top_k, targets=classes, method=method, map_sizes=map_sizes, relu=relu, box_rule=BoxRule(threshold, mode)
+        top_k=top_k,
+        targets=classes,
+        method=method,
+        map_sizes=map_sizes,
+        relu=relu,
+        box_rule=BoxRule(threshold, cast(ThresholdMode, mode)),
     )
     return Options(model, settings), with_maps
 

@@ -192,9 +192,13 @@ class Worker:
         names = [nm for _, nms in groups for nm in nms]
         start = time.perf_counter()
         res = opt.explain.run(self.models[opt.model], images)
-        ranges = res.map_range.detach().float().cpu().numpy()
+        assert res.map_range is not None  # explain always sets it
         flat = [
-            ImageResult(writers.record(res, i, names[i]), writers.maps_of(res, i), ranges[i])
+            ImageResult(
+                writers.record(res, i, names[i]),
+                writers.maps_of(res, i),
+                res.map_range[i].detach().float().cpu().numpy(),
+            )
             for i in range(len(images))
         ]
         elapsed = time.perf_counter() - start

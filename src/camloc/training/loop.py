@@ -221,7 +221,7 @@ def fit(
                 group["lr"] = learning_rate(cfg, progress["global_step"], total_steps)
             with _autocast(ctx.device, use_amp):
                 out = net(x)
-            loss, n_ok = loss_and_correct(out, y, boxes, tuple(x.shape[-2:]), cfg.box_weight)
+            loss, n_ok = loss_and_correct(out, y, boxes, (int(x.shape[-2]), int(x.shape[-1])), cfg.box_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -244,12 +244,12 @@ def fit(
                 t0 = time.perf_counter()
                 checkpoint()
         bar.close()
-        loss_sum, correct, seen = D.all_sum(ctx, [loss_sum, float(correct), float(seen)])
+        loss_sum, correct_f, seen_f = D.all_sum(ctx, [loss_sum, float(correct), float(seen)])
         progress["train_seconds"] += time.perf_counter() - t0
         record = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_top1": 100.0 * correct / max(seen, 1),
+            "train_loss": loss_sum / max(seen_f, 1),
+            "train_top1": 100.0 * correct_f / max(seen_f, 1),
         }
         if val is not None:
             record["val_top1"] = evaluate(model, val, ctx, cfg.eval_batch_size, cfg.amp)

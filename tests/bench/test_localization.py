@@ -11,7 +11,7 @@ import torch
 from camloc.bench.localization import Study, box_map, fix_box, reference_maps, run_study
 from camloc.bench.report import write_all
 from camloc.localize.scoring import Scorer, paper_box
-from fake_fashion import write_fake_fashion
+from tests.fake_fashion import write_fake_fashion
 
 torch.set_num_threads(1)
 

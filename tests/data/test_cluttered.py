@@ -11,7 +11,7 @@ import torch
 from camloc.data.cluttered import ClutteredFashionMNIST, ClutterSpec, TensorView, mask_box
 from camloc.data.idx import load_split, read_idx
 from camloc.errors import InputError
-from fake_fashion import idx_bytes, write_fake_fashion
+from tests.fake_fashion import idx_bytes, write_fake_fashion
 
 
 @pytest.fixture(scope="module")

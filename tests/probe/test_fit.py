@@ -310,7 +310,10 @@ def gray_split(n_per_class: int, seed: int, n_classes: int = 3):
             a[y : y + 24, x : x + 24] = 140 + 50 * c
             m = np.zeros((64, 64), bool)
             m[y : y + 24, x : x + 24] = True
-            images.append(a), labels.append(c), boxes.append([x, y, x + 24, y + 24]), masks.append(m)
+            images.append(a)
+            labels.append(c)
+            boxes.append([x, y, x + 24, y + 24])
+            masks.append(m)
     return ClutteredArrays(np.stack(images), np.array(labels), np.array(boxes), np.stack(masks))
 
 
@@ -369,7 +372,7 @@ def test_bench_row_format_and_reuse(tmp_path):
 def test_probe_row_in_the_localization_bench(tmp_path, monkeypatch):
     from camloc.bench.localization import Study, run_study
     from camloc.bench.report import write_all
-    from fake_fashion import write_fake_fashion
+    from tests.fake_fashion import write_fake_fashion
 
     monkeypatch.chdir(tmp_path)  # the split cache goes under ./.cache
     idx = write_fake_fashion(tmp_path / "fm", n_train=60, n_test=10)

@@ -18,7 +18,7 @@ import pytest
 
 from camloc.data import open_dataset
 from camloc.localize.evaluation import Evaluator, Settings, load_map
-from fixture_wsol import make_box_fixture, make_mask_fixture
+from tests.fixture_wsol import make_box_fixture, make_mask_fixture
 
 REFERENCE = {
     "box_0.01_largest": [76.66666666666667, 51.666666666666664, 34.666666666666664],

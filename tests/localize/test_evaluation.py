@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from camloc.cli import main
-from fixture_wsol import make_box_fixture, make_mask_fixture
+from tests.fixture_wsol import make_box_fixture, make_mask_fixture
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")

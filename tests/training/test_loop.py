@@ -19,7 +19,7 @@ from camloc.distributed import epoch_indices
 from camloc.errors import InputError
 from camloc.models.gapnet import gapnet
 from camloc.training.loop import TrainConfig, fit
-from fake_fashion import write_fake_fashion
+from tests.fake_fashion import write_fake_fashion
 
 torch.set_num_threads(1)
 SPEC = ClutterSpec(canvas=48, scale=(0.6, 1.0))

@@ -21,7 +21,7 @@ from camloc.localize.metrics import (
     resize_boxes_wsol,
     wsol_iou,
 )
-from fixture_wsol import make_map
+from tests.fixture_wsol import make_map
 
 T4 = np.arange(0, 1, 0.25)
 
