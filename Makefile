@@ -31,7 +31,7 @@ browser:
 	    || echo "make browser: apt-get could not install chromium (the browser test will skip)"; fi; }
 
 serve: $(STAMP)
-	$(VENV)/bin/camloc serve
+	MALLOC_ARENA_MAX=2 $(VENV)/bin/camloc serve
 
 # the page's screenshots in docs/img (README, docs/serve.md), taken by the browser test
 screenshots: $(STAMP) browser
