@@ -80,10 +80,35 @@ def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return boxes[order], area[order]
 
 
+def largest_component_box(mask: np.ndarray) -> np.ndarray:
+    """Box (4,) int64 of the largest 8-connected component of a boolean (H, W) mask, [0, 0, 0, 0] for an empty
+    mask: `component_boxes(mask)[0][0]` (ties included), computed faster.
+
+    The components' outer borders come from OpenCV's border following (`findContours`, RETR_CCOMP: one top-level
+    border per component, holes one level down), which visits only border pixels after one raster scan; the box of
+    a lone component is its border's box. Several components need their pixel areas: OpenCV's labelling without
+    statistics and a count per label (the statistics pass is most of `connectedComponentsWithStats`' time).
+    """
+    mask_u8 = mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8)
+    contours, hierarchy = cv2.findContours(mask_u8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    outer = [c for c, h in zip(contours, hierarchy[0] if hierarchy is not None else (), strict=True) if h[3] < 0]
+    if not outer:
+        return EMPTY_BOX.copy()
+    if len(outer) == 1:
+        chosen = outer[0]
+    else:
+        _, labels = cv2.connectedComponents(mask_u8, connectivity=8, ltype=cv2.CV_32S)
+        areas = np.bincount(labels.ravel())
+        areas[0] = 0  # the background
+        best = int(np.argmax(areas))  # the lowest label of equal areas, as component_boxes' stable sort
+        chosen = next(c for c in outer if labels[c[0, 0, 1], c[0, 0, 0]] == best)
+    x, y, w, h = cv2.boundingRect(chosen)
+    return np.array([x, y, x + w, y + h], dtype=np.int64)
+
+
 def box_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
     """The paper's box of an (H, W) map: around the largest connected component kept by `rule`. (4,) int64."""
-    boxes, _ = component_boxes(threshold_mask(heatmap, rule))
-    return boxes[0] if len(boxes) else EMPTY_BOX.copy()
+    return largest_component_box(threshold_mask(heatmap, rule))
 
 
 def all_boxes_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
@@ -105,10 +130,8 @@ def _limits(maps: Any) -> tuple[Any, Any]:
     if isinstance(maps, np.ndarray):
         flat = maps.reshape(*maps.shape[:-2], -1)
         return flat.min(axis=-1)[..., None, None], flat.max(axis=-1)[..., None, None]
-    import torch
-
-    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
-    return lo[..., None, None], hi[..., None, None]
+    flat = maps.flatten(-2)  # amin + amax: torch.aminmax is several times slower on a CPU (camloc.engine.min_max)
+    return flat.amin(-1)[..., None, None], flat.amax(-1)[..., None, None]
 
 
 def threshold_masks(maps: Any, rule: BoxRule = DEFAULT_BOX_RULE, lo: Any | None = None, hi: Any | None = None) -> Any:
@@ -136,9 +159,7 @@ def first_component_boxes(masks: np.ndarray) -> np.ndarray:
     flat = masks.reshape(-1, *masks.shape[-2:])
     out = np.zeros((len(flat), 4), dtype=np.int64)
     for i, mask in enumerate(flat):
-        boxes, _ = component_boxes(mask)
-        if len(boxes):
-            out[i] = boxes[0]
+        out[i] = largest_component_box(mask)
     return out.reshape(*masks.shape[:-2], 4)
 
 
