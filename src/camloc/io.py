@@ -7,6 +7,7 @@ bad input fails the same way everywhere (an `InputError` naming the file) and no
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
@@ -112,19 +113,79 @@ def iter_image_paths(inputs: list[str | os.PathLike]) -> Iterator[Path]:
 # -------------------------------------------------------------------------------------------- writing
 
 
+_staged: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("_staged", default=None)
+
+
+def _file_mode() -> int:
+    """The mode `open()` would give a new file (0644 under the usual umask 022), not mkstemp's private 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it is renamed over `path` (atomic on POSIX)."""
+    """Yield a temporary path next to `path`; on success it is renamed over `path` (atomic on POSIX).
+
+    Inside `staged_writes()` the rename waits for the end of that block, so that several files appear together.
+    The file gets the mode a plain `open()` would give (readable by the team under the usual umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
+    staged = _staged.get()
+    kept = False
     try:
+        os.chmod(tmp, _file_mode())
         yield Path(tmp)
-        os.replace(tmp, path)
+        if staged is None:
+            os.replace(tmp, path)
+        else:
+            staged.append((Path(tmp), path))
+            kept = True
     finally:
-        if os.path.exists(tmp):
+        if not kept and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def staged_writes() -> Iterator[None]:
+    """Group the `atomic_path` writes of the block: all of them are renamed into place when the block ends, or,
+    if it raises (a write error, an interrupt), none is and every temporary file is removed."""
+    staged: list[tuple[Path, Path]] = []
+    token = _staged.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    finally:
+        _staged.reset(token)
+    try:
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Create `folder` if needed and check that a file can be written in it; an `InputError` line otherwise."""
+    folder = Path(folder)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{folder}: the output folder is a file")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".camloc-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot write outputs there ({exc.strerror or exc})") from None
+    return folder
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
