@@ -115,6 +115,12 @@ def parse_classes(text: str | None) -> tuple[int, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """SIGINT / SIGTERM from here on stop the run after the current batch, with a summary line."""
+    with StopOnSignals() as stop:
+        return _run(args, stop)
+
+
+def _run(args: argparse.Namespace, stop: StopOnSignals) -> int:
     options = ExplainOptions(
         top_k=args.top_k,
         targets=parse_classes(args.classes),
@@ -156,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     on_record = sink if sink is not None else print_record if args.format == "jsonl" else None
-    with StopOnSignals() as stop, tqdm(desc="explain", unit="img", disable=quiet, file=sys.stderr) as bar:
+    with tqdm(desc="explain", unit="img", disable=quiet, file=sys.stderr) as bar:
         try:
             summary = explain_files(
                 model,
@@ -190,12 +196,15 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         teardown(ctx)
-    return report(args, summary, outputs, ctx.is_main and not sharded)
+        if not (summary.stopped or summary.interrupted):
+            return 0  # per-image failures are in the merged summary; a non-zero rank would make torchrun abort
+    return report(args, summary, outputs, show=not sharded)
 
 
 def report(args: argparse.Namespace, summary: RunSummary, outputs: OutputOptions, show: bool) -> int:
     """The closing lines on stderr and the exit status: 0 all done, 1 some images failed or the run stopped on an
-    output error, 128 + the signal's number when interrupted."""
+    output error, 128 + the signal's number when interrupted. Under torchrun (show=False) the counts are rank 0's
+    merged summary line instead, and per-image failures exit 0 (they are in explain-summary.json)."""
     where = f" to {args.out}/" if outputs.writes_files else ""
     if summary.stopped:
         print(f"camloc: error: {summary.stopped}; stopped after {summary.done} image(s)", file=sys.stderr)
@@ -213,7 +222,7 @@ def report(args: argparse.Namespace, summary: RunSummary, outputs: OutputOptions
         elif outputs.writes_files:
             skipped = f" ({summary.skipped} already complete, skipped)" if summary.skipped else ""
             print(f"camloc: wrote results for {summary.done} image(s){where}{skipped}", file=sys.stderr)
-    if summary.failed:
+    if summary.failed and show:
         print(f"camloc: {len(summary.failed)} of {summary.seen} image(s) failed", file=sys.stderr)
     if summary.seen == 0:
         return 1

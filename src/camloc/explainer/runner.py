@@ -320,11 +320,16 @@ def explain_files(
                 continue
             if outputs.resume and all(is_complete(f) for f in outputs.files_of(src.name)):
                 summary.skipped += 1
+                if on_record and outputs.json:  # the JSONL of a resumed run still lists every image
+                    on_record(index, json.loads((outputs.out_dir / f"{src.name}.json").read_text(encoding="utf-8")))
                 if progress:
                     progress(1)
                 continue
             yield Item(index, src.path, src.name)
 
+    if stop is not None and stop.requested:  # a signal while the model was loading
+        summary.interrupted = stop.signal_name
+        return summary
     for batch in batches(decoded(todo(), fail, workers=workers), batch_size, max_batch_pixels):
         done = explain_batch(model, batch, options, fail)
         for item, res, i in done:
