@@ -23,7 +23,7 @@ TINY_CONFIG = {
 def tiny_checkpoint(folder: Path) -> Path:
     """Save the tiny model (seeded weights) as a camloc checkpoint folder and return it."""
     torch.manual_seed(0)
-    net = gapnet(**TINY_CONFIG["arch_kwargs"])  # type: ignore[arg-type]
+    net = gapnet(**TINY_CONFIG["arch_kwargs"])
     return save_checkpoint(folder, net.state_dict(), TINY_CONFIG)
 
 
