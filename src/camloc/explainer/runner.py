@@ -360,6 +360,6 @@ def explain_files(
 def as_sources(sources: Iterable[Source] | Sequence[str | os.PathLike]) -> Iterable[Source]:
     """`Source`s as given, or a list of paths named by `unique_stems` (a list is already in memory)."""
     if isinstance(sources, (list, tuple)) and not all(isinstance(s, Source) for s in sources):
-        paths = [Path(p) for p in sources]  # type: ignore[arg-type]
+        paths = [Path(p) for p in sources]
         return [Source(p, n) for p, n in zip(paths, unique_stems(paths), strict=True)]
     return sources  # type: ignore[return-value]
