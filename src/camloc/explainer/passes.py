@@ -35,6 +35,30 @@ Inputs = Tensor | ImageInput | Sequence[ImageInput]
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
 DEFAULT_RELU = False
+# Shorter sides a map pass may have: below 32 a CNN has no spatial map left; above 4096 one pass of one image
+# needs gigabytes.
+MAP_SIZE_RANGE = (32, 4096)
+
+
+def check_top_k(top_k: object) -> int:
+    """The one check of top_k (API and CLI): an integer of at least 1."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top-k must be an integer of at least 1, got {top_k!r}")
+    return top_k
+
+
+def check_map_sizes(map_sizes: object) -> tuple[int, ...]:
+    """The one check of map sizes (API and CLI): None -> the default, else a sequence of integers in
+    `MAP_SIZE_RANGE` (a string is refused: "640" is not the sizes 6, 4, 0)."""
+    if map_sizes is None:
+        return DEFAULT_MAP_SIZES
+    if isinstance(map_sizes, (str, bytes)) or not isinstance(map_sizes, Sequence):
+        raise InputError(f"map sizes must be a sequence of integers such as (224, 448), got {map_sizes!r}")
+    lo, hi = MAP_SIZE_RANGE
+    for s in map_sizes:
+        if isinstance(s, bool) or not isinstance(s, int) or not lo <= s <= hi:
+            raise InputError(f"map sizes must be integers in {lo}..{hi}, got {list(map_sizes)!r}")
+    return tuple(map_sizes)
 
 
 def explain(
@@ -57,10 +81,11 @@ def explain(
     classification pass only). relu: clip negative evidence before normalising. box_rule: the
     threshold rule of the boxes (`camloc.boxes.BoxRule`). The model is left as found (train/eval flags restored).
     """
+    check_top_k(top_k)
+    sizes_setting = check_map_sizes(map_sizes)
     info = info_of(model)
     mapper = get_method(method, layer=layer)
     native = info.preprocess.input_size
-    sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
     settings = {
         "method": getattr(mapper, "name", str(method)),
         "map_sizes": list(sizes_setting),
@@ -77,7 +102,7 @@ def explain(
     with eval_mode(model):
         if images is None:
             assert batch is not None
-            groups = [(list(range(n)), batch.to(device))]
+            groups = [(list(range(n)), batch.to(device=device, dtype=dtype))]
         else:
             groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
         parts = []
@@ -177,6 +202,15 @@ def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
             inputs = inputs.unsqueeze(0)
         if inputs.dim() != 4 or inputs.shape[1] != 3:
             raise InputError(f"a tensor input must be (B, 3, H, W), got {tuple(inputs.shape)}")
+        if not inputs.is_floating_point():
+            raise InputError(
+                f"a tensor input must be a preprocessed float tensor, got {inputs.dtype}; pass PIL images, arrays or "
+                "paths for raw pixels"
+            )
+        if inputs.shape[0] == 0:
+            raise InputError("no images given (an empty batch)")
+        if not bool(torch.isfinite(inputs).all()):
+            raise InputError("a tensor input holds NaN or infinite values")
         return None, inputs
     items = [inputs] if isinstance(inputs, (str, PathLike, Image.Image)) else list(inputs)
     if not items:
@@ -190,6 +224,10 @@ def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) ->
     t = targets if isinstance(targets, Tensor) else None
     if t is None:
         rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in targets]
+        if any(not r for r in rows):
+            raise InputError("every image needs at least one target class (an empty list was given)")
+        if any(isinstance(c, bool) or not isinstance(c, int) for r in rows for c in r):
+            raise InputError("target classes must be integers")
         if len({len(r) for r in rows}) > 1:
             raise InputError("every image needs the same number of target classes")
         t = torch.tensor(rows, dtype=torch.long)

@@ -27,7 +27,7 @@ from camloc.boxes import DEFAULT_BOX_RULE, BoxRule
 from camloc.errors import InputError
 from camloc.explainer import writers
 from camloc.explainer.inputs import Source, common_base, output_name
-from camloc.explainer.passes import explain
+from camloc.explainer.passes import check_map_sizes, check_top_k, explain
 from camloc.explainer.result import Result
 from camloc.explainer.stop import StopOnSignals
 from camloc.io import load_image, staged_writes
@@ -54,8 +54,9 @@ class ExplainOptions:
     box_rule: BoxRule = DEFAULT_BOX_RULE
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise InputError(f"top-k must be at least 1, got {self.top_k}")
+        check_top_k(self.top_k)  # the checks of `camloc.explain`, run before any image is read
+        if self.map_sizes is not None:
+            check_map_sizes(self.map_sizes)
         if self.targets is not None and not self.targets:
             raise InputError("an explicit class list needs at least one class")
 
