@@ -26,6 +26,7 @@ MAX_PIXELS = 100_000_000  # refuse larger images: decoding them would take gigab
 MIN_SIDE = 1
 
 CONFIG_NAME = "config.json"
+PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl", ".pickle", ".tar")
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -240,6 +241,16 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES or (
+        path.is_dir()
+        and not (path / WEIGHTS_NAME).exists()
+        and any((path / f"model{s}").is_file() for s in PICKLE_SUFFIXES)
+    ):
+        raise InputError(
+            f"{path}: pickled checkpoints are not loaded (unpickling can run code); convert it to a camloc checkpoint "
+            "with camloc.io.save_checkpoint(folder, torch.load(file, weights_only=True), "
+            "{'architecture': NAME}) in a session you trust"
+        )
     directory = path if path.is_dir() else path.parent
     weights = path if path.is_file() else directory / WEIGHTS_NAME
     config_path = directory / CONFIG_NAME
@@ -255,6 +266,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         raise InputError(f"{config_path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict) or "architecture" not in config:
         raise InputError(f"{config_path}: missing the 'architecture' key")
+    if not isinstance(config["architecture"], str) or not isinstance(config.get("arch_kwargs", {}), dict):
+        raise InputError(f"{config_path}: 'architecture' must be a name and 'arch_kwargs' an object")
     try:
         state_dict = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
