@@ -55,6 +55,14 @@ def png_bytes() -> bytes:
     return buf.getvalue()
 
 
+def folder_named(name: str) -> Setup:
+    def make(d: Path) -> list[str]:
+        (d / name).mkdir()
+        return [str(d / name)]
+
+    return make
+
+
 def symlink_loop(d: Path) -> list[str]:
     (d / "loop").mkdir()
     photo(d / "loop" / "inner.png")
@@ -166,7 +174,7 @@ CASES: list[tuple[str, Setup, int, str | None, bool]] = [
     ),
     ("pickle-as-image", file_with("weights.png", b"\x80\x04\x95"), 1, "weights.png", True),
     ("decompression-bomb", bomb, 1, "bomb.png: image too large", True),
-    ("folder-named-like-image", lambda d: [str((d / "dir.jpg").mkdir() or d / "dir.jpg")], 0, None, True),
+    ("folder-named-like-image", folder_named("dir.jpg"), 0, None, True),
     # odd but valid files: explained
     ("symlink-loop", symlink_loop, 0, None, True),
     ("spaces-in-name", pil_save("my photo 1.png", rgb), 0, None, True),
