@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install demo check test test-slow bench bench-explain bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install demo check test test-slow bench bench-explain bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean docs-method-photos
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-methods-imagenet: $(STAMP)
 	( $(PY) benchmarks/compare_methods_imagenet.py --map-sizes native && \
 	  $(PY) benchmarks/compare_methods_imagenet.py --map-sizes 640 --methods cam gradcam gradcam++ xgradcam layercam ) \
 	  | tee bench-results/methods-imagenet.md
+
+# one photo mapped by each method on the default model: docs/img/methods-cat.png and a table (docs/methods.md)
+docs-method-photos: $(STAMP)
+	$(PY) benchmarks/method_photos.py --image examples/cat.jpg --out docs/img/methods-cat.png
 
 data:
 	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist

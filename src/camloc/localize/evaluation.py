@@ -14,11 +14,12 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 from PIL import Image
+from torch import Tensor
 
 from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, box_from_map
 from camloc.data.base import Dataset, Sample
@@ -308,7 +309,7 @@ def iter_model_maps(
         batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images, strict=False)]
         gts = [dataset.to_model(s.label) for s in batch]
         res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule)
-        classes = res.classes.cpu().numpy()
+        classes = cast(Tensor, res.classes).cpu().numpy()  # top-k (no min_score): one (B, k) tensor
         maps = as_list(res.maps)
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
         extra = {}
