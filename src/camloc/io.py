@@ -33,9 +33,13 @@ WEIGHTS_NAME = "model.safetensors"
 # ----------------------------------------------------------------------------------------------- images
 
 
-def load_image(path: str | os.PathLike, exif_orientation: bool = True) -> Image.Image:
+def load_image(path: str | os.PathLike, exif_orientation: bool = True, max_side: int | None = None) -> Image.Image:
     """Decode an image file into an RGB PIL image in the orientation a viewer shows (EXIF applied; with
     `exif_orientation=False` the stored pixel grid, which dataset boxes refer to).
+
+    max_side: decode a larger image at most this long on its longer side (JPEGs are decoded at a reduced scale
+    directly, so a 9000x9000 photo never exists in memory at full size); the full (oriented) size is then in
+    `image.info["camloc_full_size"]` as (width, height).
 
     Handles grayscale, RGBA/LA (composited on white), palette, 16-bit and 32-bit integer or float, and CMYK.
     Raises `InputError` with the file name for missing, empty, truncated, non-image or oversized files.
@@ -56,8 +60,18 @@ def load_image(path: str | os.PathLike, exif_orientation: bool = True) -> Image.
                     raise InputError(f"{path}: image too large to decode safely ({w}x{h} pixels)")
                 if w < MIN_SIDE or h < MIN_SIDE:
                     raise InputError(f"{path}: image has zero size")
+                if max_side is not None and max(w, h) > max_side:
+                    f = max_side / max(w, h)
+                    img.draft("RGB", (max(1, round(w * f)), max(1, round(h * f))))  # JPEG: decode at 1/2..1/8
                 img.load()
-                return to_rgb(ImageOps.exif_transpose(img) if exif_orientation else img)
+                stored = img.size
+                out = to_rgb(ImageOps.exif_transpose(img) if exif_orientation else img)
+                if max_side is not None and max(w, h) > max_side:
+                    full = (h, w) if out.size != stored else (w, h)  # EXIF turned it a quarter
+                    if max(out.size) > max_side:
+                        out.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                    out.info["camloc_full_size"] = full
+                return out
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -285,3 +285,30 @@ def test_two_torchrun_processes_give_the_one_process_result(tiny: str, tmp_path:
     assert (summary["world"], summary["done"], summary["failed"]) == (2, 7, 1)
     assert [r["done"] + r["failed"] for r in summary["ranks"]] == [4, 4]
     assert not [p for p in (tmp_path / "two").iterdir() if ".tmp" in p.name]
+
+
+def test_large_photos_are_decoded_reduced_and_boxes_scaled_back(tiny: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    import camloc
+    from camloc.io import load_image
+
+    big = photo(tmp_path / "in" / "big.jpg", size=(4800, 3600))
+    reduced = load_image(big, max_side=runner.MAX_EXPLAIN_SIDE)
+    assert runner.MAX_EXPLAIN_SIDE == 2048 and reduced.size == (2048, 1536)
+    assert reduced.info["camloc_full_size"] == (4800, 3600)
+    out = tmp_path / "out"
+    assert explain(tiny, str(big), "--out", str(out), "--format", "json", "--top-k", "2") == 0
+    rec = json.loads((out / "big.json").read_text())
+    assert (rec["width"], rec["height"]) == (4800, 3600) and rec["explained_size"] == list(reduced.size)
+    assert Image.open(out / "big_overlay.png").size == reduced.size
+    res = camloc.explain(camloc.load(tiny), [reduced], top_k=2, map_sizes=())
+    s = 4800 / reduced.size[0]
+    for pred, box in zip(rec["predictions"], res.boxes[0].tolist(), strict=True):
+        x0, y0, x1, y1 = box
+        assert pred["box"] == [
+            int(x0 * s),
+            int(y0 * s),
+            min(4800, -(-x1 * 4800 // reduced.size[0])),
+            min(3600, -(-y1 * 3600 // reduced.size[1])),
+        ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import zipfile
 from collections import deque
@@ -30,12 +31,16 @@ from camloc.explainer.inputs import Source, common_base, output_name
 from camloc.explainer.passes import check_map_sizes, check_top_k, explain
 from camloc.explainer.result import Result
 from camloc.explainer.stop import StopOnSignals
-from camloc.io import load_image, staged_writes
+from camloc.io import load_image, staged_writes, write_json
 
 log = logging.getLogger("camloc")
 
 # Write errors that every following image would meet too: the run stops with one line instead of failing each.
 FATAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+# Longer side at which files are explained: larger photos are decoded reduced (camloc.io.load_image), and their
+# records give the boxes scaled back to the full size; pictures and maps are at the reduced size.
+MAX_EXPLAIN_SIDE = 2048
 
 # Pixels one model batch may hold in all (a 24 MP budget keeps the full-size maps of a batch near 2 GB).
 DEFAULT_BATCH_PIXELS = 24_000_000
@@ -183,7 +188,7 @@ def decoded(
 
     def load(item: Item) -> Image.Image | str:
         try:
-            return load_image(item.path)
+            return load_image(item.path, max_side=MAX_EXPLAIN_SIDE)
         except InputError as exc:
             return str(exc)
         except OSError as exc:  # e.g. a FIFO or a file that cannot be opened
@@ -265,14 +270,34 @@ def write_outputs(item: Item, res: Result, i: int, outputs: OutputOptions) -> di
     """Write image i's files as `outputs` asks and return its JSON record. The files appear together or not at
     all (`camloc.io.staged_writes`): an error or an interrupt leaves no image with only some of its outputs."""
     assert item.image is not None
+    rec = writers.record(res, i, str(item.path))
+    full = item.image.info.get("camloc_full_size")
+    if full is not None:
+        rec = full_size_record(rec, full)
     with staged_writes():
         if outputs.pictures:
             writers.write_pictures(res, i, item.image, outputs.out_dir, item.name, colormap=outputs.colormap)
         if outputs.json:
-            writers.write_record(res, i, outputs.out_dir, item.name, str(item.path))
+            write_json(outputs.out_dir / f"{item.name}.json", rec)
         if outputs.save_maps:
             writers.write_maps(res, i, outputs.out_dir, item.name)
-    return writers.record(res, i, str(item.path))
+    return rec
+
+
+def full_size_record(rec: dict[str, Any], full: tuple[int, int]) -> dict[str, Any]:
+    """A record of an image explained reduced, in the full image's pixels: width, height and boxes scaled back
+    (x1, y1 stay exclusive), and the size that was explained in `explained_size`."""
+    w, h = rec["width"], rec["height"]
+    sx, sy = full[0] / w, full[1] / h
+    for pred in rec["predictions"]:
+        x0, y0, x1, y1 = pred["box"]
+        pred["box"] = [
+            min(full[0], int(x0 * sx)),
+            min(full[1], int(y0 * sy)),
+            min(full[0], math.ceil(x1 * sx)),
+            min(full[1], math.ceil(y1 * sy)),
+        ]
+    return {**rec, "width": full[0], "height": full[1], "explained_size": [w, h]}
 
 
 def check_batch_size(size: int) -> int:
