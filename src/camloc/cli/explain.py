@@ -107,7 +107,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=16,
-        help="images per model batch (default 16; a batch also stops at 24 megapixels in all)",
+        help="images per model batch (default 16; a batch also stops at 8 megapixels in all)",
     )
     p.add_argument(
         "--workers", type=int, default=2, help="threads decoding images while the model runs (default 2; 0: none)"

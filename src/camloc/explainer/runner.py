@@ -42,8 +42,9 @@ FATAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, err
 # records give the boxes scaled back to the full size; pictures and maps are at the reduced size.
 MAX_EXPLAIN_SIDE = 2048
 
-# Pixels one model batch may hold in all (a 24 MP budget keeps the full-size maps of a batch near 2 GB).
-DEFAULT_BATCH_PIXELS = 24_000_000
+# Pixels one model batch may hold in all: the maps of a batch cost about 140 MB a megapixel (peak RSS of
+# benchmarks/bench_explain.py), so 8 MP keeps a batch near 1 GB.
+DEFAULT_BATCH_PIXELS = 8_000_000
 
 
 @dataclass(frozen=True)
