@@ -1,9 +1,9 @@
 """The inputs of a batch run, walked lazily, and the output name of each: unique, stable and safe to write.
 
 Inputs are files, folders (searched recursively) and lists of paths (`--from-list FILE|-`). Nothing is listed into
-memory first: folders are walked with `os.scandir` one entry at a time, in the file system's directory order
-(stable between runs and between the ranks of one job on one file system), so a folder of a million files starts
-at once and costs no memory. Symbolic links to folders are followed once (a link loop is walked once); the output
+memory first: folders are walked with `os.scandir`, depth first, each folder's first 100,000 entries in name order
+and any further ones in the file system's order (stable between runs and between the ranks of one job on one file
+system), so a folder of a million files starts at once and costs the memory of 100,000 names at most. Symbolic links to folders are followed once (a link loop is walked once); the output
 folder and camloc's own temporary files are never taken as inputs.
 
 Output names keep the folder structure below the inputs' common folder (`c/a/x.jpg` and `c/b/x.jpg` give `a/x` and
@@ -14,6 +14,7 @@ component too long for the file system by a shortened one with a hash of the who
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +28,9 @@ from camloc.io import IMAGE_SUFFIXES
 # A file name component longer than this (in UTF-8 bytes) is shortened: outputs add up to 30 bytes of suffixes and
 # the temporary names of atomic writes another 20, and most file systems allow 255.
 MAX_NAME_BYTES = 180
+# Entries of one folder walked in name order; a larger folder goes on in the file system's order (stable between
+# runs and ranks on one file system), so memory stays bounded.
+SORTED_ENTRIES = 100_000
 _SUFFIX_VARIANTS = sorted({s for suffix in IMAGE_SUFFIXES for s in (suffix, suffix.upper())})
 
 
@@ -53,7 +57,7 @@ def walk_images(folder: Path, exclude: Sequence[Path] = ()) -> Iterator[Path]:
     seen: set[tuple[int, int]] = set()
     root_key = _dir_key(folder)
     seen.add(root_key)
-    stack = [os.scandir(folder)]
+    stack = [_entries(folder)]
     try:
         while stack:
             try:
@@ -72,7 +76,7 @@ def walk_images(folder: Path, exclude: Sequence[Path] = ()) -> Iterator[Path]:
                     if key in seen or key in skip:
                         continue
                     seen.add(key)
-                    stack.append(os.scandir(entry.path))
+                    stack.append(_entries(Path(entry.path)))
                 elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
                     yield Path(entry.path)
             except OSError:  # vanished or unreadable entry
@@ -80,6 +84,15 @@ def walk_images(folder: Path, exclude: Sequence[Path] = ()) -> Iterator[Path]:
     finally:
         for it in stack:
             it.close()
+
+
+def _entries(folder: Path) -> Iterator[os.DirEntry]:
+    """A folder's entries: the first `SORTED_ENTRIES` in name order, any further ones in the file system's order
+    (so that a folder of a million files costs no more memory than one of `SORTED_ENTRIES`)."""
+    with os.scandir(folder) as it:
+        head = sorted(itertools.islice(it, SORTED_ENTRIES), key=lambda e: e.name)
+        yield from head
+        yield from it
 
 
 def _dir_key(p: Path) -> tuple[int, int]:
