@@ -17,7 +17,7 @@ import hashlib
 import itertools
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -86,7 +86,7 @@ def walk_images(folder: Path, exclude: Sequence[Path] = ()) -> Iterator[Path]:
             it.close()
 
 
-def _entries(folder: Path) -> Iterator[os.DirEntry]:
+def _entries(folder: Path) -> Generator[os.DirEntry, None, None]:
     """A folder's entries: the first `SORTED_ENTRIES` in name order, any further ones in the file system's order
     (so that a folder of a million files costs no more memory than one of `SORTED_ENTRIES`)."""
     with os.scandir(folder) as it:
