@@ -195,7 +195,8 @@ def test_a_full_disk_stops_the_run_cleanly(
     ]
 
 
-def test_sigterm_stops_after_the_batch_and_resume_finishes(tiny: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_after_the_batch_and_resume_finishes(tiny: str, tmp_path: Path, sig: signal.Signals) -> None:
     for i in range(60):
         photo(tmp_path / "in" / f"p{i:02d}.png", seed=i, size=(320, 240))
     out = tmp_path / "out"
@@ -218,10 +219,10 @@ def test_sigterm_stops_after_the_batch_and_resume_finishes(tiny: str, tmp_path: 
     deadline = time.time() + 120
     while not list(out.glob("p*.json")) and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    assert proc.returncode == 128 + sig, err
+    assert f"interrupted by {sig.name}" in err and "Traceback" not in err
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
     names = {p.name.split("_")[0].removesuffix(".json") for p in out.iterdir() if not p.name.startswith(".")}
     assert 0 < len(names) < 60
