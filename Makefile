@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install browser serve screenshots bench-serve demo check test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean docs-method-photos
+.PHONY: install browser serve screenshots bench-serve demo check test test-slow bench bench-explain bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean docs-method-photos
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_methods.py
 	$(PY) benchmarks/bench_onnx.py
+
+# explain throughput (images/s, decode/model/boxes/write shares), peak RSS at 500 and 5,000 images, one process vs
+# two torchrun ranks; long on a CPU (`$(PY) benchmarks/bench_explain.py --quick` for a first look)
+bench-explain: $(STAMP)
+	mkdir -p bench-results && $(PY) benchmarks/bench_explain.py | tee bench-results/explain.md
 
 bench-resolution: $(STAMP)
 	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md
