@@ -8,10 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes
+from camloc.cli._options import add_box_rule_options, box_rule_from
 from camloc.errors import InputError
 from camloc.explainer.runner import check_batch_size
 from camloc.io import write_json
+from camloc.preprocess import parse_map_sizes
 
 log = logging.getLogger("camloc")
 
