@@ -172,10 +172,12 @@ def _map_passes(
     passes: list = []
     for s in sizes or (native,):
         pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
-        if same:  # one batched op
+        if same and isinstance(pass_raw, Tensor):  # one batched op
             passes.append(upsample(pass_raw.float(), out_sizes[0]))
+        elif same:
+            passes.append(torch.stack([upsample(r[None].float(), out_sizes[0])[0] for r in pass_raw]))
         else:
-            passes.append([upsample(pass_raw[j : j + 1].float(), out_sizes[j])[0] for j in range(len(idx))])
+            passes.append([upsample(pass_raw[j][None].float(), out_sizes[j])[0] for j in range(len(idx))])
     if same:
         return combine_passes(passes, relu=relu)
     return [combine_passes([p[j] for p in passes], relu=relu) for j in range(len(idx))]
@@ -189,14 +191,25 @@ def _pass_at_size(
     images: list[Image.Image] | None,
     idx: list[int],
     size: int,
-) -> Tensor:
+) -> Tensor | list[Tensor]:
     """Raw maps of `classes` from a pass whose input's shorter side is `size` (images re-preprocessed from the
-    originals; a tensor input is resized)."""
+    originals; a tensor input is resized): (b, k, h, w), or a list of (k, h_j, w_j) when images of one shape at the
+    native size round to different shapes at this one (600x400 and 640x427: 336x224 both, then 960x640 and 959x640)."""
     if images is None:
         return mapper.maps_only(model, resize_batch(x, size), classes)
     pre = info_of(model).preprocess
-    xs = torch.stack([image_to_tensor(images[i], size, pre) for i in idx]).to(device=x.device, dtype=x.dtype)
-    return mapper.maps_only(model, xs, classes)
+    tensors = [image_to_tensor(images[i], size, pre) for i in idx]
+    shapes: dict[tuple[int, ...], list[int]] = {}
+    for j, t in enumerate(tensors):
+        shapes.setdefault(tuple(t.shape), []).append(j)
+    if len(shapes) == 1:
+        return mapper.maps_only(model, torch.stack(tensors).to(device=x.device, dtype=x.dtype), classes)
+    out: list[Tensor] = [torch.empty(0)] * len(idx)
+    for js in shapes.values():
+        xs = torch.stack([tensors[j] for j in js]).to(device=x.device, dtype=x.dtype)
+        for j, r in zip(js, mapper.maps_only(model, xs, classes[js])):
+            out[j] = r
+    return out
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
