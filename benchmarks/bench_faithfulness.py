@@ -125,8 +125,16 @@ def table(args) -> None:
         loc = 100 * np.mean(
             [float(box_iou(b[None], torch.tensor([s.box]))[0, 0]) >= 0.5 for s, b in zip(samples, boxes)]
         )
-        pg, pg_diff, n_diff, _ = pointing(samples, maps)
-        rep, faith_s = score_all(model, samples, model_inputs(model, samples, maps), FaithfulnessSettings())
+        t1 = time.perf_counter()
+        inputs = model_inputs(model, samples, maps)
+        seconds = {"inputs + resized maps": time.perf_counter() - t1}
+        pg, pg_diff, n_diff, seconds["pointing-game"] = pointing(samples, maps)
+        rep: dict = {}
+        for name, metrics in FAMILIES.items():  # timed family by family (each repeats the 1-pass input score)
+            part, seconds[name] = score_all(model, samples, inputs, FaithfulnessSettings(metrics=metrics))
+            rep.update(part)
+            print(f"  {method} {name}: {seconds[name]:.0f} s", flush=True)
+        faith_s = sum(seconds.values())
         row = {
             "method": method,
             "map_sizes": list(args.map_sizes),
@@ -138,6 +146,7 @@ def table(args) -> None:
             "faithfulness": rep,
             "map_seconds_per_image": map_s / len(samples),
             "faithfulness_seconds_per_image": faith_s / len(samples),
+            "seconds": {"maps": map_s, **seconds},
             "threads": torch.get_num_threads(),
         }
         (args.out / f"{method}-{tag}.json").write_text(json.dumps(row, indent=1))

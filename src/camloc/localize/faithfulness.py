@@ -280,7 +280,7 @@ def noisy_linear_impute(
     noise: float = 0.01,
     seeds: list[int] | None = None,
     tol: float = 1e-4,
-    max_iter: int = 5000,
+    max_iter: int = 1000,
 ) -> Tensor:
     """ROAD's noisy linear imputation, batched: x (B, C, H, W), keep (B, H, W) bool -> (B, C, H, W).
 
