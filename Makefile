@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install demo test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install demo check test test-slow bench bench-resolution bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ demo: $(STAMP)
 	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo --format json
 	@echo "Pictures and JSON are in results/demo/ (<name>_overlay.png, <name>_grid.png, <name>.json)."
 
-test: $(STAMP)
+# lint, format and types (ruff + mypy, settings in pyproject.toml), then the suite
+check: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
+test: check
 	$(PY) -m pytest
 
 test-slow: $(STAMP)

@@ -15,7 +15,7 @@ import time
 import torch
 
 import camloc
-from camloc.explainer import DEFAULT_MAP_SIZES
+from camloc.explainer.passes import DEFAULT_MAP_SIZES
 
 
 def images_per_second(fns: list, x: torch.Tensor, repeats: int) -> list[float]:

@@ -1,4 +1,4 @@
-"""Evaluation speed: the accumulators (camloc.metrics) against a straightforward per-threshold loop.
+"""Evaluation speed: the accumulators (camloc.localize.metrics) against a straightforward per-threshold loop.
 
     make bench            # or: PYTHONPATH=src python benchmarks/bench_eval.py [--n 300] [--interval 0.01]
 
@@ -20,16 +20,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.fixture_wsol import kinds_of, make_box_fixture, make_mask_fixture
 
-from camloc.data import open_dataset  # noqa: E402
-from camloc.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou  # noqa: E402
+from camloc.data import open_dataset
+from camloc.localize.metrics import BoxAccuracy, PixelAP, cam_thresholds, resize_boxes_wsol, wsol_iou
 
 
 def slow_box_counts(maps, gts, thresholds, levels=(30, 50, 70), times=None) -> np.ndarray:
     hits = np.zeros((2, len(levels), len(thresholds)), dtype=np.int64)
-    for m, gt in zip(maps, gts):
+    for m, gt in zip(maps, gts, strict=False):
         t0 = time.perf_counter()
         u8 = (m * 255).astype(np.uint8)
         for k, t in enumerate(thresholds):
@@ -57,7 +57,7 @@ def slow_pxap_counts(maps, masks, thresholds) -> np.ndarray:
     """tp / fp counts at each edge (>= t), the quantities PxAP's reversed cumulative histograms give."""
     edges = np.append(thresholds, [1.0, 2.0, 3.0])
     counts = np.zeros((2, len(edges) - 1), dtype=np.int64)
-    for m, (fg, bg) in zip(maps, masks):
+    for m, (fg, bg) in zip(maps, masks, strict=False):
         for k, t in enumerate(edges[:-1]):
             counts[0, k] += int((m[fg] >= t).sum())
             counts[1, k] += int((m[bg] >= t).sum())
@@ -96,7 +96,7 @@ def main() -> None:
     t_slow_box = time.perf_counter() - t0
     t0 = time.perf_counter()
     acc = BoxAccuracy(thresholds)
-    for m, gt in zip(maps, gts):
+    for m, gt in zip(maps, gts, strict=False):
         t1 = time.perf_counter()
         acc.accumulate(m, gt)
         fast_times.append(time.perf_counter() - t1)
@@ -108,7 +108,7 @@ def main() -> None:
     t_slow_px = time.perf_counter() - t0
     t0 = time.perf_counter()
     pxap = PixelAP(thresholds)
-    for m, (fg, bg) in zip(mmaps, masks):
+    for m, (fg, bg) in zip(mmaps, masks, strict=False):
         pxap.accumulate(m, fg, ~(fg | bg))
     t_fast_px = time.perf_counter() - t0
     assert np.array_equal(pxap.hist[:, ::-1].cumsum(axis=1)[:, ::-1], slow_px), "PxAP counts differ"

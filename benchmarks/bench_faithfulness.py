@@ -78,7 +78,7 @@ def model_inputs(model, samples, maps) -> list[tuple[torch.Tensor, torch.Tensor]
     """(input (3, h, w) at the classification size, the map resized to it and min-max normalised) per image."""
     pre = info_of(model).preprocess
     out = []
-    for s, m in zip(samples, maps):
+    for s, m in zip(samples, maps, strict=True):
         x = image_to_tensor(s.image, pre.input_size, pre)
         r = F.interpolate(m[None, None], size=x.shape[-2:], mode="bilinear", antialias=True)[0, 0]
         out.append((x, (r - r.min()) / (r.max() - r.min()).clamp(min=1e-12)))
@@ -106,7 +106,7 @@ def pointing(samples, maps, tolerance: float = 15.0) -> tuple[float, float, int,
     """Pointing game % (all, difficult), the difficult count, seconds."""
     t0 = time.perf_counter()
     hits, difficult = [], []
-    for s, m in zip(samples, maps):
+    for s, m in zip(samples, maps, strict=True):
         box = np.array([s.box])
         hits.append(pointing_hit(m.numpy(), box, tolerance=tolerance))
         difficult.append(object_fraction(s.image.size, box) < 0.25)
@@ -123,18 +123,22 @@ def table(args) -> None:
         t0 = time.time()
         maps, boxes, map_s = explain_batches(model, samples, method, args.map_sizes)
         loc = 100 * np.mean(
-            [float(box_iou(b[None], torch.tensor([s.box]))[0, 0]) >= 0.5 for s, b in zip(samples, boxes)]
+            [float(box_iou(b[None], torch.tensor([s.box]))[0, 0]) >= 0.5 for s, b in zip(samples, boxes, strict=True)]
         )
         t1 = time.perf_counter()
         inputs = model_inputs(model, samples, maps)
         seconds = {"inputs + resized maps": time.perf_counter() - t1}
         pg, pg_diff, n_diff, seconds["pointing-game"] = pointing(samples, maps)
-        rep: dict = {}
-        for name, metrics in FAMILIES.items():  # timed family by family (each repeats the 1-pass input score)
+        path = args.out / f"{method}-{tag}.json"
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        rep: dict = old.get("faithfulness", {})
+        seconds = {**old.get("seconds", {}), **seconds}
+        for name in args.families:  # timed family by family (each repeats the 1-pass input score)
+            metrics = FAMILIES[name]
             part, seconds[name] = score_all(model, samples, inputs, FaithfulnessSettings(metrics=metrics))
             rep.update(part)
             print(f"  {method} {name}: {seconds[name]:.0f} s", flush=True)
-        faith_s = sum(seconds.values())
+        faith_s = sum(v for k, v in seconds.items() if k != "maps")
         row = {
             "method": method,
             "map_sizes": list(args.map_sizes),
@@ -146,10 +150,10 @@ def table(args) -> None:
             "faithfulness": rep,
             "map_seconds_per_image": map_s / len(samples),
             "faithfulness_seconds_per_image": faith_s / len(samples),
-            "seconds": {"maps": map_s, **seconds},
+            "seconds": {**seconds, "maps": map_s},
             "threads": torch.get_num_threads(),
         }
-        (args.out / f"{method}-{tag}.json").write_text(json.dumps(row, indent=1))
+        path.write_text(json.dumps(row, indent=1))
         print(f"{method}: {time.time() - t0:.0f} s", flush=True)
     print_table(args.out, args.methods, tag)
 
@@ -167,10 +171,11 @@ def print_table(out: Path, methods, tag: str) -> None:
             continue
         r = json.loads(path.read_text())
         f = r["faithfulness"]
+        road = f"{f['road']['morf']:.3f} / {f['road']['lerf']:.3f}" if "road" in f else "(not run)"
         print(
             f"| {m} | {r['gt_known_loc']:.1f} | {r['pointing_game']:.1f} ({r['pointing_game_difficult']:.1f}) | "
             f"{f['deletion_auc']:.3f} | {f['insertion_auc']:.3f} | {f['average_drop']:.1f} | "
-            f"{f['increase_in_confidence']:.1f} | {f['road']['morf']:.3f} / {f['road']['lerf']:.3f} | "
+            f"{f['increase_in_confidence']:.1f} | {road} | "
             f"{r['map_seconds_per_image']:.2f} | {r['faithfulness_seconds_per_image']:.2f} |"
         )
 
@@ -212,6 +217,13 @@ def main() -> None:
     t.add_argument("--map-sizes", type=sizes_arg, default=(640,), help="'640' (default) or 'native'")
     t.add_argument("--out", type=Path, default=Path("bench-results/faithfulness"))
     t.add_argument("--print", action="store_true", help="only print the table of saved results")
+    t.add_argument(
+        "--families",
+        nargs="+",
+        choices=list(FAMILIES),
+        default=list(FAMILIES),
+        help="metric families to (re)compute; the others' saved numbers are kept (ROAD is the costly one)",
+    )
     s = sub.add_parser("speed")
     s.add_argument("--method", default="cam")
     s.add_argument("--n", type=int, default=100)

@@ -30,8 +30,8 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -95,7 +95,8 @@ def contenders(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Callable[[]
     except ImportError:
         print("pytorch-grad-cam is not installed: skipped", file=sys.stderr)
     try:
-        from torchcam.methods import CAM as TcCAM, GradCAM as TcGradCAM
+        from torchcam.methods import CAM as TcCAM
+        from torchcam.methods import GradCAM as TcGradCAM
 
         def tc_cam(inp: torch.Tensor = x):
             with TcCAM(model, target_layer="bn2", fc_layer="classifier") as extractor:
@@ -182,7 +183,7 @@ def main() -> None:
     print(f"\n{'ratio of median rates':50s} {'ratio':>7s}   first faster in")
     for label, a, b in ratios:
         if a in rate and b in rate:
-            wins = sum(ta < tb for ta, tb in zip(times[a], times[b]))
+            wins = sum(ta < tb for ta, tb in zip(times[a], times[b], strict=False))
             print(f"{label:50s} {rate[a] / rate[b]:6.2f}x   {wins}/{args.rounds} rounds")
 
 

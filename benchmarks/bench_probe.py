@@ -18,7 +18,7 @@ import torch
 
 from camloc.data.cluttered import ClutteredFashionMNIST, ClutterSpec
 from camloc.io import write_json
-from camloc.probe_bench import bench_row
+from camloc.probe.bench_row import bench_row
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 import camloc
-from camloc.boxes import boxes_from_maps, box_iou
+from camloc.boxes import box_iou, boxes_from_maps
 from camloc.engine import combine_passes, upsample
 from camloc.methods import CAM
 from camloc.models.zoo import info_of
@@ -117,7 +117,7 @@ def main() -> None:
     rows = []
     for sizes, mode, relu in itertools.product(SIZE_SETS, ("minmax", "max"), (False, True)):
         hits = []
-        for m, gt in zip(maps, gts):
+        for m, gt in zip(maps, gts, strict=False):
             combined = combine_passes([m[s] for s in sizes], relu=relu)
             box = boxes_from_maps(combined, 0.2, mode)
             hits.append(float(box_iou(box, gt[None])[0, 0]) >= 0.5)

@@ -1,4 +1,4 @@
-"""How far the original release's box generator (camloc.release_boxes) is from the paper's rule (camloc.boxes).
+"""How far the original release's box generator (camloc.localize._release_boxes) is from the paper's rule (camloc.boxes).
 
     PYTHONPATH=src python benchmarks/compare_box_rules.py            # synthetic maps with GT boxes + examples/
 
@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from fixture_wsol import make_box_fixture  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from tests.fixture_wsol import make_box_fixture  # noqa: E402
 
 from camloc.boxes import box_from_map  # noqa: E402
 from camloc.data import open_dataset  # noqa: E402
-from camloc.metrics import box_iou  # noqa: E402
-from camloc.release_boxes import release_box  # noqa: E402
+from camloc.localize._release_boxes import release_box  # noqa: E402
+from camloc.localize.metrics import box_iou  # noqa: E402
 
 
 def describe(name: str, ious: np.ndarray) -> None:

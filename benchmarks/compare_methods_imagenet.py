@@ -11,7 +11,7 @@ Every method runs through `camloc.explain(model, image, targets=[[target]], meth
 - GT-known loc: the box `explain` returns (its default box rule: 20% of the max, largest component) has
   IoU >= 0.5 with the object's box (`camloc.boxes.box_iou`, x1 / y1 exclusive);
 - MaxBoxAcc (largest contour, IoU 50) and MaxBoxAccV2 (all contours, IoU 30 / 50 / 70 and their mean) from
-  `camloc.metrics.BoxAccuracy` on `Result.maps` (min-max normalised, at the image's own size: the "native"
+  `camloc.localize.metrics.BoxAccuracy` on `Result.maps` (min-max normalised, at the image's own size: the "native"
   variant of the protocol; GT boxes made inclusive, x1 - 1, y1 - 1). The CAM threshold is not chosen on the images
   it is reported on: the set is split in two halves (even / odd index, each has every object, background and
   scale), the best threshold of one half is applied to the other, and the hits of both halves are added
@@ -40,10 +40,10 @@ import torch
 
 import camloc
 from camloc.boxes import box_iou
-from camloc.metrics import IOU_LEVELS, BoxAccuracy, cam_thresholds
+from camloc.localize.metrics import IOU_LEVELS, BoxAccuracy, cam_thresholds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_resolution import build_set  # noqa: E402  (the same set as docs/resolution.md)
+from bench_resolution import build_set
 
 METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "layercam", "scorecam")
 
@@ -63,7 +63,9 @@ def cross_calibrated(halves: list[BoxAccuracy]) -> dict:
     for v, name in enumerate(("maxboxacc", "maxboxacc_v2")):
         scores = {}
         for j, level in enumerate(halves[0].iou_levels):
-            hits = sum(int(h.hits[v, j, int(np.argmax(o.hits[v, j]))]) for h, o in zip(halves, halves[::-1]))
+            hits = sum(
+                int(h.hits[v, j, int(np.argmax(o.hits[v, j]))]) for h, o in zip(halves, halves[::-1], strict=False)
+            )
             scores[str(level)] = 100.0 * hits / n
         scores["mean"] = float(np.mean([scores[str(level)] for level in halves[0].iou_levels]))
         out[name] = scores
@@ -101,8 +103,8 @@ def run_method(model: torch.nn.Module, samples: list, method: str, sizes: tuple[
 
 def print_table(out: Path, methods: list[str], tag: str) -> None:
     print(
-        f"| method | GT-known loc | MaxBoxAcc 50 | MaxBoxAccV2 30 / 50 / 70 (2-fold) | mean | mean, best on all "
-        f"| s / image |"
+        "| method | GT-known loc | MaxBoxAcc 50 | MaxBoxAccV2 30 / 50 / 70 (2-fold) | mean | mean, best on all "
+        "| s / image |"
     )
     print("|---|---:|---:|---|---:|---:|---:|")
     for m in methods:

@@ -1,6 +1,6 @@
 """A seeded wsolevaluation-format fixture: metadata, 224x224 score maps (.npy) and masks (PNG).
 
-Used by tests/test_reference_agreement.py, benchmarks/bench_eval.py and tests/reference/run_wsolevaluation.py.
+Used by tests/localize/test_reference_agreement.py, benchmarks/bench_eval.py and tests/reference/run_wsolevaluation.py.
 Map values lie on the grid k / 1024 so that `uint8(map * 255)` is exact on every platform.
 """
 
@@ -93,7 +93,7 @@ def make_box_fixture(root: Path, n: int = 300, seed: int = 0) -> Path:
     meta, maps = root / "meta", root / "maps"
     meta.mkdir(parents=True, exist_ok=True)
     ids, labels, sizes, locs = [], [], [], []
-    for i, (kind, m, (w, h), boxes) in enumerate(_box_maps(n, seed)):
+    for i, (_kind, m, (w, h), boxes) in enumerate(_box_maps(n, seed)):
         image_id = f"c{i % 7}/img_{i:04d}.jpg"
         (maps / image_id).parent.mkdir(parents=True, exist_ok=True)
         np.save(maps / f"{image_id}.npy", m)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camloc.boxes import all_boxes_from_map, box_from_map, box_iou, boxes_from_maps, threshold_mask
+from camloc.boxes import BoxRule, all_boxes_from_map, box_from_map, box_iou, boxes_from_maps, threshold_mask
+from camloc.errors import InputError
 
 
 def blank(h: int = 20, w: int = 30) -> np.ndarray:
@@ -30,7 +32,8 @@ def test_two_blobs_largest_wins_and_all_components() -> None:
 
 def test_empty_and_constant_maps_give_empty_box() -> None:
     assert box_from_map(blank()).tolist() == [0, 0, 0, 0]
-    assert box_from_map(np.full((5, 5), 3.0)).tolist() == [0, 0, 0, 0]
+    assert box_from_map(np.full((5, 5), 3.0), BoxRule(0.2, "minmax")).tolist() == [0, 0, 0, 0]
+    assert box_from_map(np.full((5, 5), 3.0), BoxRule(0.2, "max")).tolist() == [0, 0, 5, 5]  # all >= 0.2 x max
     assert box_from_map(np.full((5, 5), np.nan)).tolist() == [0, 0, 0, 0]
 
 
@@ -44,11 +47,11 @@ def test_map_touching_the_border() -> None:
 def test_threshold_readings_differ() -> None:
     # raw CAM with a negative minimum: 20% of the max (2.0) is 0.4; 20% of the range (-8..2) is -6.
     m = np.array([[-8.0, -7.0, -5.0, 0.5, 2.0]])
-    assert threshold_mask(m, 0.2, "max").tolist() == [[False, False, False, True, True]]
-    assert threshold_mask(m, 0.2, "minmax").tolist() == [[False, False, True, True, True]]
-    assert box_from_map(m, 0.2, "max").tolist() == [3, 0, 5, 1]
-    assert box_from_map(m, 0.2, "minmax").tolist() == [2, 0, 5, 1]
-    assert box_from_map(-np.ones((3, 3)), 0.2, "max").tolist() == [0, 0, 0, 0]
+    assert threshold_mask(m, BoxRule(0.2, "max")).tolist() == [[False, False, False, True, True]]
+    assert threshold_mask(m, BoxRule(0.2, "minmax")).tolist() == [[False, False, True, True, True]]
+    assert box_from_map(m, BoxRule(0.2, "max")).tolist() == [3, 0, 5, 1]
+    assert box_from_map(m, BoxRule(0.2, "minmax")).tolist() == [2, 0, 5, 1]
+    assert box_from_map(-np.ones((3, 3)), BoxRule(0.2, "max")).tolist() == [0, 0, 0, 0]
 
 
 def test_diagonal_pixels_are_one_component() -> None:
@@ -91,6 +94,16 @@ def test_batched_boxes_equal_single_map_rule(seed: int, mode: str, threshold: fl
     maps = torch.nn.functional.interpolate(
         torch.from_numpy(rng.normal(size=(3, 1, 5, 6))).float(), size=(40, 48), mode="bilinear", align_corners=False
     )[:, 0]
-    batched = boxes_from_maps(maps, threshold, mode)
-    for m, b in zip(maps, batched):
-        assert b.tolist() == box_from_map(m.numpy(), threshold, mode).tolist()
+    batched = boxes_from_maps(maps, BoxRule(threshold, mode))
+    for m, b in zip(maps, batched, strict=False):
+        assert b.tolist() == box_from_map(m.numpy(), BoxRule(threshold, mode)).tolist()
+
+
+def test_box_rule_refuses_bad_settings() -> None:
+    """Thresholds outside [0, 1], NaN / inf and unknown modes are one-line InputErrors, not silent boxes."""
+    for bad in (float("nan"), float("inf"), -0.1, 2.0):
+        with pytest.raises(InputError, match="threshold"):
+            BoxRule(bad)
+    with pytest.raises(InputError, match="mode"):
+        BoxRule(0.2, "median")  # the runtime check is what is tested
+    assert BoxRule() == BoxRule(0.2, "max")

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from camloc import io
-from camloc.io import InputError, load_image
+from camloc.errors import InputError
+from camloc.io import load_image
 
 
 def save(img: Image.Image, path: Path, **kw) -> Path:
@@ -51,7 +52,7 @@ def test_exif_rotation_is_applied(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "make, reason",
+    ("make", "reason"),
     [
         (lambda p: p, "no such file"),
         (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
@@ -71,7 +72,7 @@ def test_truncated_file(tmp_path: Path) -> None:
     )
     cut = tmp_path / "cut.png"
     cut.write_bytes(good.read_bytes()[:300])
-    with pytest.raises(InputError, match="cut.png: corrupt or truncated"):
+    with pytest.raises(InputError, match="cut.png: corrupt or truncated"):  # noqa: RUF043
         load_image(cut)
 
 
@@ -80,7 +81,7 @@ def test_folder_and_huge_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         load_image(tmp_path)
     path = save(Image.new("RGB", (300, 200)), tmp_path / "big.png")
     monkeypatch.setattr(io, "MAX_PIXELS", 10_000)
-    with pytest.raises(InputError, match="big.png: image too large"):
+    with pytest.raises(InputError, match="big.png: image too large"):  # noqa: RUF043
         load_image(path)
 
 
@@ -90,10 +91,9 @@ def test_tiny_image(tmp_path: Path) -> None:
 
 def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     target = tmp_path / "out.json"
-    with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:  # noqa: PT012
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert not target.exists() and list(tmp_path.iterdir()) == []
     io.write_json(target, {"a": 1})
     assert target.read_text() == '{\n  "a": 1\n}\n'

@@ -1,3 +1,5 @@
+"""`python -m camloc`: the same command line as `camloc`."""
+
 import sys
 
 from camloc.cli import main

@@ -8,14 +8,17 @@ take the box around the largest connected component. "20% of the max" is ambiguo
 - ``"minmax"``: threshold the min-max normalised map, i.e. value >= min + t * (max - min); the raw CAM's minimum
   is often very negative, so this region is usually much larger.
 
-The default was chosen by measurement (docs/resolution.md, `make bench-resolution`). The functions here default
-to "minmax" because they are also used on maps that are already normalised, where both readings agree.
+`BoxRule` holds the two settings (threshold, mode) as one value; `DEFAULT_BOX_RULE` (0.2, "max") was chosen by
+measurement (docs/resolution.md, `make bench-resolution`) and is used by explain, evaluate, the benchmark and every
+command. On min-max normalised maps (minimum 0) both readings agree.
 Boxes are ``[x0, y0, x1, y1]`` in pixels with x1, y1 exclusive; a map with no pixel above the threshold (e.g. a
 constant map after normalisation) gives the empty box ``[0, 0, 0, 0]``.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -23,15 +26,42 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from camloc.errors import InputError
+
 ThresholdMode = Literal["minmax", "max"]
 THRESHOLD_MODES: tuple[str, ...] = ("minmax", "max")
 EMPTY_BOX = np.zeros(4, dtype=np.int64)
 
 
-def threshold_mask(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
-    """Boolean (H, W) mask of the pixels kept by the paper's rule under `mode` (see module docstring)."""
+@dataclass(frozen=True)
+class BoxRule:
+    """The paper's box rule as one value: keep pixels >= `threshold` of the map (under `mode`, see the module
+    docstring) and box the largest 8-connected component. Invalid settings raise a one-line `InputError`."""
+
+    threshold: float = 0.2
+    mode: ThresholdMode = "max"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+            raise InputError(f"box threshold must be a finite number in [0, 1], got {self.threshold!r}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise InputError(f"box threshold must lie in [0, 1], got {self.threshold}")
+        if self.mode not in THRESHOLD_MODES:
+            raise InputError(f"unknown threshold mode '{self.mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+
+    def describe(self) -> str:
+        """A short human-readable statement of the rule, for reports."""
+        reading = "of the max" if self.mode == "max" else "of the min-max range"
+        return f"threshold {self.threshold:g} {reading}, largest 8-connected component"
+
+
+DEFAULT_BOX_RULE = BoxRule()
+
+
+def threshold_mask(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
+    """Boolean (H, W) mask of the pixels of an (H, W) map kept by `rule` (see module docstring)."""
     maps = torch.from_numpy(np.asarray(heatmap, dtype=np.float64))
-    return threshold_masks(maps, threshold, mode).numpy()
+    return threshold_masks(maps, rule).numpy()
 
 
 def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,15 +77,15 @@ def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return boxes[order], area[order]
 
 
-def box_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
-    """The paper's box: around the largest connected component of the thresholded map. (4,) int64."""
-    boxes, _ = component_boxes(threshold_mask(heatmap, threshold, mode))
+def box_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
+    """The paper's box of an (H, W) map: around the largest connected component kept by `rule`. (4,) int64."""
+    boxes, _ = component_boxes(threshold_mask(heatmap, rule))
     return boxes[0] if len(boxes) else EMPTY_BOX.copy()
 
 
-def all_boxes_from_map(heatmap: np.ndarray, threshold: float = 0.2, mode: ThresholdMode = "minmax") -> np.ndarray:
-    """Every connected component as its own box, largest first. (n, 4) int64."""
-    return component_boxes(threshold_mask(heatmap, threshold, mode))[0]
+def all_boxes_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
+    """Every connected component kept by `rule` as its own box, largest first. (n, 4) int64."""
+    return component_boxes(threshold_mask(heatmap, rule))[0]
 
 
 def _limits(maps: Tensor) -> tuple[Tensor, Tensor]:
@@ -66,8 +96,7 @@ def _limits(maps: Tensor) -> tuple[Tensor, Tensor]:
 
 def threshold_masks(
     maps: Tensor,
-    threshold: float = 0.2,
-    mode: ThresholdMode = "minmax",
+    rule: BoxRule = DEFAULT_BOX_RULE,
     lo: Tensor | None = None,
     hi: Tensor | None = None,
 ) -> Tensor:
@@ -81,19 +110,17 @@ def threshold_masks(
     if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):  # rare: clean the maps, then their limits
         maps = torch.nan_to_num(maps, nan=-torch.inf, neginf=-torch.inf, posinf=torch.finfo(maps.dtype).max)
         lo, hi = _limits(maps)
-    if mode == "minmax":
-        cut = torch.where(hi > lo, lo + threshold * (hi - lo), torch.full_like(hi, torch.inf))
-    elif mode == "max":
-        cut = torch.where(hi > 0, threshold * hi, torch.full_like(hi, torch.inf))
-    else:
-        raise ValueError(f"unknown threshold mode '{mode}'; choose one of {', '.join(THRESHOLD_MODES)}")
+    t = rule.threshold
+    if rule.mode == "minmax":
+        cut = torch.where(hi > lo, lo + t * (hi - lo), torch.full_like(hi, torch.inf))
+    else:  # "max" (BoxRule checked the mode)
+        cut = torch.where(hi > 0, t * hi, torch.full_like(hi, torch.inf))
     return maps >= cut  # one comparison per pixel; a map without contrast compares with +inf
 
 
 def boxes_from_maps(
     maps: Tensor | np.ndarray,
-    threshold: float = 0.2,
-    mode: ThresholdMode = "minmax",
+    rule: BoxRule = DEFAULT_BOX_RULE,
     lo: Tensor | None = None,
     hi: Tensor | None = None,
 ) -> Tensor:
@@ -102,7 +129,7 @@ def boxes_from_maps(
     Thresholds every map in one tensor operation, then labels components map by map (OpenCV).
     """
     maps = maps if isinstance(maps, Tensor) else torch.from_numpy(np.asarray(maps))
-    masks = threshold_masks(maps.detach(), threshold, mode, lo, hi)
+    masks = threshold_masks(maps.detach(), rule, lo, hi)
     lead = masks.shape[:-2]
     flat = masks.reshape(-1, *masks.shape[-2:]).cpu().numpy()
     out = np.zeros((len(flat), 4), dtype=np.int64)

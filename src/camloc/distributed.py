@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class DistContext:
 
     rank: int = 0
     world: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # noqa: RUF009 - an immutable value, shared safely
 
     @property
     def is_main(self) -> bool:

@@ -64,11 +64,12 @@ def combine_passes(maps: list[Tensor], relu: bool = False) -> Tensor:
     """
     if len(maps) == 1:
         return maps[0].clamp(min=0) if relu else maps[0]
-    total = None
+    total: Tensor | None = None
     for m in maps:
         m = m.clamp(min=0) if relu else m
         m = m / m.flatten(-2).abs().amax(-1).clamp(min=EPS)[..., None, None]
         total = m if total is None else total + m
+    assert total is not None  # maps is not empty
     return total / len(maps)
 
 

@@ -11,11 +11,14 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from camloc.errors import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 MAX_PIXELS = 100_000_000  # refuse larger images: decoding them would take gigabytes (decompression bombs)
@@ -23,10 +26,6 @@ MIN_SIDE = 1
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-class InputError(ValueError):
-    """A file or argument that cannot be used; the message is one line naming the file and the problem."""
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -65,6 +64,18 @@ def load_image(path: str | os.PathLike, exif_orientation: bool = True) -> Image.
         raise InputError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def as_rgb_image(source: str | os.PathLike | Image.Image | np.ndarray, exif_orientation: bool = True) -> Image.Image:
+    """Any image input camloc takes (a file path, a PIL image, an (H, W) / (H, W, 3|4) uint8 array) -> RGB PIL image.
+
+    The one decoder of the explain path, the runner and evaluate: files go through `load_image`'s checks.
+    """
+    if isinstance(source, Image.Image):
+        return to_rgb(source)
+    if isinstance(source, np.ndarray):
+        return to_rgb(Image.fromarray(source))
+    return load_image(source, exif_orientation)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -135,9 +146,8 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write a compressed .npz atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
 # ----------------------------------------------------------------------------------------- checkpoints
@@ -146,7 +156,7 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 def save_checkpoint(directory: str | os.PathLike, state_dict: dict, config: dict) -> Path:
     """Save a model as `directory/model.safetensors` + `directory/config.json` (both written atomically).
 
-    `config` must name the `architecture` (a key of `camloc.models.zoo.ARCHITECTURES`, a timm or a
+    `config` must name the `architecture` (a key of `camloc.models.registry.ARCHITECTURES`, a timm or a
     torchvision name) and may carry `arch_kwargs`, `num_classes`, `labels` and `preprocess`.
     """
     from safetensors.torch import save_file

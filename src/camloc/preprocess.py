@@ -3,25 +3,58 @@ cropped, so maps and boxes cover the whole picture)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from camloc.models.zoo import Preprocess
-
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_ASPECT = 4.0  # the long side is capped at MAX_ASPECT x the short side (panoramas would explode the input)
 MIN_SIDE = 32
 
 _PIL_FILTERS = {
-    "bilinear": Image.BILINEAR,
-    "bicubic": Image.BICUBIC,
-    "nearest": Image.NEAREST,
-    "lanczos": Image.LANCZOS,
-    "box": Image.BOX,
-    "hamming": Image.HAMMING,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
 }
+
+
+@dataclass
+class Preprocess:
+    """How an image becomes the model's input: normalisation and the native (classification) size."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224  # shorter side at which the model classifies
+    interpolation: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input_size": self.input_size,
+            "interpolation": self.interpolation,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        size = d.get("input_size", 224)
+        if isinstance(size, (list, tuple)):
+            size = int(min(size[-2:]))
+        return cls(
+            tuple(d.get("mean", IMAGENET_MEAN)),
+            tuple(d.get("std", IMAGENET_STD)),
+            int(size),
+            str(d.get("interpolation", "bilinear")),
+        )
 
 
 def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -36,7 +69,7 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess) -> Tensor:
     """An RGB PIL image -> normalised (3, h, w) float tensor at `short_side`."""
     h, w = scaled_size(img.height, img.width, short_side)
-    resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.BILINEAR))
+    resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.Resampling.BILINEAR))
     arr = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(pre.mean, dtype=torch.float32)[:, None, None]
     std = torch.tensor(pre.std, dtype=torch.float32)[:, None, None]

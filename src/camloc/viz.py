@@ -6,6 +6,9 @@ All functions take and return (H, W, 3) uint8 RGB arrays.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import cv2
 import numpy as np
 
@@ -82,14 +85,16 @@ def grid(
     blank = np.full_like(panels[0], 255)
     panels += [blank] * (rows * cols - k)
     gap = 4
-    row_imgs = [
+    row_imgs: list[np.ndarray] = [
         np.concatenate(
-            sum(([p, np.full((p.shape[0], gap, 3), 255, np.uint8)] for p in panels[r * cols : (r + 1) * cols]), [])[
-                :-1
-            ],
+            functools.reduce(
+                operator.iadd,
+                ([p, np.full((p.shape[0], gap, 3), 255, np.uint8)] for p in panels[r * cols : (r + 1) * cols]),
+                [],
+            )[:-1],
             axis=1,
         )
         for r in range(rows)
     ]
     sep = np.full((gap, row_imgs[0].shape[1], 3), 255, np.uint8)
-    return np.concatenate(sum(([r, sep] for r in row_imgs), [])[:-1], axis=0)
+    return np.concatenate(functools.reduce(operator.iadd, ([r, sep] for r in row_imgs), [])[:-1], axis=0)

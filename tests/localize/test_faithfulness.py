@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.localize.faithfulness import (
     FaithfulnessAccumulator,
     FaithfulnessSettings,

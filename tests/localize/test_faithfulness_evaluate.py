@@ -95,18 +95,18 @@ def test_cli_refuses_perturbation_metrics_without_a_model(tmp_path, capsys):
     (tmp_path / "maps").mkdir()
     np.save(tmp_path / "maps" / "0.jpg.npy", np.random.default_rng(0).random((80, 96)).astype(np.float32))
     common = ["evaluate", "--data", f"wsol:{root / 'meta'}", "--maps", str(tmp_path / "maps"), "--quiet"]
-    assert main(common + ["--faithfulness", "deletion,pointing-game"]) == 2
+    assert main([*common, "--faithfulness", "deletion,pointing-game"]) == 2
     err = capsys.readouterr().err.strip()
     assert "need --model" in err and "\n" not in err and "Traceback" not in err
-    assert main(common + ["--faithfulness", "pointing,road"]) == 2
+    assert main([*common, "--faithfulness", "pointing,road"]) == 2
     assert "unknown metric ['pointing']" in capsys.readouterr().err
-    assert main(common + ["--faithfulness", "pointing-game"]) == 0
+    assert main([*common, "--faithfulness", "pointing-game"]) == 0
     assert "pointing_game" in capsys.readouterr().out
 
 
 def test_torchrun_two_processes_match_one(tmp_path):
     """Pointing-game sums travel as a float vector: 2 processes give the same report as 1."""
-    from fixture_wsol import make_box_fixture
+    from tests.fixture_wsol import make_box_fixture
 
     make_box_fixture(tmp_path, n=12, seed=4)
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -114,8 +114,15 @@ def test_torchrun_two_processes_match_one(tmp_path):
     args += ["--faithfulness", "pointing-game", "--quiet", "--report"]
     subprocess.run([sys.executable, *args, str(tmp_path / "one.json")], check=True, env=env, capture_output=True)
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
-        + [str(tmp_path / "two.json")],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            *args,
+            str(tmp_path / "two.json"),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixture_wsol import make_box_fixture, make_mask_fixture  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.fixture_wsol import make_box_fixture, make_mask_fixture
 
 
 def main(ref_dir: str, work: str, intervals: tuple[float, ...] = (0.01, 0.001)) -> None:
-    np.float = float  # type: ignore[attr-defined]  # removed in NumPy 1.24; the reference still uses it
-    np.int = int  # type: ignore[attr-defined]
+    np.float = float  # type: ignore[attr-defined]  # noqa: NPY001 - removed in NumPy 1.24; the reference still uses it
+    np.int = int  # type: ignore[attr-defined]  # noqa: NPY001
     sys.modules.setdefault("munch", types.SimpleNamespace(Munch=_Meta))
     sys.path.insert(0, ref_dir)
     from evaluation import BoxEvaluator, MaskEvaluator, configure_metadata  # the reference's own code

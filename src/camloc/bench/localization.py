@@ -2,7 +2,7 @@
 
 Trains GapNets that differ only in final stride (feature maps of 24, 12, 6 and 3 pixels on the 96-pixel canvas),
 a fully supervised box regressor on the same backbone (upper bound), fits a linear probe on the frozen ImageNet
-EfficientNet-Lite0 (`camloc.probe_bench`: no training of the net, no boxes), and scores them on the test split together
+EfficientNet-Lite0 (`camloc.probe.bench_row`: no training of the net, no boxes), and scores them on the test split together
 with two box-free references (the whole image; a centred Gaussian). Every score goes through `scoring.Scorer`.
 CAM thresholds for MaxBoxAccV2 are chosen on `val` and applied to `test`.
 """
@@ -10,21 +10,23 @@ CAM thresholds for MaxBoxAccV2 are chosen on `val` and applied to `test`.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from camloc.bench.scoring import Scorer, paper_box
 from camloc.data.cluttered import CLASSES, ClutteredArrays, ClutteredFashionMNIST, ClutterSpec, TensorView
-from camloc.engine import class_activation_maps, normalize, upsample
-from camloc.models.adapters import get_adapter
+from camloc.localize.scoring import EVAL_BATCH, Scorer, paper_box, row, score_cam
 from camloc.models.builder import model_for_training
-from camloc.train import TrainConfig, fit
-from camloc.train_state import read_progress
+from camloc.training.loop import TrainConfig, fit
+from camloc.training.state import read_progress
+
+log = logging.getLogger("camloc")
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,6 @@ class Study:
 
 FULL = Study()
 QUICK = replace(FULL, train_size=1024, val_size=100, test_size=300, epochs=2, strides=(4, 8, 16), probe_train_size=0)
-EVAL_BATCH = 200
 
 
 def train_or_reuse(
@@ -73,43 +74,15 @@ def train_or_reuse(
         if saved.get("train_config") != asdict(cfg) or saved.get("model_config") != config:
             raise_mismatch(run_dir)
     if not quiet:
-        print(f"[bench] {'resuming' if resume else 'training'} {name}", flush=True)
+        log.info("bench: %s %s", "resuming" if resume else "training", name)
     progress = fit(model, config, train, run_dir, cfg, val=val, resume=resume, quiet=quiet)
     return model.eval(), float(progress["train_seconds"])
 
 
 def raise_mismatch(run_dir: Path) -> None:
-    from camloc.io import InputError
+    from camloc.errors import InputError
 
     raise InputError(f"{run_dir}: holds a net trained with other settings; remove it or use another --out")
-
-
-@torch.no_grad()
-def score_cam(model: torch.nn.Module, view: TensorView, arr: ClutteredArrays) -> tuple[Scorer, np.ndarray]:
-    """Scorer of a CAM net on one split, and its top-1 predictions."""
-    adapter = get_adapter(model)
-    scorer, preds = Scorer(), []
-    size = tuple(arr.images.shape[1:])
-    for start in range(0, len(arr), EVAL_BATCH):
-        idx = torch.arange(start, min(start + EVAL_BATCH, len(arr)))
-        x, y, _ = view.get_batch(idx)
-        feats, logits = adapter.forward(x)
-        pred = logits.argmax(1)
-        raw = class_activation_maps(feats, adapter.weight, torch.stack([y, pred], 1))  # (B, 2, h, w)
-        maps = normalize(upsample(raw, size)).numpy()
-        raw = raw.numpy()
-        for j, i in enumerate(idx.tolist()):
-            scorer.add(
-                raw[j, 0],
-                arr.boxes[i],
-                arr.masks[i],
-                int(y[j]),
-                int(pred[j]),
-                paper_box(maps[j, 1]),
-                paper_box(maps[j, 0]),
-            )
-        preds.append(pred.numpy())
-    return scorer, np.concatenate(preds)
 
 
 @torch.no_grad()
@@ -145,11 +118,13 @@ def box_map(box: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def reference_maps(h: int, w: int) -> dict[str, np.ndarray]:
     """Box-free references: the whole image (a flat map; one corner pixel 0 so that every threshold keeps the
-    rest) and a centred Gaussian (sigma = side / 6; its thresholds give centred boxes of every size)."""
+    rest) and a centred Gaussian (sigma = side / 6; its thresholds give centred boxes of every size), both min-max
+    normalised like every map the benchmark boxes."""
     whole = np.ones((h, w), dtype=np.float32)
     whole[0, 0] = 0.0
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     centre = np.exp(-(((yy - (h - 1) / 2) / (h / 6)) ** 2 + ((xx - (w - 1) / 2) / (w / 6)) ** 2) / 2)
+    centre = (centre - centre.min()) / (centre.max() - centre.min())
     return {"whole image": whole, "centre Gaussian": centre}
 
 
@@ -159,23 +134,6 @@ def score_reference(heatmap: np.ndarray, arr: ClutteredArrays, preds: np.ndarray
     for i in range(len(arr)):
         scorer.add(heatmap, arr.boxes[i], arr.masks[i], int(arr.labels[i]), int(preds[i]), box, box)
     return scorer
-
-
-def row(method: str, resolution: list[int] | None, val: Scorer, test: Scorer, seconds: float) -> dict[str, Any]:
-    """One results row: test numbers with the CAM thresholds chosen on val."""
-    res = test.result(val.best_threshold_index())
-    return {
-        "method": method,
-        "feature_resolution": resolution,
-        "top1_cls": res["top1_cls"],
-        "top1_loc": res["top1_loc"],
-        "gt_known_loc": res["gt_known_loc"],
-        "maxboxacc_v2": res["maxboxacc_v2"],
-        "pxap": res["pxap"],
-        "train_seconds": round(seconds, 1),
-        "maxboxacc_v2_test_oracle": res["maxboxacc_v2_oracle"],
-        "cam_threshold_from_val": res["cam_threshold"],
-    }
 
 
 def run_study(
@@ -204,7 +162,7 @@ def run_study(
             f"(scored in {time.perf_counter() - t0:.0f}s)"
         )
     if study.probe_train_size:
-        from camloc.probe_bench import bench_row
+        from camloc.probe.bench_row import bench_row
 
         t0 = time.perf_counter()
         rows.append(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from camloc.io import InputError, atomic_path, write_json, write_text
+from camloc.errors import InputError
+from camloc.io import atomic_path, write_json, write_text
 
 
 def fmt(value: float | None) -> str:
@@ -18,14 +19,20 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], command: str) -> 
     lines = [
         "# Localization on Cluttered Fashion-MNIST",
         "",
-        f"Command: `{command}`; {info['total_seconds']:.0f} s in all on {info['threads']} CPU threads "
-        f"(torch {info['torch']}).",
-        f"Train {study['train_size']} / val {study['val_size']} / test {study['test_size']} images "
-        f"({info['data']['canvas']}x{info['data']['canvas']} canvas), {study['epochs']} epochs, batch "
-        f"{study['batch_size']}. Percentages on test; MaxBoxAccV2 at the CAM thresholds chosen on val.",
+        (
+            f"Command: `{command}`; {info['total_seconds']:.0f} s in all on {info['threads']} CPU threads "
+            f"(torch {info['torch']})."
+        ),
+        (
+            f"Train {study['train_size']} / val {study['val_size']} / test {study['test_size']} images "
+            f"({info['data']['canvas']}x{info['data']['canvas']} canvas), {study['epochs']} epochs, batch "
+            f"{study['batch_size']}. Percentages on test; MaxBoxAccV2 at the CAM thresholds chosen on val."
+        ),
         "",
-        "| method | feature map | top-1 cls | top-1 loc | GT-known loc | MaxBoxAccV2 (30/50/70) | mean | PxAP "
-        "| train s |",
+        (
+            "| method | feature map | top-1 cls | top-1 loc | GT-known loc | MaxBoxAccV2 (30/50/70) | mean | PxAP "
+            "| train s |"
+        ),
         "|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:

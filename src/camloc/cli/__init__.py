@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # Subcommand name -> module under camloc.cli. Add a line here to add a command.
@@ -32,11 +33,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from camloc.io import InputError
+class _StderrHandler(logging.Handler):
+    """Library log records as 'camloc: message' lines on the current sys.stderr (looked up at each record)."""
 
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"camloc: {self.format(record)}\n")
+
+
+def setup_logging(quiet: bool = False) -> None:
+    """Show the library's warnings (and, unless quiet, its progress notes) on stderr, once per process."""
+    log = logging.getLogger("camloc")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+        log.propagate = False
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from camloc.errors import InputError
+
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in in (["--version"], ["-V"]):  # answered before the subcommands (and torch) are imported
+        from camloc import __version__
+
+        print(f"camloc {__version__}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(quiet=bool(getattr(args, "quiet", False)))
     try:
         return int(args.run(args) or 0)
     except InputError as exc:

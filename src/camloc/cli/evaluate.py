@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from camloc.io import InputError, write_json
+from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes
+from camloc.errors import InputError
+from camloc.io import write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,18 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="224: wsolevaluation's protocol (default); native: maps at the original image size",
     )
     p.add_argument(
-        "--box-rule",
+        "--box-generator",
         choices=["paper", "release"],
         default="paper",
-        help="top-k / GT-known loc boxes: the paper's 20%% rule or the original release's generator",
+        help="top-k / GT-known loc boxes: the paper's rule (--threshold, --threshold-mode) or the original release's",
     )
-    p.add_argument("--loc-threshold", type=float, default=0.2, help="the paper rule's threshold (default 0.2)")
-    p.add_argument(
-        "--threshold-mode",
-        choices=["max", "minmax"],
-        default=None,
-        help="reading of the paper's rule (camloc.boxes; default: explain's); equal on normalised maps",
-    )
+    add_box_rule_options(p)
     p.add_argument(
         "--calibrate-on",
         default=None,
@@ -103,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _progress(quiet: bool):
-    if quiet or not sys.stderr.isatty() or int(os.environ.get("RANK", 0)) > 0:
+    if quiet or not sys.stderr.isatty() or int(os.environ.get("RANK", "0")) > 0:
         return None
     from tqdm import tqdm
 
@@ -123,18 +119,20 @@ def format_table(report: dict) -> str:
                 lines.append(f"{sub + ' @cal':<14}" + "  ".join(f"{k}={v:6.2f}" for k, v in vals.items()))
     for key in ("pxap", "top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc"):
         if key in report:
-            lines.append(f"{key:<14}{report[key]:6.2f}")
+            lines.append(f"{key:<14}{report[key]:6.2f}")  # noqa: PERF401
     faith = report.get("faithfulness", {})
-    for key in (
-        "deletion_auc",
-        "insertion_auc",
-        "average_drop",
-        "increase_in_confidence",
-        "pointing_game",
-        "pointing_game_difficult",
-    ):
-        if key in faith:
-            lines.append(f"{key:<24}{faith[key]:8.4f}")
+    lines += [
+        f"{key:<24}{faith[key]:8.4f}"
+        for key in (
+            "deletion_auc",
+            "insertion_auc",
+            "average_drop",
+            "increase_in_confidence",
+            "pointing_game",
+            "pointing_game_difficult",
+        )
+        if key in faith
+    ]
     if "road" in faith:
         road = faith["road"]
         lines.append(f"{'road morf / lerf':<24}{road['morf']:8.4f} / {road['lerf']:.4f}")
@@ -146,9 +144,9 @@ def format_table(report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from camloc.data import FORMATS, open_dataset
-    from camloc.distributed import pick_device
     from camloc.data.base import accepts_option
-    from camloc.evaluate import Settings, coco_results, evaluate
+    from camloc.distributed import pick_device
+    from camloc.localize.evaluation import Settings, coco_results, evaluate
     from camloc.localize.faithfulness import FaithfulnessSettings, parse_metrics
 
     opts = {"images": args.images, "mask_root": args.mask_root, "split": args.split}
@@ -161,9 +159,8 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(
         interval=args.interval,
         resolution=args.resolution,
-        box_rule=args.box_rule,
-        loc_threshold=args.loc_threshold,
-        **({"threshold_mode": args.threshold_mode} if args.threshold_mode else {}),
+        box_generator=args.box_generator,
+        box_rule=box_rule_from(args),
     )
     faith = None
     if args.faithfulness:
@@ -185,11 +182,10 @@ def run(args: argparse.Namespace) -> int:
     model = None
     map_sizes = None
     if args.model is not None:
-        from camloc.cli.explain import parse_map_sizes
         from camloc.models.zoo import load
 
         model = load(args.model)
-        model = model.to(pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0))))  # torchrun: one GPU each
+        model = model.to(pick_device(args.device, int(os.environ.get("LOCAL_RANK", "0"))))  # torchrun: one GPU each
         map_sizes = parse_map_sizes(args.map_sizes)
     elif args.save_maps:
         raise InputError("--save-maps needs --model (maps given with --maps are already saved)")
@@ -208,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         results=results,
         faithfulness=faith,
     )
-    if int(os.environ.get("RANK", 0)) > 0:
+    if int(os.environ.get("RANK", "0")) > 0:
         return 0
     if args.report:
         write_json(args.report, report)

@@ -1,4 +1,5 @@
-"""`camloc explain`: maps, boxes and pictures for image files and folders."""
+"""`camloc explain`: maps, boxes and pictures for image files and folders (parsing and printing only; the work is
+`camloc.explainer.runner`'s)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from camloc import writers
-from camloc.boxes import THRESHOLD_MODES
+from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes
 from camloc.distributed import pick_device
-from camloc.explainer import DEFAULT_MAP_SIZES, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD_MODE, explain
-from camloc.io import InputError, iter_image_paths, load_image
+from camloc.errors import InputError
+from camloc.explainer.passes import DEFAULT_MAP_SIZES
+from camloc.explainer.runner import ExplainOptions, OutputOptions, explain_files
+from camloc.io import iter_image_paths
 from camloc.methods import METHODS
 from camloc.models.zoo import load
 from camloc.viz import COLORMAPS
@@ -59,15 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
     )
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="box threshold (default 0.2)")
-    p.add_argument(
-        "--threshold-mode",
-        choices=THRESHOLD_MODES,
-        default=DEFAULT_THRESHOLD_MODE,
-        help="'minmax': fraction of the normalised map; 'max': fraction of the raw map's maximum",
-    )
-    p.add_argument("--colormap", choices=sorted(COLORMAPS), default="inferno")
-    p.add_argument("--batch-size", type=int, default=16)
+    add_box_rule_options(p)
+    p.add_argument("--colormap", choices=sorted(COLORMAPS), default="inferno", help="colour map of the heat maps")
+    p.add_argument("--batch-size", type=int, default=16, help="images per model batch (default 16)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -78,100 +74,58 @@ def method_names() -> list[str]:
     return sorted({cls.name for cls in METHODS.values()})
 
 
-def parse_map_sizes(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
+def parse_classes(text: str | None) -> tuple[int, ...] | None:
+    """'281,285' -> (281, 285); None -> None (the top-k)."""
+    if not text:
         return None
-    if text.strip().lower() == "native":
-        return ()
     try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+        return tuple(int(c) for c in text.split(",") if c.strip())
     except ValueError:
-        raise InputError(f"--map-sizes: '{text}' is not a comma-separated list of integers or 'native'") from None
-    if any(s < 32 or s > 4096 for s in sizes):
-        raise InputError(f"--map-sizes: sizes must lie in 32..4096, got '{text}'")
-    return sizes
-
-
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Output names: the file stem, with a counter when two inputs share one."""
-    seen: dict[str, int] = {}
-    stems = []
-    for p in paths:
-        n = seen.get(p.stem, 0)
-        seen[p.stem] = n + 1
-        stems.append(p.stem if n == 0 else f"{p.stem}-{n}")
-    return stems
+        raise InputError(f"--classes: '{text}' is not a comma-separated list of integers") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise InputError("--top-k must be at least 1")
-    map_sizes = parse_map_sizes(args.map_sizes)
-    targets = None
-    if args.classes:
-        try:
-            targets = [int(c) for c in args.classes.split(",") if c.strip()]
-        except ValueError:
-            raise InputError(f"--classes: '{args.classes}' is not a comma-separated list of integers") from None
+    options = ExplainOptions(
+        top_k=args.top_k,
+        targets=parse_classes(args.classes),
+        method=args.method,
+        layer=args.layer,
+        map_sizes=parse_map_sizes(args.map_sizes),
+        relu=args.relu,
+        box_rule=box_rule_from(args),
+    )
+    outputs = OutputOptions(
+        out_dir=args.out,
+        pictures=not args.no_images,
+        json=args.format == "json",
+        save_maps=args.save_maps,
+        colormap=args.colormap,
+    )
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     model = load(args.model).to(pick_device(args.device))
     paths = list(iter_image_paths(args.inputs))
     if not paths:
         raise InputError(f"no images found in {', '.join(args.inputs)}")
-    stems = unique_stems(paths)
     quiet = args.quiet or not sys.stderr.isatty()
-    failures = 0
+
+    def print_record(record: dict) -> None:
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
+
     with tqdm(total=len(paths), desc="explain", unit="img", disable=quiet, file=sys.stderr) as bar:
-        for start in range(0, len(paths), args.batch_size):
-            batch = []
-            for path, stem in zip(paths[start : start + args.batch_size], stems[start : start + args.batch_size]):
-                try:
-                    batch.append((path, stem, load_image(path)))
-                except InputError as exc:
-                    failures += 1
-                    print(f"camloc: skipped {exc}", file=sys.stderr)
-                    bar.update(1)
-            failures += explain_batch(model, batch, targets, map_sizes, args)
-            bar.update(len(batch))
-    if not args.quiet and (not args.no_images or args.format == "json" or args.save_maps):
-        print(f"camloc: wrote results for {len(paths) - failures} image(s) to {args.out}/", file=sys.stderr)
-    if failures:
-        print(f"camloc: {failures} of {len(paths)} image(s) failed", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def explain_batch(model, batch: list, targets: list[int] | None, map_sizes, args: argparse.Namespace) -> int:
-    """Explain and write one batch; if the batch fails as a whole, retry image by image. Returns failures."""
-    if not batch:
-        return 0
-    images = [im for _, _, im in batch]
-    try:
-        res = explain(
+        summary = explain_files(
             model,
-            images,
-            top_k=args.top_k,
-            targets=None if targets is None else [targets] * len(images),
-            method=args.method,
-            layer=args.layer,
-            map_sizes=map_sizes,
-            relu=args.relu,
-            threshold=args.threshold,
-            threshold_mode=args.threshold_mode,
+            paths,
+            options,
+            outputs,
+            batch_size=args.batch_size,
+            on_record=print_record if args.format == "jsonl" else None,
+            on_error=lambda reason: print(f"camloc: skipped {reason}", file=sys.stderr),
+            progress=bar.update,
         )
-    except InputError:
-        raise  # a setting that is wrong for every image (bad class, bad method, head): stop with its message
-    except Exception as exc:  # noqa: BLE001 - one image must not take down the batch
-        if len(batch) == 1:
-            print(f"camloc: skipped {batch[0][0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-        return sum(explain_batch(model, [item], targets, map_sizes, args) for item in batch)
-    for i, (path, stem, image) in enumerate(batch):
-        if not args.no_images:
-            writers.write_pictures(res, i, image, args.out, stem, colormap=args.colormap)
-        if args.format == "json":
-            writers.write_record(res, i, args.out, stem, str(path))
-        elif args.format == "jsonl":
-            sys.stdout.write(json.dumps(writers.record(res, i, str(path))) + "\n")
-            sys.stdout.flush()
-        if args.save_maps:
-            writers.write_maps(res, i, args.out, stem)
-    return 0
+    if not args.quiet and outputs.writes_files and summary.done:
+        print(f"camloc: wrote results for {summary.done} image(s) to {args.out}/", file=sys.stderr)
+    if summary.failed:
+        print(f"camloc: {len(summary.failed)} of {len(paths)} image(s) failed", file=sys.stderr)
+    return 1 if summary.failed else 0

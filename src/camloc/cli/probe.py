@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from camloc.distributed import pick_device
-from camloc.features_cache import default_cache_dir
-from camloc.io import InputError
-from camloc.probe import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
+from camloc.errors import InputError
+from camloc.probe.features_cache import default_cache_dir
+from camloc.probe.fit import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

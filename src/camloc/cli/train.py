@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from camloc import distributed as D
     from camloc.data.cluttered import CLASSES, ClutteredFashionMNIST, ClutterSpec, TensorView
     from camloc.models.builder import model_for_training
-    from camloc.train import TrainConfig, fit
+    from camloc.training.loop import TrainConfig, fit
 
     if args.threads:
         torch.set_num_threads(args.threads)

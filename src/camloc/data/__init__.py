@@ -7,4 +7,4 @@
 from camloc.data import cluttered, coco, cub, folder, ilsvrc, voc, wsol  # noqa: F401  (register the formats)
 from camloc.data.base import FORMATS, Dataset, Sample, open_dataset, register_format
 
-__all__ = ["Dataset", "Sample", "open_dataset", "register_format", "FORMATS"]
+__all__ = ["FORMATS", "Dataset", "Sample", "open_dataset", "register_format"]

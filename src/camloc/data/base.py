@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 MaskLoader = Callable[[], tuple[np.ndarray, "np.ndarray | None"]]
 
@@ -65,7 +65,7 @@ class Dataset:
         """The model's class index of dataset class `label`."""
         return int(label) if self.model_index is None else int(self.model_index[label])
 
-    def shard(self, rank: int, world: int) -> "Dataset":
+    def shard(self, rank: int, world: int) -> Dataset:
         """Every world-th sample starting at rank (for torchrun workers); shares the class mapping."""
         return Dataset(
             self.name, self.samples[rank::world], self.class_names, self.source, self.model_index, self.category_ids

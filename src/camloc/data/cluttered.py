@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -29,7 +29,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from camloc.data.idx import find_idx_dir, load_split
-from camloc.io import InputError, write_npz
+from camloc.errors import InputError
+from camloc.io import write_npz
+
+if TYPE_CHECKING:
+    from camloc.data.base import Dataset as EvalDataset
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SPLITS = ("train", "val", "test")
@@ -92,9 +96,9 @@ def render(
     size = spec.canvas
     canvas = np.zeros((size, size), dtype=np.uint8)
     for other in others:
-        src = _resize(other, int(round(28 * rng.uniform(*spec.scale))))
+        src = _resize(other, round(28 * rng.uniform(*spec.scale)))
         p = int(rng.integers(spec.patch[0], spec.patch[1] + 1))
-        best = None
+        best: np.ndarray | None = None
         for _ in range(4):  # prefer a patch with some ink in it
             y, x = rng.integers(0, src.shape[0] - p + 1, size=2)
             crop = src[y : y + p, x : x + p]
@@ -103,8 +107,9 @@ def render(
             if best.mean() > 40:
                 break
         cy, cx = rng.integers(0, size - p + 1, size=2)
+        assert best is not None
         np.maximum(canvas[cy : cy + p, cx : cx + p], best, out=canvas[cy : cy + p, cx : cx + p])
-    side = int(round(28 * rng.uniform(*spec.scale)))
+    side = round(28 * rng.uniform(*spec.scale))
     obj = _resize(item, side)
     oy, ox = (int(v) for v in rng.integers(0, size - side + 1, size=2))
     region = canvas[oy : oy + side, ox : ox + side]
@@ -184,7 +189,7 @@ class ClutteredFashionMNIST(Dataset):
         h.update(self.labels.tobytes())
         return h.hexdigest()[:16]
 
-    def arrays(self, cache_dir: str | os.PathLike | None = CACHE_DIR) -> "ClutteredArrays":
+    def arrays(self, cache_dir: str | os.PathLike | None = CACHE_DIR) -> ClutteredArrays:
         """All samples as arrays, read from (or written to) `cache_dir/<split>-<fingerprint>.npz` when given."""
         path = None if cache_dir is None else Path(cache_dir) / f"{self.split}-{self.fingerprint()}.npz"
         if path is not None and path.is_file():
@@ -253,10 +258,11 @@ def open_cluttered(
     seed: int | str = 0,
     canvas: int | str = 96,
     **_ignored: object,
-) -> "EvalDataset":
+) -> EvalDataset:
     """`cluttered:SPLIT` (data from `make data`'s folder) or `cluttered:IDX_DIR` (with `split=`) as an evaluation
     dataset: images as arrays, boxes exclusive, masks of the item's pixels (no ignore region)."""
-    from camloc.data.base import Dataset as EvalDataset, Sample
+    from camloc.data.base import Dataset as EvalDataset  # imported here: camloc.data.base registers the formats
+    from camloc.data.base import Sample
 
     name = str(path)
     if name in SPLITS:

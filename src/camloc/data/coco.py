@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from camloc.data.base import Dataset, Sample, check_box, register_format
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def _mask_loader(anns: list[dict], crowd: list[dict], height: int, width: int, where: str):

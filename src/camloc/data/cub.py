@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from camloc.data.base import Dataset, Sample, check_box, parse_float, parse_int, read_lines, register_format
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def _table(path: Path, n_fields: int) -> dict[int, tuple[int, list[str]]]:

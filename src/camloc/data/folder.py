@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from camloc.data.base import Dataset, Sample, register_format
-from camloc.io import IMAGE_SUFFIXES, InputError
+from camloc.errors import InputError
+from camloc.io import IMAGE_SUFFIXES
 
 
 @register_format("folder")
@@ -33,5 +34,5 @@ def open_folder(path: Path) -> Dataset:
     for label, name in enumerate(classes):
         for p in sorted((root / name).rglob("*")):
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-                samples.append(Sample(image_id=str(p.relative_to(root)), image=p, label=label, boxes=no_boxes))
+                samples.append(Sample(image_id=str(p.relative_to(root)), image=p, label=label, boxes=no_boxes))  # noqa: PERF401
     return Dataset(name=root.name or str(root), samples=samples, class_names=classes, source=f"folder:{root}")

@@ -10,10 +10,11 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 DEFAULT_DIRS = (
@@ -21,7 +22,8 @@ DEFAULT_DIRS = (
     Path(".cache/fashion-mnist"),
     Path("/usr/share/datasets/fashion-mnist"),
 )
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -40,7 +42,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise InputError(f"{path}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_DTYPES[raw[2]])
+    dtype: np.dtype = np.dtype(_DTYPES[raw[2]])  # the table holds valid dtypes
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
         raise InputError(f"{path}: IDX data has {len(raw) - header} bytes, its header {shape} says {expected}")
@@ -83,7 +85,7 @@ def load_split(idx_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.n
             raise InputError(
                 f"{directory}: missing {SPLIT_PREFIX[split]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte(.gz)"
             )
-    images, labels = read_idx(paths["images"]), read_idx(paths["labels"])
+    images, labels = read_idx(cast(Path, paths["images"])), read_idx(cast(Path, paths["labels"]))
     if images.ndim != 3 or images.dtype != np.uint8:
         raise InputError(f"{paths['images']}: expected (N, rows, cols) uint8 images, got {images.shape} {images.dtype}")
     if labels.ndim != 1 or len(labels) != len(images):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from camloc.data.base import Dataset, Sample, check_box, parse_float, read_lines, register_format
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def read_synsets(path: Path) -> list[str]:
@@ -60,6 +60,7 @@ def open_ilsvrc(path: Path, images: str | Path | None = None) -> Dataset:
                 continue
             box = [parse_float(v, solution, lineno, "coordinate") for v in fields[k + 1 : k + 5]]
             boxes.append(check_box(box, None, f"{solution}:{lineno}"))
+        assert label is not None  # every line names at least one synset (checked above)
         samples.append(
             Sample(
                 image_id=image_id,

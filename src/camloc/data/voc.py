@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from camloc.data.base import Dataset, Sample, check_box, read_lines, register_format
-from camloc.io import InputError
+from camloc.errors import InputError
 
 VOC_CLASSES = [
     "aeroplane",

@@ -26,7 +26,7 @@ from camloc.data.base import (
     read_mask_file,
     register_format,
 )
-from camloc.io import InputError
+from camloc.errors import InputError
 
 
 def _records(path: Path, fields: tuple[int, ...]) -> list[tuple[int, list[str]]]:
@@ -125,6 +125,7 @@ def open_wsol(path: Path, images: str | Path | None = None, mask_root: str | Pat
         loader = None
         if image_id in masks:
             paths, ignore, where = masks[image_id]
+            assert mask_root is not None  # masks are only read when a mask root is given
             loader = _mask_loader(Path(mask_root), paths, ignore, where)
         b = np.array(boxes.get(image_id, np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
         samples.append(

@@ -1,2 +1,2 @@
-"""Localization and faithfulness evaluation of maps: metrics, box generators and the evaluation driver.
-Faithfulness (deletion / insertion, confidence drop, ROAD, pointing game): `camloc.localize.faithfulness`."""
+"""Localization evaluation: `evaluation` (datasets -> maps -> report, torchrun-aware), `metrics` (MaxBoxAcc,
+MaxBoxAccV2, PxAP, top-k loc, as wsolevaluation), `scoring` (the benchmark's scorer); `_*` are compiled kernels."""

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
 METRICS = ("deletion", "insertion", "average-drop", "increase", "road", "pointing-game")
 PERTURBATION_METRICS = METRICS[:5]  # those that need a model
@@ -364,7 +364,7 @@ def _deletion_insertion(model, x, maps, targets, s, mean, std, original) -> dict
     fractions = torch.tensor(counts, dtype=torch.float32) / (h * w)
     ranks = pixel_ranks(maps)
     kinds = [k for k in ("deletion", "insertion") if k in s.metrics]
-    bases = dict(zip(("deletion", "insertion"), s.baselines()))
+    bases = dict(zip(("deletion", "insertion"), s.baselines(), strict=True))
     base = {k: baseline_image(x, bases[k], mean, std) for k in kinds}
     # jobs: deletion's points 1..S (point 0 is the input), insertion's points 0..S-1 (point S is the input)
     jobs = [
@@ -387,7 +387,7 @@ def _deletion_insertion(model, x, maps, targets, s, mean, std, original) -> dict
     scores, _ = _run_jobs(model, len(jobs), build, s.score, s.batch_size)
     out: dict[str, Tensor] = {"fractions": fractions}
     curves = {k: torch.empty(n, len(counts)) for k in kinds}
-    for (kind, i, p), v in zip(jobs, scores):
+    for (kind, i, p), v in zip(jobs, scores, strict=True):
         curves[kind][i, p] = v
     if "deletion" in curves:
         curves["deletion"][:, 0] = original
@@ -537,7 +537,7 @@ class FaithfulnessAccumulator:
 
     def report(self) -> dict:
         """Means over images; percentages (0-100) for average drop, increase, accuracies and the pointing game."""
-        v = dict(zip(self.names, self.values.tolist()))
+        v = dict(zip(self.names, self.values.tolist(), strict=True))
         s = self.settings
         rep: dict = {}
         n = v["n_scored"]

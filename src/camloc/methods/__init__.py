@@ -10,23 +10,24 @@ Families, one module each: `cam` (CAM, one forward pass), `gradient` (Grad-CAM, 
 
 from __future__ import annotations
 
+from camloc.errors import LayerError
 from camloc.methods.base import METHODS, MapMethod, get_method, register_method
 from camloc.methods.cam import CAM
 from camloc.methods.gradient import GradCAM, GradCAMPlusPlus, GradientMethod, LayerCAM, XGradCAM
-from camloc.methods.layers import LayerError, default_layer_name
+from camloc.methods.layers import default_layer_name
 from camloc.methods.scorecam import ScoreCAM
 
 __all__ = [
-    "MapMethod",
     "CAM",
-    "GradientMethod",
+    "METHODS",
     "GradCAM",
     "GradCAMPlusPlus",
-    "XGradCAM",
+    "GradientMethod",
     "LayerCAM",
-    "ScoreCAM",
     "LayerError",
-    "METHODS",
+    "MapMethod",
+    "ScoreCAM",
+    "XGradCAM",
     "default_layer_name",
     "get_method",
     "register_method",

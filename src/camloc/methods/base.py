@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 
-METHODS: dict[str, type["MapMethod"]] = {}
+METHODS: dict[str, type[MapMethod]] = {}
 
 
-def register_method(*names: str) -> Callable[[type["MapMethod"]], type["MapMethod"]]:
+def register_method(*names: str) -> Callable[[type[MapMethod]], type[MapMethod]]:
     """Class decorator: make a method available by these names (`method="..."`, `--method ...`)."""
 
-    def wrap(cls: type["MapMethod"]) -> type["MapMethod"]:
+    def wrap(cls: type[MapMethod]) -> type[MapMethod]:
         for name in names:
             METHODS[name] = cls
         return cls
@@ -63,7 +63,7 @@ def input_layout(x: Tensor, channels_last: bool = True) -> Tensor:
     return x
 
 
-def get_method(method: "str | MapMethod | type[MapMethod]", layer: str | None = None) -> MapMethod:
+def get_method(method: str | MapMethod | type[MapMethod], layer: str | None = None) -> MapMethod:
     """Resolve a method given by name, class or instance."""
     if isinstance(method, MapMethod):
         if layer is None or layer == method.layer:

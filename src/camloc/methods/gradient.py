@@ -26,7 +26,7 @@ from abc import abstractmethod
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
 from camloc.methods.layers import TargetLayer, forward_recorded, resolve_layer
 from camloc.models.adapters import eval_mode
@@ -115,6 +115,7 @@ def _batched_gradients(scores: Tensor, acts: Tensor, name: str, create_graph: bo
         raise InputError(f"layer '{name}' does not depend on the input: no gradient to explain with")
     k = scores.shape[1]
     basis = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :].expand(k, *scores.shape)
+    grads: Tensor | None
     try:
         grads = torch.autograd.grad(
             scores,

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import HeadError, InputError, LayerError
 from camloc.models.adapters import (
     CamAdapter,
-    HeadError,
     _probe_input,
     as_logits,
     capture_output,
@@ -36,10 +35,6 @@ from camloc.models.adapters import (
 
 # Modules that only pass a map through or shape it for the head: never the default layer.
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)
-
-
-class LayerError(InputError):
-    """A layer that does not exist, is not called, or has no spatial (B, C, h, w) output."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,7 @@ class TargetLayer:
     adapter: CamAdapter | None = None
 
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def resolve_layer(model: nn.Module, layer: str | None = None) -> TargetLayer:
@@ -128,7 +123,7 @@ def _default_layer(model: nn.Module) -> TargetLayer:
     name, outputs, probe = _last_spatial_layer(model)
     if adapter is not None and adapter.use_timm:
         with eval_mode(model), torch.no_grad():
-            feats = model.forward_features(probe)
+            feats = cast(Any, model).forward_features(probe)
         if feats.shape == outputs.shape and torch.allclose(feats, outputs, rtol=1e-4, atol=1e-5):
             return TargetLayer(name, adapter)
     return TargetLayer(name)

@@ -65,7 +65,7 @@ class ScoreCAM(MapMethod):
         for start in range(0, len(todo), self.batch_size):  # masks made per chunk: all at once would be B*C*H*W
             idx = todo[start : start + self.batch_size]
             img, ch = idx // c, idx % c
-            masks = normalize(upsample(acts[img, ch][:, None].float(), size)).to(x.dtype)  # (n, 1, H, W)
+            masks = normalize(upsample(acts[img, ch][:, None].float(), (size[0], size[1]))).to(x.dtype)  # (n, 1, H, W)
             out = as_logits(model(input_layout(x[img] * masks, self.channels_last)))
             scores[idx] = out.gather(1, chosen[img]).float()
         return scores.view(b, c, -1)

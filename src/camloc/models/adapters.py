@@ -16,25 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camloc.engine import logits_from_features
-from camloc.io import InputError
+from camloc.errors import HeadError, InputError
 
 PROBE_SIZE = 128  # side of the random input used to discover and verify the head
 ADVICE = (
     "CAM needs global average pooling followed by one linear layer; use a gradient method "
     "(--method gradcam) or make the net CAM-ready with GAP surgery (a 3x3 conv, GAP and one linear layer)"
 )
-
-
-class HeadError(InputError):
-    """The model has no head that CAM can use exactly."""
 
 
 @dataclass
@@ -53,12 +50,13 @@ class CamAdapter:
     @property
     def weight(self) -> Tensor:
         """(K, C) linear weights (a 1x1 convolution's kernel is squeezed)."""
-        w = self.linear.weight
+        w = cast(Tensor, self.linear.weight)
         return w.flatten(1) if w.dim() == 4 else w
 
     @property
     def bias(self) -> Tensor | None:
-        return self.linear.bias
+        bias = cast("Tensor | None", self.linear.bias)
+        return bias
 
     @property
     def num_classes(self) -> int:
@@ -66,8 +64,9 @@ class CamAdapter:
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.use_timm:
-            feats = self.model.forward_features(x)
-            return feats, self.model.forward_head(feats)
+            timm_model: Any = self.model  # timm's forward_features / forward_head
+            feats = timm_model.forward_features(x)
+            return feats, timm_model.forward_head(feats)
         with capture_output(self.model, self.feature_layer) as store:
             out = self.model(x)
         logits = as_logits(out)
@@ -77,7 +76,8 @@ class CamAdapter:
     def features(self, x: Tensor) -> Tensor:
         """Only the feature map (a later pass at another size needs no logits)."""
         if self.use_timm:
-            return self.model.forward_features(x)
+            feats: Tensor = cast(Any, self.model).forward_features(x)
+            return feats
         return self.forward(x)[0]
 
 
@@ -94,7 +94,7 @@ def as_logits(out: object) -> Tensor:
 def capture_output(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
     """Record `layer`'s output during a forward pass; the hook is removed whatever happens."""
     module = get_module(model, layer)
-    store: dict[str, Tensor] = {}
+    store: dict[str, Any] = {}
 
     def hook(_m: nn.Module, _i: object, output: object) -> None:
         store["out"] = output
@@ -133,7 +133,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 # ----------------------------------------------------------------------------------------------- discovery
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def get_adapter(model: nn.Module, feature_layer: str | None = None, linear_layer: str | None = None) -> CamAdapter:
@@ -166,7 +166,7 @@ def _find_adapter(model: nn.Module, feature_layer: str | None, linear_layer: str
         return _find_adapter_unchecked(model, feature_layer, linear_layer)
     except InputError:
         raise
-    except Exception as exc:  # a model that cannot run on the probe: say so in one line
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run on the probe: say so in one line
         raise HeadError(
             f"{type(model).__name__} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe input "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
@@ -185,12 +185,13 @@ def _is_timm(model: nn.Module) -> bool:
 
 def _timm_adapter(model: nn.Module) -> CamAdapter:
     name = type(model).__name__
-    clf = model.get_classifier()
+    timm_model: Any = model
+    clf = timm_model.get_classifier()
     if isinstance(clf, nn.Identity) or clf is None:
         raise HeadError(f"{name} has no classifier (num_classes=0); {ADVICE}")
     if not _is_linear_like(clf):
         raise HeadError(f"{name}'s classifier is a {type(clf).__name__}, not one linear layer; {ADVICE}")
-    feats = model.forward_features(_probe_input(model))
+    feats = timm_model.forward_features(_probe_input(model))
     if feats.dim() != 4:
         raise HeadError(
             f"{name}'s features have shape {tuple(feats.shape)}, not a (B, C, h, w) spatial map "

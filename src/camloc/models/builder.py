@@ -7,16 +7,17 @@ Initial weights only ever come from a path the user gives (`init`); nothing is d
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.adapters import get_adapter
 from camloc.models.gapnet import gapnet, gapnet_boxreg
 from camloc.models.pretrained import LoadReport, load_matching
+from camloc.models.registry import build_architecture
 from camloc.models.surgery import gap_surgery, torchvision_base
-from camloc.models.zoo import build_architecture
 
 SURGERY_PREFIX = "surgery:"
 

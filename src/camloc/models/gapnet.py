@@ -8,14 +8,14 @@ pooling and one linear layer. The interface follows timm (`forward_features`, `f
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.gap_head import GapHeadMixin
-from camloc.models.zoo import register_architecture
+from camloc.models.registry import register_architecture
 
 NORMS = ("batch", "group", "none")
 
@@ -110,4 +110,6 @@ def gapnet_boxreg(
     norm: str = "batch",
 ) -> BoxRegressor:
     """A GapNet backbone with a box-regression head (returns (logits, boxes in [0, 1]))."""
-    return BoxRegressor(gapnet(num_classes, final_stride, widths, in_chans, norm))
+    backbone = gapnet(num_classes, final_stride, widths, in_chans, norm)
+    assert isinstance(backbone, GapNet)
+    return BoxRegressor(backbone)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
-from camloc.io import InputError, load_checkpoint
+from camloc.errors import InputError
+from camloc.io import load_checkpoint
 
 
 @dataclass

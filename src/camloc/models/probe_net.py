@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from torch import nn
+from torch import Tensor, nn
 
-from camloc.io import CONFIG_NAME, InputError
+from camloc.errors import InputError
+from camloc.io import CONFIG_NAME
 from camloc.models.adapters import get_adapter
-from camloc.models.zoo import DEFAULT_MODEL, build_architecture, register_architecture
+from camloc.models.registry import DEFAULT_MODEL, build_architecture, register_architecture
 
 
 @register_architecture("probe")
@@ -54,11 +55,11 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
         new: nn.Module = nn.Conv2d(in_features, num_classes, kernel_size=1)
     else:
         new = nn.Linear(in_features, num_classes)
-    p = old.weight
+    p = cast(Tensor, old.weight)
     new = new.to(device=p.device, dtype=p.dtype)
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
     if isinstance(getattr(model, "num_classes", None), int):
-        model.num_classes = num_classes  # timm models keep it; keep it truthful
+        setattr(model, "num_classes", num_classes)  # noqa: B010 - timm models keep it; keep it truthful
     return model

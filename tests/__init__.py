@@ -1,0 +1,1 @@
+"""Tests of camloc, mirroring src/camloc."""

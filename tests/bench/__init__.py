@@ -1,0 +1,1 @@
+"""Tests of camloc.bench, mirroring src/camloc."""

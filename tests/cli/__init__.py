@@ -1,0 +1,1 @@
+"""Tests of camloc.cli, mirroring src/camloc."""

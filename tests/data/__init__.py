@@ -1,0 +1,1 @@
+"""Tests of camloc.data, mirroring src/camloc."""

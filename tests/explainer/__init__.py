@@ -1,0 +1,1 @@
+"""Tests of camloc.explainer, mirroring src/camloc."""

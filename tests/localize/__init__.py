@@ -1,0 +1,1 @@
+"""Tests of camloc.localize, mirroring src/camloc."""

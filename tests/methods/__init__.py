@@ -1,0 +1,1 @@
+"""Tests of camloc.methods, mirroring src/camloc."""

@@ -1,0 +1,1 @@
+"""Tests of camloc.models, mirroring src/camloc."""

@@ -1,0 +1,1 @@
+"""Tests of camloc.probe, mirroring src/camloc."""

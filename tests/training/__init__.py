@@ -1,0 +1,1 @@
+"""Tests of camloc.training, mirroring src/camloc."""
