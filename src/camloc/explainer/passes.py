@@ -147,7 +147,7 @@ def _map_passes(
         if same and isinstance(pass_raw, Tensor):  # one batched op
             passes.append(upsample(pass_raw.float(), out_sizes[0]))  # type: ignore[arg-type]  # checked above
         elif same:
-            passes.append(torch.stack([upsample(r[None].float(), out_sizes[0])[0] for r in pass_raw]))
+            passes.append(torch.stack([upsample(r[None].float(), out_sizes[0])[0] for r in pass_raw]))  # type: ignore[arg-type]
         else:
             passes.append([upsample(pass_raw[j][None].float(), out_sizes[j])[0] for j in range(len(idx))])  # type: ignore[arg-type]
     if same:

@@ -190,10 +190,16 @@ class Evaluator:
     ) -> None:
         """The pointing game at the original image size (the mask's size when only a mask is known): the 15 px
         tolerance is in the image's pixels."""
+        assert self.faith is not None  # called only when faithfulness was asked for
         fs = self.faith.settings
         if mask is not None and not mask.any():
             return  # an empty mask has nothing to point at (counted under problems)
-        grid = size if size is not None else mask.shape[::-1]
+        if size is not None:
+            grid = size
+        elif mask is not None:
+            grid = (mask.shape[1], mask.shape[0])
+        else:
+            return  # neither a size nor a mask: no grid to point in
         heat = _to_size(heatmap, grid)
         if mask is not None:
             mask = _resize_mask(mask, grid)
@@ -445,10 +451,10 @@ def _run(
         items = iter_model_maps(
             model, shard, batch_size, method, map_sizes, box_rule=settings.box_rule, with_images=perturb
         )
-        if perturb:
+        if perturb and faith is not None and ev.faith is not None:
             items = _with_faithfulness(items, model, faith, ev.faith, batch_size)
     else:
-        items = ((s, load_map(Path(maps_dir), s.image_id), None, None, None) for s in shard)  # type: ignore[misc]
+        items = ((s, load_map(Path(maps_dir), s.image_id), None, None, None) for s in shard)
     if progress is not None:
         items = progress(items, len(shard))
     for sample, heatmap, gt, classes, class_maps in items:

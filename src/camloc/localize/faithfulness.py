@@ -237,7 +237,7 @@ def _v_cycle(levels: list[_Level], r: Tensor, depth: int = 0) -> Tensor:
     if last:
         return e
     coarse = _v_cycle(levels, _restrict((r - lv.apply(e)) * lv.missing), depth + 1)
-    e = e + _prolong(coarse, tuple(r.shape[-2:])) * lv.missing
+    e = e + _prolong(coarse, (r.shape[-2], r.shape[-1])) * lv.missing
     for _ in range(_SMOOTHING):
         e = e + _JACOBI_OMEGA * lv.inv_diag * (r - lv.apply(e))
     return e
