@@ -59,12 +59,15 @@ def test_evaluate_report_equals_the_api(default_model, tmp_path, one_thread):
     assert rep["protocol"]["faithfulness"]["insertion_baseline"] == "blur"
 
     pre = default_model.camloc_info.preprocess
-    rows = {k: [] for k in ("deletion", "insertion", "drop", "increase", "road_morf", "road_lerf")}
+    rows: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("deletion", "insertion", "drop", "increase", "road_morf", "road_lerf")
+    }
     hits, difficult = [], []
     for s in ds.samples:
         img = Image.open(s.image).convert("RGB")
         res = explain(default_model, img, top_k=1, map_sizes=())
         x = image_to_tensor(img, pre.input_size, pre)[None]
+        assert isinstance(res.maps, torch.Tensor)  # one image: a stacked tensor
         m = F.interpolate(res.maps[:, :1].float(), size=x.shape[-2:], mode="bilinear", antialias=True)[:, 0]
         m = (m - m.min()) / (m.max() - m.min())
         out = faithfulness_scores(default_model, x, m, res.classes[:, 0], fs, seeds=[image_seed(s.image_id)])
