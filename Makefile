@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install demo check test test-slow bench bench-resolution bench-methods-imagenet bench-faithfulness bench-loc bench-loc-quick bench-probe data clean
+.PHONY: install demo check test test-slow bench bench-resolution bench-methods-imagenet bench-faithfulness bench-loc bench-loc-quick bench-probe data clean docs-method-photos
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-faithfulness: $(STAMP)
 	mkdir -p bench-results/faithfulness
 	( $(PY) benchmarks/bench_faithfulness.py table --methods cam gradcam gradcam++ xgradcam layercam && \
 	  $(PY) benchmarks/bench_faithfulness.py speed --method cam --n 100 ) | tee bench-results/faithfulness.md
+
+# one photo mapped by each method on the default model: docs/img/methods-cat.png and a table (docs/methods.md)
+docs-method-photos: $(STAMP)
+	$(PY) benchmarks/method_photos.py --image examples/cat.jpg --out docs/img/methods-cat.png
 
 data:
 	bash benchmarks/fetch_fashion_mnist.sh .cache/fashion-mnist

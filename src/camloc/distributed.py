@@ -68,11 +68,13 @@ def setup(preference: str = "auto") -> DistContext:
 
 
 def teardown(ctx: DistContext) -> None:
+    """Destroy the process group this job created (a live one aborts the process at exit)."""
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(ctx: DistContext) -> None:
+    """Wait for every process of the job (a no-op for one process)."""
     if ctx.distributed:
         dist.barrier()
 

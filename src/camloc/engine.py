@@ -5,6 +5,10 @@ bias b_c, the class activation map is CAM_c(x, y) = sum_k w_ck f_k(x, y), and
 
     mean_xy CAM_c(x, y) + b_c == logit_c                                   (the identity `check_identity` tests)
 
+With a LayerNorm / RMSNorm of the pooled vector between the pooling and the linear layer (ConvNeXt, ViT / EVA with
+`fc_norm`) the identity still holds per image, with row-centred weights W' = `pooled_norm_weight`, the image's
+factor 1 / sigma = `pooled_norm_scale` on the map and b' = `pooled_norm_bias` (derivation: docs/methods.md).
+
 Every class of every image comes from one einsum. Post-processing is explicit and in this order:
 optional ReLU -> bilinear upsampling -> per-map min-max normalisation.
 """
@@ -40,6 +44,33 @@ def logits_from_features(features: Tensor, weight: Tensor, bias: Tensor | None) 
     return F.linear(
         features.mean(dim=(2, 3)), weight.to(features.dtype), None if bias is None else bias.to(features.dtype)
     )
+
+
+def pooled_norm_weight(weight: Tensor, gamma: Tensor | None, center: bool) -> Tensor:
+    """The CAM weights (K, C) of a head "mean over positions -> norm of the pooled vector -> linear (K, C)".
+
+    LayerNorm (center=True): W' = W diag(gamma) with each row minus its mean, so that sum_k W'_ck f_k(x, y) is
+    sum_k W_ck gamma_k (f_k(x, y) - mean_j f_j(x, y)). RMSNorm (center=False): W diag(gamma). docs/methods.md
+    derives both; `pooled_norm_scale` gives the per-image factor that completes the map.
+    """
+    w = weight if gamma is None else weight * gamma.to(weight.dtype)[None, :]
+    return w - w.mean(dim=1, keepdim=True) if center else w
+
+
+def pooled_norm_scale(features: Tensor, eps: float, center: bool) -> Tensor:
+    """(B,) factor 1 / sigma of each image: sigma = sqrt(var_k(p) + eps) (LayerNorm, biased variance as torch) or
+    sqrt(mean_k(p^2) + eps) (RMSNorm) of the pooled vector p = mean_xy f (B, C); features (B, C, h, w)."""
+    pooled = features.mean(dim=(2, 3))
+    second = pooled.var(dim=1, unbiased=False) if center else pooled.pow(2).mean(dim=1)
+    return torch.rsqrt(second + eps)
+
+
+def pooled_norm_bias(weight: Tensor, bias: Tensor | None, beta: Tensor | None) -> Tensor | None:
+    """b' = b + W beta (K,): the norm's shift, passed through the linear layer (None when both are absent)."""
+    if beta is None:
+        return bias
+    shifted = weight @ beta.to(weight.dtype)
+    return shifted if bias is None else bias + shifted
 
 
 def check_identity(raw: Tensor, logits: Tensor, classes: Tensor, bias: Tensor | None) -> Tensor:

@@ -66,9 +66,10 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return min(h, cap), min(w, cap)
 
 
-def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess) -> Tensor:
-    """An RGB PIL image -> normalised (3, h, w) float tensor at `short_side`."""
-    h, w = scaled_size(img.height, img.width, short_side)
+def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess, size: tuple[int, int] | None = None) -> Tensor:
+    """An RGB PIL image -> normalised (3, h, w) float tensor at `short_side`, or at exactly `size` (h, w) for a
+    model that takes one input size only (a fixed-size ViT: the picture is resized whole, not cropped)."""
+    h, w = size if size is not None else scaled_size(img.height, img.width, short_side)
     resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.Resampling.BILINEAR))
     arr = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(pre.mean, dtype=torch.float32)[:, None, None]

@@ -34,9 +34,9 @@ class TupleNet(UserNet):
     [
         (lambda: torchvision.models.vgg11(), "3 linear layers"),
         (lambda: torchvision.models.alexnet(), "3 linear layers"),
-        (lambda: torchvision.models.convnext_tiny(), "sits between"),
         (lambda: torchvision.models.mobilenet_v3_small(), "2 linear layers"),
-        (lambda: timm.create_model("convnext_atto"), "not CAM-exact"),
+        (lambda: timm.create_model("mobilenetv3_small_050"), r"conv_head \(Conv2d\), act2 \(Hardswish\)"),
+        (lambda: timm.create_model("convnext_atto", head_hidden_size=32), "not CAM-exact"),
         (lambda: timm.create_model("resnet18", num_classes=0), "no classifier"),
         (lambda: timm.create_model("resnet18", global_pool="max"), "pools with 'max'"),
     ],

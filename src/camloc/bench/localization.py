@@ -129,6 +129,7 @@ def reference_maps(h: int, w: int) -> dict[str, np.ndarray]:
 
 
 def score_reference(heatmap: np.ndarray, arr: ClutteredArrays, preds: np.ndarray) -> Scorer:
+    """Scorer of a box-free reference map (the same map and box for every image of the split)."""
     scorer = Scorer()
     box = paper_box(heatmap)
     for i in range(len(arr)):

@@ -36,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-map", default=None, help="file of 'dataset_class,model_index' lines (default: identity)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--maps", default=None, help="folder of <image_id>.npy score maps (2-D, any resolution)")
-    src.add_argument("--model", default=None, help="'default', a checkpoint folder or an architecture name")
+    src.add_argument(
+        "--model", default=None, help="'default', a checkpoint folder, an architecture name or timm:NAME.TAG"
+    )
     p.add_argument("--method", default="cam", help="map method with --model (default: cam)")
     p.add_argument("--map-sizes", default=None, help="map passes with --model, e.g. '224,448' or 'native'")
     p.add_argument("--save-maps", default=None, help="with --model: write the true class's maps as <image_id>.npy")

@@ -29,7 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "boxes. Folders are searched recursively.",
     )
     p.add_argument("inputs", nargs="+", help="image files and folders")
-    p.add_argument("--model", default="default", help="'default', a checkpoint folder, or an architecture name")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default', a checkpoint folder, an architecture name (random weights), or timm:NAME.TAG "
+        "(timm's pretrained weights, e.g. timm:convnext_tiny.fb_in1k; needs the network or timm's cache)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="number of best classes to map (default 5)")
     p.add_argument(
         "--classes", default=None, help="explicit class indices for every image instead of the top-k, e.g. '281,285'"
@@ -37,13 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="cam",
-        help="map method: cam (default; one forward pass, needs a GAP + linear head), "
-        f"{', '.join(n for n in method_names() if n != 'cam')} (any CNN; docs/methods.md)",
+        help="map method: cam (default; one forward pass, needs a CAM-exact head: GAP [+ LayerNorm] + linear), "
+        f"{', '.join(n for n in method_names() if n != 'cam')} (any CNN or vision transformer; docs/methods.md)",
     )
     p.add_argument(
         "--layer",
         default=None,
-        help="layer to explain, by its model.named_modules() name (default: the last spatial map)",
+        help="layer to explain, by its model.named_modules() name (default: the pooled map of a CAM-exact head, "
+        "the last attention block's first norm of other transformers, else the last spatial map)",
     )
     p.add_argument("--out", default="results", type=Path, help="output folder (default: results/)")
     p.add_argument(
@@ -59,6 +65,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="shorter sides of the map passes, e.g. '224,448'; 'native' for the classification pass only "
         f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
+    )
+    p.add_argument(
+        "--scores",
+        choices=["softmax", "sigmoid"],
+        default="softmax",
+        help="class scores: softmax (one label per image, default) or sigmoid (multi-label models)",
+    )
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="map every class whose score reaches this probability (best first) instead of the top-k",
     )
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
     add_box_rule_options(p)
@@ -93,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         map_sizes=parse_map_sizes(args.map_sizes),
         relu=args.relu,
         box_rule=box_rule_from(args),
+        scores=args.scores,
+        min_score=args.min_score,
     )
     outputs = OutputOptions(
         out_dir=args.out,

@@ -159,6 +159,7 @@ def read_lines(path: Path) -> list[str]:
 
 
 def parse_int(text: str, path: Path, lineno: int, what: str) -> int:
+    """`text` as an int, or an `InputError` naming the file, line and field."""
     try:
         return int(text)
     except ValueError:
@@ -166,6 +167,7 @@ def parse_int(text: str, path: Path, lineno: int, what: str) -> int:
 
 
 def parse_float(text: str, path: Path, lineno: int, what: str) -> float:
+    """`text` as a finite float, or an `InputError` naming the file, line and field."""
     try:
         value = float(text)
     except ValueError:

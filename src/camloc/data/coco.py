@@ -49,6 +49,7 @@ def _mask_loader(anns: list[dict], crowd: list[dict], height: int, width: int, w
 
 @register_format("coco")
 def open_coco(path: Path, images: str | Path | None = None) -> Dataset:
+    """A COCO instances JSON as an evaluation dataset: boxes (exclusive x0, y0, x1, y1) and polygon / RLE masks."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -37,6 +37,7 @@ def _table(path: Path, n_fields: int) -> dict[int, tuple[int, list[str]]]:
 
 @register_format("cub")
 def open_cub(path: Path, images: str | Path | None = None, split: str = "test") -> Dataset:
+    """CUB-200-2011's own files (images.txt, bounding_boxes.txt, train_test_split.txt) as an evaluation dataset."""
     if split not in ("train", "test", "all"):
         raise InputError(f"cub: split must be train, test or all, got '{split}'")
     image_root = Path(images) if images is not None else path / "images"

@@ -34,6 +34,7 @@ def read_synsets(path: Path) -> list[str]:
 
 @register_format("ilsvrc")
 def open_ilsvrc(path: Path, images: str | Path | None = None) -> Dataset:
+    """ImageNet's localization validation set (LOC_val_solution.csv + LOC_synset_mapping.txt)."""
     mapping = path / "LOC_synset_mapping.txt"
     solution = path / "LOC_val_solution.csv"
     wnids = read_synsets(mapping)

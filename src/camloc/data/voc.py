@@ -90,6 +90,7 @@ def read_voc_xml(path: Path, class_index: dict[str, int]) -> tuple[str, int, np.
 def open_voc(
     path: Path, images: str | Path | None = None, split: str = "val", classes: str | Path | None = None
 ) -> Dataset:
+    """A Pascal VOC folder (Annotations/*.xml, ImageSets/Main/<split>.txt); `classes` names a file of class names."""
     names = [n.strip() for n in read_lines(Path(classes)) if n.strip()] if classes else VOC_CLASSES
     class_index = {n: i for i, n in enumerate(names)}
     ann_dir = path / "Annotations" if (path / "Annotations").is_dir() else path

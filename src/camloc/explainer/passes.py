@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -25,9 +26,10 @@ from camloc.errors import InputError
 from camloc.explainer.result import Result
 from camloc.io import as_rgb_image
 from camloc.methods import MapMethod, get_method
-from camloc.models.adapters import eval_mode
+from camloc.models.adapters import as_logits, eval_mode
+from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
-from camloc.preprocess import image_to_tensor, resize_batch
+from camloc.preprocess import image_to_tensor, resize_batch, scaled_size
 
 ImageInput = str | PathLike | Image.Image
 Inputs = Tensor | ImageInput | Sequence[ImageInput]
@@ -35,6 +37,8 @@ Inputs = Tensor | ImageInput | Sequence[ImageInput]
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
 DEFAULT_RELU = False
+ScoreKind = Literal["softmax", "sigmoid"]
+SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid")
 
 
 def explain(
@@ -48,6 +52,8 @@ def explain(
     map_sizes: Sequence[int] | None = None,
     relu: bool = DEFAULT_RELU,
     box_rule: BoxRule = DEFAULT_BOX_RULE,
+    scores: ScoreKind = "softmax",
+    min_score: float | None = None,
 ) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
@@ -55,22 +61,50 @@ def explain(
     top_k: how many of the best classes to map; `targets` instead gives explicit classes, one list per image
     (or a (B, k) tensor). map_sizes: shorter sides of the map passes (None: the measured default; () : the
     classification pass only). relu: clip negative evidence before normalising. box_rule: the
-    threshold rule of the boxes (`camloc.boxes.BoxRule`). The model is left as found (train/eval flags restored).
+    threshold rule of the boxes (`camloc.boxes.BoxRule`). scores: "softmax" (one label per image) or "sigmoid"
+    (multi-label models: each class its own probability). min_score: map every class whose score reaches it, best
+    first (the best class alone when none does) instead of the top-k; images may then get different numbers of
+    classes, and the per-class fields become lists of per-image tensors. The model is left as found (train/eval
+    flags restored).
     """
+    if scores not in SCORE_KINDS:
+        raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
+    if min_score is not None and (targets is not None or not 0.0 <= float(min_score) <= 1.0):
+        raise InputError("min_score must lie in [0, 1] and cannot be combined with explicit target classes")
     info = info_of(model)
     mapper = get_method(method, layer=layer)
-    native = info.preprocess.input_size
     sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+    fixed = fixed_input_size(model)
+    native = info.preprocess.input_size if fixed is None else min(fixed)
+    if fixed is not None:  # a ViT / Swin built for one input size: every image is resized whole to it
+        if map_sizes is not None and any(s != native for s in sizes_setting):
+            raise InputError(
+                f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, so map passes at other sizes "
+                f"({', '.join(map(str, sizes_setting))}) cannot run; use map sizes 'native' or build the model "
+                "with dynamic_img_size=True"
+            )
+        sizes_setting = ()
     settings = {
         "method": getattr(mapper, "name", str(method)),
+        "layer": mapper.layer_name(model),
         "map_sizes": list(sizes_setting),
         "relu": relu,
         "threshold": box_rule.threshold,
         "threshold_mode": box_rule.mode,
         "native_size": native,
+        "scores": scores,
     }
+    if min_score is not None:
+        settings["min_score"] = float(min_score)
+    if fixed is not None:
+        settings["fixed_input_size"] = list(fixed)
     images, batch = _as_batch(inputs)
     n = len(images) if images is not None else len(batch) if batch is not None else 0
+    if fixed is not None and batch is not None and tuple(batch.shape[-2:]) != fixed:
+        raise InputError(
+            f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, got a {batch.shape[-2]}x{batch.shape[-1]} "
+            "tensor; resize it or build the model with dynamic_img_size=True"
+        )
     target_tensor = _targets_tensor(targets, n)
     device, dtype = _device_dtype(model)
 
@@ -79,39 +113,82 @@ def explain(
             assert batch is not None
             groups = [(list(range(n)), batch.to(device))]
         else:
-            groups = _group_by_shape([image_to_tensor(im, native, info.preprocess) for im in images], device, dtype)
+            tensors = [image_to_tensor(im, native, info.preprocess, _size_for(model, im, native)) for im in images]
+            groups = _group_by_shape(tensors, device, dtype)
         parts = []
-        for idx, x in groups:
-            chosen_targets = None if target_tensor is None else target_tensor[idx].to(device)
-            logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
-            out_size = (int(x.shape[-2]), int(x.shape[-1])) if images is None else None
-            combined = _map_passes(model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size)
-            maps, boxes = _maps_and_boxes(combined, box_rule)
-            parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
+        for group_idx, group_x in groups:
+            subgroups: list[tuple[list[int], Tensor, Tensor | None]]
+            if min_score is None:
+                chosen = None if target_tensor is None else target_tensor[group_idx].to(device)
+                subgroups = [(group_idx, group_x, chosen)]
+            else:
+                subgroups = _classes_above(model, group_x, group_idx, scores, float(min_score))
+            for idx, x, chosen_targets in subgroups:
+                logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
+                out_size = (int(x.shape[-2]), int(x.shape[-1])) if images is None else None
+                combined = _map_passes(
+                    model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size
+                )
+                maps, boxes = _maps_and_boxes(combined, box_rule)
+                parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
 
+    out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
+    out_boxes: Tensor | list[Tensor]
     if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
-        _, all_logits, classes, raw, maps, boxes = parts[0]
+        _, all_logits, out_classes, raw, maps, out_boxes = parts[0]
     else:
         order = {i: (p, j) for p, part in enumerate(parts) for j, i in enumerate(part[0])}
         pick = [order[i] for i in range(n)]
         all_logits = torch.stack([parts[p][1][j] for p, j in pick])
-        classes = torch.stack([parts[p][2][j] for p, j in pick])
+        out_classes = _stack_if_same([parts[p][2][j] for p, j in pick])
         raw = _stack_if_same([parts[p][3][j] for p, j in pick])  # type: ignore[assignment]  # Result takes either
         maps = _stack_if_same([parts[p][4][j] for p, j in pick])
-        boxes = torch.stack([parts[p][5][j] for p, j in pick])
+        out_boxes = _stack_if_same([parts[p][5][j] for p, j in pick])
     sizes = [tuple(m.shape[-2:]) for m in maps]
+    probs = _probabilities(all_logits, scores)
     return Result(
-        classes=classes,
-        scores=all_logits.softmax(dim=1).gather(1, classes),
-        logits=all_logits.gather(1, classes),
+        classes=out_classes,
+        scores=_gather(probs, out_classes),
+        logits=_gather(all_logits, out_classes),
         raw=raw,
         maps=maps,
-        boxes=boxes,
+        boxes=out_boxes,
         all_logits=all_logits,
         sizes=sizes,
         info=info,
         settings=settings,
     )
+
+
+def _probabilities(logits: Tensor, kind: ScoreKind) -> Tensor:
+    """(B, K) class probabilities: softmax over classes, or each class's sigmoid (multi-label)."""
+    return logits.sigmoid() if kind == "sigmoid" else logits.softmax(dim=1)
+
+
+def _gather(values: Tensor, classes: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+    """values (B, K) at classes (B, k), or per image when each image has its own number of classes."""
+    if isinstance(classes, Tensor):
+        return values.gather(1, classes)
+    return [values[i, c] for i, c in enumerate(classes)]
+
+
+def _classes_above(
+    model: nn.Module, x: Tensor, idx: list[int], kind: ScoreKind, min_score: float
+) -> list[tuple[list[int], Tensor, Tensor | None]]:
+    """(image indices, their inputs, their classes (b, k)) per number k of classes whose score reaches
+    `min_score` (best first; the best class alone when none does), from one classification pass."""
+    with torch.no_grad():
+        probs = _probabilities(as_logits(model(x)).float(), kind)
+    by_count: dict[int, list[tuple[int, Tensor]]] = {}
+    for j in range(len(idx)):
+        order = probs[j].argsort(descending=True)
+        k = max(1, int((probs[j] >= min_score).sum()))
+        by_count.setdefault(k, []).append((j, order[:k]))
+    out: list[tuple[list[int], Tensor, Tensor | None]] = []
+    for rows in by_count.values():
+        local = [j for j, _ in rows]
+        out.append(([idx[j] for j in local], x[local], torch.stack([c for _, c in rows])))
+    return out
 
 
 def _maps_and_boxes(combined: Tensor | list[Tensor], rule: BoxRule) -> tuple[Tensor | list[Tensor], Tensor]:
@@ -170,7 +247,7 @@ def _pass_at_size(
     if images is None:
         return mapper.maps_only(model, resize_batch(x, size), classes)
     pre = info_of(model).preprocess
-    tensors = [image_to_tensor(images[i], size, pre) for i in idx]
+    tensors = [image_to_tensor(images[i], size, pre, _size_for(model, images[i], size)) for i in idx]
     shapes: dict[tuple[int, ...], list[int]] = {}
     for j, t in enumerate(tensors):
         shapes.setdefault(tuple(t.shape), []).append(j)
@@ -182,6 +259,11 @@ def _pass_at_size(
         for j, r in zip(js, mapper.maps_only(model, xs, classes[js]), strict=True):
             out[j] = r
     return out
+
+
+def _size_for(model: nn.Module, image: Image.Image, short_side: int) -> tuple[int, int]:
+    """Input (h, w) of `image` at `short_side`: aspect kept, unless the model takes one size or patch multiples."""
+    return input_size_for(model, image.height, image.width, scaled_size(image.height, image.width, short_side))
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:

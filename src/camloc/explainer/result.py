@@ -14,22 +14,24 @@ from camloc.models.zoo import ModelInfo
 class Result:
     """What `explain` returns. Per-class fields are (B, k), best first; tensors live on the model's device.
 
-    `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors.
+    `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors;
+    `classes`, `scores`, `logits` and `boxes` are lists of per-image tensors (k_i, ...) when images have different
+    numbers of classes (`min_score`). Index by image (`res.classes[i]`) to work with either.
     """
 
-    classes: Tensor
-    scores: Tensor
-    logits: Tensor
+    classes: Tensor | list[Tensor]
+    scores: Tensor | list[Tensor]
+    logits: Tensor | list[Tensor]
     raw: Tensor | list[Tensor]
     maps: Tensor | list[Tensor]
-    boxes: Tensor
+    boxes: Tensor | list[Tensor]
     all_logits: Tensor
     sizes: list[tuple[int, int]]
     info: ModelInfo
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return self.classes.shape[0]
+        return len(self.classes)
 
     def labels(self, i: int) -> list[str]:
         """Class names of image i's maps, in order."""

@@ -38,6 +38,8 @@ class ExplainOptions:
     map_sizes: tuple[int, ...] | None = None
     relu: bool = False
     box_rule: BoxRule = DEFAULT_BOX_RULE
+    scores: str = "softmax"  # "sigmoid" for multi-label models
+    min_score: float | None = None  # map every class whose score reaches it instead of the top-k
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -58,6 +60,8 @@ class ExplainOptions:
             map_sizes=self.map_sizes,
             relu=self.relu,
             box_rule=self.box_rule,
+            scores=self.scores,  # type: ignore[arg-type]
+            min_score=self.min_score,
         )
 
 

@@ -77,6 +77,7 @@ def write_pictures(
 
 
 def write_record(result: Result, i: int, out_dir: Path, stem: str, image_name: str) -> Path:
+    """`<stem>.json`: image i's record (see `record`), written atomically."""
     path = out_dir / f"{stem}.json"
     write_json(path, record(result, i, image_name))
     return path

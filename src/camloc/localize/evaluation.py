@@ -14,11 +14,12 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 from PIL import Image
+from torch import Tensor
 
 from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, box_from_map
 from camloc.data.base import Dataset, Sample
@@ -353,7 +354,7 @@ def iter_model_maps(
         batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images, strict=False)]
         gts = [dataset.to_model(s.label) for s in batch]
         res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule)
-        classes = res.classes.cpu().numpy()
+        classes = cast(Tensor, res.classes).cpu().numpy()  # top-k (no min_score): one (B, k) tensor
         maps = as_list(res.maps)
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
         extra = {}
@@ -510,7 +511,7 @@ def _score_faithfulness(items: list[tuple], model, faith: FaithfulnessSettings, 
     import torch
     import torch.nn.functional as F
 
-    from camloc.explainer.passes import _device_dtype
+    from camloc.explainer.passes import _device_dtype, _size_for
     from camloc.models.zoo import info_of
     from camloc.preprocess import image_to_tensor
 
@@ -522,7 +523,7 @@ def _score_faithfulness(items: list[tuple], model, faith: FaithfulnessSettings, 
             target, heat = int(gt), gt_map
         else:
             target, heat = int(classes[0]), class_maps[0]
-        x = image_to_tensor(image, pre.input_size, pre)
+        x = image_to_tensor(image, pre.input_size, pre, _size_for(model, image, pre.input_size))  # as explain's
         m = torch.from_numpy(np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0))[None, None]
         m = F.interpolate(m, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=True)[0, 0]
         lo, hi = m.min(), m.max()

@@ -18,7 +18,7 @@ import torch
 
 from camloc.boxes import DEFAULT_BOX_RULE, box_from_map
 from camloc.data.cluttered import ClutteredArrays
-from camloc.engine import class_activation_maps, normalize, upsample
+from camloc.engine import normalize, upsample
 from camloc.localize.metrics import BoxAccuracy, ClassLocAccuracy, PixelAP, cam_thresholds, prepare_scoremap
 from camloc.models.adapters import get_adapter
 
@@ -106,7 +106,7 @@ def score_cam(model: torch.nn.Module, view: BatchSource, arr: ClutteredArrays) -
         x, y, _ = view.get_batch(idx)
         feats, logits = adapter.forward(x)
         pred = logits.argmax(1)
-        raw = class_activation_maps(feats, adapter.weight, torch.stack([y, pred], 1))  # (B, 2, h, w)
+        raw = adapter.maps(feats, torch.stack([y, pred], 1))  # (B, 2, h, w)
         maps = normalize(upsample(raw, size)).numpy()
         raw_np = raw.numpy()
         for j, i in enumerate(idx.tolist()):

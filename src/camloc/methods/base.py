@@ -48,6 +48,12 @@ class MapMethod(ABC):
         With `classes=None` the k = min(top_k, K) highest-scoring classes of each image are used, best first.
         """
 
+    def layer_name(self, model: nn.Module) -> str:
+        """`named_modules()` name of the layer this method explains on `model` (reported in `Result.settings`)."""
+        from camloc.methods.layers import resolve_layer
+
+        return resolve_layer(model, self.layer).name
+
     def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
         """Raw maps of given classes (a pass at another input size); methods may skip work they don't need."""
         return self.run(model, x, classes)[2]

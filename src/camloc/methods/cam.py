@@ -1,11 +1,14 @@
-"""CAM (Zhou et al., CVPR 2016): CAM_c = sum_k w_ck f_k, from one forward pass, every class at once."""
+"""CAM (Zhou et al., CVPR 2016): CAM_c = sum_k w_ck f_k, from one forward pass, every class at once.
+
+With a LayerNorm / RMSNorm of the pooled vector in the head (ConvNeXt, ViT / EVA with `fc_norm`) the map is
+CAM_c = s sum_k w'_ck f_k with per-image s = 1 / sigma (`CamAdapter.maps`, docs/methods.md): still exact.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from camloc.engine import class_activation_maps
 from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
 from camloc.models.adapters import get_adapter
 
@@ -35,10 +38,15 @@ class CAM(MapMethod):
         with torch.set_grad_enabled(self.differentiable):
             features, logits = adapter.forward(input_layout(x, self.channels_last))
             chosen = select_classes(logits, classes, top_k)
-            return logits, chosen, class_activation_maps(features, adapter.weight, chosen)
+            return logits, chosen, adapter.maps(features, chosen)
+
+    def layer_name(self, model: nn.Module) -> str:
+        """The pooled feature layer ("forward_features" for a timm model read through its own two halves)."""
+        adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
+        return adapter.feature_layer or "forward_features"
 
     def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
         """Raw maps of given classes at another input size (no logits needed)."""
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
         with torch.set_grad_enabled(self.differentiable):
-            return class_activation_maps(adapter.features(input_layout(x, self.channels_last)), adapter.weight, classes)
+            return adapter.maps(adapter.features(input_layout(x, self.channels_last)), classes)

@@ -7,7 +7,7 @@ is_grads_batched=True)` over the k one-hot rows of the (B, k) score matrix; imag
 eval mode, so summing over the batch gives every image its own gradient).
 
 Closed form. When the layer is the map that global average pooling and one linear layer classify (the CAM-exact
-feature layer of `camloc.models.adapters`), y_c = sum_k w_ck mean_xy A_k(x, y) + b_c, so
+feature layer of `camloc.models.adapters`, without a norm of the pooled vector), y_c = sum_k w_ck mean_xy A_k(x, y) + b_c, so
 
     dy_c / dA_k(x, y) = w_ck / (h w)                                                  (no backward pass needed)
 
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from camloc.errors import InputError
 from camloc.methods.base import MapMethod, input_layout, register_method, select_classes
-from camloc.methods.layers import TargetLayer, forward_recorded, resolve_layer
+from camloc.methods.layers import TargetLayer, forward_recorded, forward_recorded_raw, resolve_layer
 from camloc.models.adapters import eval_mode
 
 
@@ -92,7 +92,7 @@ def activations_and_gradients(
     with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
         if x.is_inference():
             x = x.clone()  # tensors made under inference_mode cannot enter autograd; a normal copy can
-        if closed_form and target.adapter is not None:
+        if closed_form and target.adapter is not None and target.adapter.norm is None:
             with torch.set_grad_enabled(create_graph):
                 acts, logits = forward_recorded(model, x, target)
                 chosen = select_classes(logits.detach(), classes, top_k)
@@ -101,9 +101,10 @@ def activations_and_gradients(
                 grads = weight[..., None, None].expand(*weight.shape, h, w)
         else:
             x_in = x if x.requires_grad else x.detach().requires_grad_(True)
-            acts, logits = forward_recorded(model, x_in, target)
+            raw, logits, layout = forward_recorded_raw(model, x_in, target)
             chosen = select_classes(logits.detach(), classes, top_k)
-            grads = _batched_gradients(logits.gather(1, chosen), acts, target.name, create_graph)
+            grads = layout.apply(_batched_gradients(logits.gather(1, chosen), raw, target.name, create_graph))
+            acts = layout.apply(raw)  # tokens / channels-last: (B, C, h, w), prefix tokens dropped
     if not create_graph:
         logits, acts, grads = logits.detach(), acts.detach(), grads.detach()
     return logits, chosen, acts, grads

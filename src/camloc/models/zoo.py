@@ -35,6 +35,7 @@ class ModelInfo:
     pretrained: bool = False
 
     def label(self, index: int) -> str:
+        """The class name of a model index, or 'class N' when the model has no names."""
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
 
 
@@ -108,11 +109,65 @@ def load_path(path: Path) -> nn.Module:
     return _attach(model, ModelInfo(config.get("name", Path(path).name), labels, pre, pretrained=True))
 
 
+TIMM_PREFIX = "timm:"
+
+
+def load_timm_pretrained(spec: str) -> nn.Module:
+    """`timm:<name>[.<tag>]` (e.g. `timm:convnext_tiny.fb_in1k`): timm's pretrained weights, which timm fetches from
+    the Hugging Face hub or finds in its cache. The one loader that may use the network, and only when asked; an
+    unknown name or tag, or weights that cannot be had, give one line saying so and what to do instead."""
+    import timm
+
+    name = spec[len(TIMM_PREFIX) :]
+    arch, _, tag = name.partition(".")
+    if not arch or not timm.is_model(arch):
+        raise InputError(f"--model {spec}: timm has no architecture '{arch}' (see timm.list_models())")
+    tags = [t.partition(".")[2] for t in timm.list_pretrained(f"{arch}.*")]
+    if tag and tag not in tags:
+        known = ", ".join(tags[:6]) or "none"
+        raise InputError(f"--model {spec}: timm has no pretrained tag '{tag}' for {arch} (known: {known})")
+    if not tags:
+        raise InputError(f"--model {spec}: timm has no pretrained weights for {arch}")
+    try:
+        model = timm.create_model(name, pretrained=True)
+    except Exception as exc:  # noqa: BLE001 - no network, hub errors, a damaged cache: one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        first = first if len(first) <= 160 else first[:160].rsplit(" ", 1)[0] + " ..."
+        raise InputError(
+            f"--model {spec}: could not get its pretrained weights through timm ({type(exc).__name__}: {first}); "
+            "this needs the network (Hugging Face hub) or timm's cache. Offline: save the model once as a "
+            "checkpoint folder (camloc.io.save_checkpoint) and pass its path"
+        ) from None
+    info = info_of(model)
+    labels = _timm_labels(model)
+    if labels:
+        info.labels = labels
+    info.name = name
+    info.pretrained = True
+    return _attach(model, info)
+
+
+def _timm_labels(model: nn.Module) -> list[str]:
+    """Class names of a timm model's ImageNet subset (1k: torchvision's names, as the default model; 22k...)."""
+    if getattr(model, "num_classes", 0) == 1000:
+        return imagenet_labels()
+    try:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+
+        subset = infer_imagenet_subset(model)
+        return list(ImageNetInfo(subset).label_descriptions()) if subset else []
+    except Exception:  # noqa: BLE001 - names are a nicety: numbered classes otherwise
+        return []
+
+
 def load(spec: str | os.PathLike = "default") -> nn.Module:
-    """Load a model: "default", a checkpoint path, or an architecture name (random weights, said on stderr)."""
+    """Load a model: "default", a checkpoint path, `timm:<name>.<tag>` (timm's pretrained weights, the network
+    or timm's cache needed), or an architecture name (random weights, said on stderr)."""
     spec_str = str(spec)
     if spec_str == "default":
         return load_default()
+    if spec_str.startswith(TIMM_PREFIX):
+        return load_timm_pretrained(spec_str)
     path = Path(spec_str)
     if path.exists() or spec_str.endswith((".safetensors", "/")) or os.sep in spec_str:
         return load_path(path)

@@ -170,7 +170,7 @@ def extract_features(
                 by_shape.setdefault(tuple(entry[2].shape), []).append(entry)
             for group in by_shape.values():
                 x = torch.stack([t for _, _, t in group]).to(device=device, dtype=adapter.weight.dtype)
-                pooled = adapter.features(x).mean(dim=(2, 3)).float().cpu().numpy()
+                pooled = adapter.head_input(adapter.features(x)).float().cpu().numpy()  # after a head norm
                 for (i, ident, _), vec in zip(group, pooled, strict=True):
                     vectors[i] = vec
                     if cache is not None:
