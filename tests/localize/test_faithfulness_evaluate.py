@@ -47,8 +47,8 @@ def test_evaluate_report_equals_the_api(default_model, tmp_path, one_thread):
     """evaluate(..., faithfulness=...) = faithfulness_scores on the classification input and the top-1 map
     resized to it; pointing game = pointing_hit on the saved true-class maps; saved maps give the same game."""
     from camloc.data import open_dataset
-    from camloc.localize.evaluation import evaluate
     from camloc.explainer.passes import explain
+    from camloc.localize.evaluation import evaluate
     from camloc.preprocess import image_to_tensor
 
     root = write_fixture(tmp_path)
