@@ -175,7 +175,7 @@ def print_table(out: Path, methods, tag: str) -> None:
         road = f"{f['road']['morf']:.3f} / {f['road']['lerf']:.3f}" if "road" in f else "(not run)"
         print(
             f"| {m} | {r['gt_known_loc']:.1f} | {r['pointing_game']:.1f} ({r['pointing_game_difficult']:.1f}) | "
-            f"{f['deletion_auc']:.3f} | {f['insertion_auc']:.3f} | {f['average_drop']:.1f} | "
+            f"{f['deletion_auc']:.4f} | {f['insertion_auc']:.4f} | {f['average_drop']:.1f} | "
             f"{f['increase_in_confidence']:.1f} | {road} | "
             f"{r['map_seconds_per_image']:.2f} | {r['faithfulness_seconds_per_image']:.2f} |"
         )
