@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --disable-pip-version-check $(TORCH_PINS)
-	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe]" $(TORCH_PINS)
+	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe,onnx]" $(TORCH_PINS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cam.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_methods.py
+	$(PY) benchmarks/bench_onnx.py
 
 bench-resolution: $(STAMP)
 	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md

@@ -8,7 +8,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camloc.boxes import BoxRule, all_boxes_from_map, box_from_map, box_iou, boxes_from_maps, threshold_mask
+from camloc.boxes import (
+    BoxRule,
+    all_boxes_from_map,
+    box_from_map,
+    box_iou,
+    boxes_from_maps,
+    component_boxes,
+    largest_component_box,
+    threshold_mask,
+)
 from camloc.errors import InputError
 
 
@@ -107,3 +116,41 @@ def test_box_rule_refuses_bad_settings() -> None:
     with pytest.raises(InputError, match="mode"):
         BoxRule(0.2, "median")  # the runtime check is what is tested
     assert BoxRule() == BoxRule(0.2, "max")
+
+
+def _reference_box(mask: np.ndarray) -> list[int]:
+    """The largest component's box from OpenCV's labelling with statistics (`component_boxes`)."""
+    boxes, _ = component_boxes(mask)
+    return boxes[0].tolist() if len(boxes) else [0, 0, 0, 0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    density=st.floats(0.0, 1.0),
+    blocks=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_largest_component_box_equals_labelling_with_stats(h: int, w: int, density: float, blocks: int, seed: int):
+    """Random masks (pixel noise at any density, upscaled into blocks for larger components, so rings, holes,
+    nested components, diagonal contacts, ties and components on the border all occur) give the box of the
+    reference, tie-breaking included."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((-(-h // blocks), -(-w // blocks))) < density
+    mask = np.kron(small, np.ones((blocks, blocks), dtype=bool))[:h, :w]
+    mask = mask ^ (rng.random((h, w)) < 0.02)  # a few flipped pixels: ragged borders, specks
+    assert largest_component_box(mask).tolist() == _reference_box(mask)
+
+
+def test_largest_component_inside_a_ring() -> None:
+    """A thin ring with a larger filled component inside its hole: the inner one wins (it is not an outer
+    border of the picture, yet a component of its own)."""
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[2:38, 2:38] = True
+    mask[3:37, 3:37] = False  # ring: 4 * 35 = 140 pixels
+    mask[8:30, 8:30] = True  # 484 pixels, inside the hole
+    assert largest_component_box(mask).tolist() == [8, 8, 30, 30] == _reference_box(mask)
+    mask[8:30, 8:30] = False
+    mask[10:14, 10:14] = True  # now the ring is larger
+    assert largest_component_box(mask).tolist() == [2, 2, 38, 38] == _reference_box(mask)

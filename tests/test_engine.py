@@ -5,13 +5,17 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from camloc.engine import (
     all_class_activation_maps,
     check_identity,
     class_activation_maps,
     combine_passes,
+    interpolation_matrix,
     logits_from_features,
     normalize,
     upsample,
@@ -79,6 +83,23 @@ def test_normalize_edge_cases() -> None:
     ramp = torch.arange(4.0).reshape(1, 1, 2, 2) - 1.0  # [-1, 0, 1, 2]
     assert torch.allclose(normalize(ramp), torch.tensor([[[[0.0, 1 / 3], [2 / 3, 1.0]]]]))
     assert torch.allclose(normalize(ramp, relu=True), torch.tensor([[[[0.0, 0.0], [0.5, 1.0]]]]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    out_h=st.integers(1, 300),
+    out_w=st.integers(1, 300),
+    seed=st.integers(0, 99),
+)
+def test_upsample_equals_interpolate(h: int, w: int, out_h: int, out_w: int, seed: int) -> None:
+    """The matrix form gives F.interpolate's bilinear numbers (align_corners=False; also when shrinking)."""
+    maps = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    reference = F.interpolate(maps, size=(out_h, out_w), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(upsample(maps, (out_h, out_w)), reference, atol=1e-5, rtol=1e-5)
+    weights = interpolation_matrix(out_h, h, torch.float64, torch.device("cpu"))
+    torch.testing.assert_close(weights.sum(1), torch.ones(out_h, dtype=torch.float64))  # each row averages
 
 
 def test_upsample_matches_interpolate_and_keeps_identity_size() -> None:

@@ -13,18 +13,22 @@ measurement (docs/resolution.md, `make bench-resolution`) and is used by explain
 command. On min-max normalised maps (minimum 0) both readings agree.
 Boxes are ``[x0, y0, x1, y1]`` in pixels with x1, y1 exclusive; a map with no pixel above the threshold (e.g. a
 constant map after normalisation) gives the empty box ``[0, 0, 0, 0]``.
+
+Importing this module needs no torch: the rule (`threshold_masks`) takes numpy arrays or torch tensors alike, so
+the torch-free ONNX runtime (`camloc.onnx_runtime`) boxes its maps with the very code `camloc.explain` uses.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from camloc.errors import InputError
 
@@ -60,8 +64,7 @@ DEFAULT_BOX_RULE = BoxRule()
 
 def threshold_mask(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
     """Boolean (H, W) mask of the pixels of an (H, W) map kept by `rule` (see module docstring)."""
-    maps = torch.from_numpy(np.asarray(heatmap, dtype=np.float64))
-    return threshold_masks(maps, rule).numpy()
+    return threshold_masks(np.asarray(heatmap, dtype=np.float64), rule)
 
 
 def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,10 +80,35 @@ def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return boxes[order], area[order]
 
 
+def largest_component_box(mask: np.ndarray) -> np.ndarray:
+    """Box (4,) int64 of the largest 8-connected component of a boolean (H, W) mask, [0, 0, 0, 0] for an empty
+    mask: `component_boxes(mask)[0][0]` (ties included), computed faster.
+
+    The components' outer borders come from OpenCV's border following (`findContours`, RETR_CCOMP: one top-level
+    border per component, holes one level down), which visits only border pixels after one raster scan; the box of
+    a lone component is its border's box. Several components need their pixel areas: OpenCV's labelling without
+    statistics and a count per label (the statistics pass is most of `connectedComponentsWithStats`' time).
+    """
+    mask_u8 = mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8)
+    contours, hierarchy = cv2.findContours(mask_u8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    outer = [c for c, h in zip(contours, hierarchy[0] if hierarchy is not None else (), strict=True) if h[3] < 0]
+    if not outer:
+        return EMPTY_BOX.copy()
+    if len(outer) == 1:
+        chosen = outer[0]
+    else:
+        _, labels = cv2.connectedComponents(mask_u8, connectivity=8, ltype=cv2.CV_32S)
+        areas = np.bincount(labels.ravel())
+        areas[0] = 0  # the background
+        best = int(np.argmax(areas))  # the lowest label of equal areas, as component_boxes' stable sort
+        chosen = next(c for c in outer if labels[c[0, 0, 1], c[0, 0, 0]] == best)
+    x, y, w, h = cv2.boundingRect(chosen)
+    return np.array([x, y, x + w, y + h], dtype=np.int64)
+
+
 def box_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
     """The paper's box of an (H, W) map: around the largest connected component kept by `rule`. (4,) int64."""
-    boxes, _ = component_boxes(threshold_mask(heatmap, rule))
-    return boxes[0] if len(boxes) else EMPTY_BOX.copy()
+    return largest_component_box(threshold_mask(heatmap, rule))
 
 
 def all_boxes_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) -> np.ndarray:
@@ -88,34 +116,51 @@ def all_boxes_from_map(heatmap: np.ndarray, rule: BoxRule = DEFAULT_BOX_RULE) ->
     return component_boxes(threshold_mask(heatmap, rule))[0]
 
 
-def _limits(maps: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-map minimum and maximum (..., 1, 1) of maps (..., H, W)."""
-    lo, hi = torch.aminmax(maps.flatten(-2), dim=-1)
-    return lo[..., None, None], hi[..., None, None]
+def _namespace(maps: Any) -> Any:
+    """numpy for numpy arrays, torch for tensors (imported only when a tensor is given)."""
+    if isinstance(maps, np.ndarray):
+        return np
+    import torch
+
+    return torch
 
 
-def threshold_masks(
-    maps: Tensor,
-    rule: BoxRule = DEFAULT_BOX_RULE,
-    lo: Tensor | None = None,
-    hi: Tensor | None = None,
-) -> Tensor:
-    """`threshold_mask` for a stack of maps (..., H, W) at once, as one tensor operation -> bool tensor.
+def _limits(maps: Any) -> tuple[Any, Any]:
+    """Per-map minimum and maximum (..., 1, 1) of maps (..., H, W) (numpy arrays or tensors)."""
+    if isinstance(maps, np.ndarray):
+        flat = maps.reshape(*maps.shape[:-2], -1)
+        return flat.min(axis=-1)[..., None, None], flat.max(axis=-1)[..., None, None]
+    flat = maps.flatten(-2)  # amin + amax: torch.aminmax is several times slower on a CPU (camloc.engine.min_max)
+    return flat.amin(-1)[..., None, None], flat.amax(-1)[..., None, None]
 
+
+def threshold_masks(maps: Any, rule: BoxRule = DEFAULT_BOX_RULE, lo: Any | None = None, hi: Any | None = None) -> Any:
+    """`threshold_mask` for a stack of maps (..., H, W) at once, as one array operation -> bool array.
+
+    `maps` is a numpy array or a torch tensor; the mask is of the same kind, and the arithmetic is the same in
+    both (in the maps' dtype), so numpy callers (`camloc.onnx_runtime`) get the masks `camloc.explain` gets.
     `lo` / `hi` (..., 1, 1) may pass in the per-map minimum and maximum when the caller has them already.
     NaN pixels are never kept and +inf counts as the largest float (a map of NaN gives an empty mask).
     """
+    xp = _namespace(maps)
     if lo is None or hi is None:
         lo, hi = _limits(maps)
-    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):  # rare: clean the maps, then their limits
-        maps = torch.nan_to_num(maps, nan=-torch.inf, neginf=-torch.inf, posinf=torch.finfo(maps.dtype).max)
+    if not (xp.isfinite(lo).all() and xp.isfinite(hi).all()):  # rare: clean the maps, then their limits
+        maps = xp.nan_to_num(maps, nan=-np.inf, neginf=-np.inf, posinf=float(xp.finfo(maps.dtype).max))
         lo, hi = _limits(maps)
     t = rule.threshold
-    if rule.mode == "minmax":
-        cut = torch.where(hi > lo, lo + t * (hi - lo), torch.full_like(hi, torch.inf))
-    else:  # "max" (BoxRule checked the mode)
-        cut = torch.where(hi > 0, t * hi, torch.full_like(hi, torch.inf))
+    minmax = rule.mode == "minmax"  # else "max" (BoxRule checked the mode)
+    cut = xp.where(hi > lo, lo + t * (hi - lo), np.inf) if minmax else xp.where(hi > 0, t * hi, np.inf)
     return maps >= cut  # one comparison per pixel; a map without contrast compares with +inf
+
+
+def first_component_boxes(masks: np.ndarray) -> np.ndarray:
+    """The box of the largest 8-connected component of each mask (..., H, W) bool -> (..., 4) int64 (OpenCV)."""
+    flat = masks.reshape(-1, *masks.shape[-2:])
+    out = np.zeros((len(flat), 4), dtype=np.int64)
+    for i, mask in enumerate(flat):
+        out[i] = largest_component_box(mask)
+    return out.reshape(*masks.shape[:-2], 4)
 
 
 def boxes_from_maps(
@@ -128,20 +173,17 @@ def boxes_from_maps(
 
     Thresholds every map in one tensor operation, then labels components map by map (OpenCV).
     """
-    maps = maps if isinstance(maps, Tensor) else torch.from_numpy(np.asarray(maps))
+    import torch
+
+    maps = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
     masks = threshold_masks(maps.detach(), rule, lo, hi)
-    lead = masks.shape[:-2]
-    flat = masks.reshape(-1, *masks.shape[-2:]).cpu().numpy()
-    out = np.zeros((len(flat), 4), dtype=np.int64)
-    for i, mask in enumerate(flat):
-        boxes, _ = component_boxes(mask)
-        if len(boxes):
-            out[i] = boxes[0]
-    return torch.from_numpy(out.reshape(*lead, 4))
+    return torch.from_numpy(first_component_boxes(masks.cpu().numpy()))
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of boxes a (N, 4) and b (M, 4), x1/y1 exclusive -> (N, M). Empty boxes have IoU 0."""
+    import torch
+
     a, b = a.double(), b.double()
     area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
     area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)

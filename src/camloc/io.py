@@ -139,9 +139,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 RGB array as PNG, atomically."""
+    """Write an (H, W, 3) uint8 RGB array as PNG, atomically. zlib level 1: heat-map overlays compress poorly
+    anyway, and level 1 encodes about 3x faster than Pillow's default 6 for files about 12% larger (PNG encoding
+    was 90% of the CLI's writing time; benchmarks/bench_cam.py, docs/speed.md)."""
     with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=1)
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -1,16 +1,19 @@
 """Images to model input, keeping the aspect ratio (the net runs fully convolutionally; nothing is squashed or
-cropped, so maps and boxes cover the whole picture)."""
+cropped, so maps and boxes cover the whole picture).
+
+Importing this module needs no torch (`image_to_array` is what the torch-free ONNX runtime feeds its graph).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,16 +72,27 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 def image_to_tensor(img: Image.Image, short_side: int, pre: Preprocess, size: tuple[int, int] | None = None) -> Tensor:
     """An RGB PIL image -> normalised (3, h, w) float tensor at `short_side`, or at exactly `size` (h, w) for a
     model that takes one input size only (a fixed-size ViT: the picture is resized whole, not cropped)."""
+    import torch
+
+    return torch.from_numpy(image_to_array(img, short_side, pre, size))
+
+
+def image_to_array(
+    img: Image.Image, short_side: int, pre: Preprocess, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """`image_to_tensor` as a float32 numpy array (3, h, w), without torch (the ONNX runtime's input)."""
     h, w = size if size is not None else scaled_size(img.height, img.width, short_side)
     resized = img.resize((w, h), _PIL_FILTERS.get(pre.interpolation, Image.Resampling.BILINEAR))
-    arr = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(pre.mean, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(pre.std, dtype=torch.float32)[:, None, None]
-    return (arr - mean) / std
+    arr = (np.asarray(resized, dtype=np.float32) / 255.0).transpose(2, 0, 1)
+    mean = np.asarray(pre.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(pre.std, dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray((arr - mean) / std)
 
 
 def resize_batch(x: Tensor, short_side: int) -> Tensor:
     """A preprocessed (B, 3, H, W) batch resized (bilinear) so that its shorter side is `short_side`."""
+    import torch.nn.functional as F
+
     h, w = scaled_size(x.shape[-2], x.shape[-1], short_side)
     if (h, w) == tuple(x.shape[-2:]):
         return x

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "camloc.cli.train",
     "bench": "camloc.cli.bench",
     "probe": "camloc.cli.probe",
+    "export": "camloc.cli.export",
 }
 
 

@@ -8,6 +8,10 @@ Two passes at most, both visible settings:
    passes are averaged, and `maps` is that average min-max normalised. Boxes threshold the average: at a fraction
    of its range ("minmax") or of its maximum ("max"); with one pass these are the two readings of the paper's
    "20% of the max" on the raw CAM. `map_sizes=()` uses pass 1 alone.
+
+Images of any sizes are batched in every pass: one batch per input shape at that pass's size (and number of
+classes, with `min_score`; no padding: it would change the pooled features), and the maps are upsampled, combined,
+normalised and boxed in one batch per image size.
 """
 
 from __future__ import annotations
@@ -108,15 +112,23 @@ def explain(
     target_tensor = _targets_tensor(targets, n)
     device, dtype = _device_dtype(model)
 
+    if images is None:
+        assert batch is not None
+        out_sizes = [(int(batch.shape[-2]), int(batch.shape[-1]))] * n
+    else:
+        out_sizes = [(im.height, im.width) for im in images]
+
     with eval_mode(model):
+        # pass 1: classification at the native size, one batch per input shape (and number of classes)
         if images is None:
             assert batch is not None
-            groups = [(list(range(n)), batch.to(device))]
+            native_buckets = [(list(range(n)), batch.to(device))]
         else:
             tensors = [image_to_tensor(im, native, info.preprocess, _size_for(model, im, native)) for im in images]
-            groups = _group_by_shape(tensors, device, dtype)
-        parts = []
-        for group_idx, group_x in groups:
+            native_buckets = _group_by_shape(tensors, device, dtype)
+        logits_parts, raw_buckets = [], []
+        image_classes: list[Tensor] = [torch.empty(0)] * n  # (k_i,) per image
+        for group_idx, group_x in native_buckets:
             subgroups: list[tuple[list[int], Tensor, Tensor | None]]
             if min_score is None:
                 chosen = None if target_tensor is None else target_tensor[group_idx].to(device)
@@ -125,36 +137,56 @@ def explain(
                 subgroups = _classes_above(model, group_x, group_idx, scores, float(min_score))
             for idx, x, chosen_targets in subgroups:
                 logits, classes, raw = mapper.run(model, x, chosen_targets, top_k)
-                out_size = (int(x.shape[-2]), int(x.shape[-1])) if images is None else None
-                combined = _map_passes(
-                    model, mapper, x, classes, raw, images, idx, native, sizes_setting, relu, out_size
-                )
-                maps, boxes = _maps_and_boxes(combined, box_rule)
-                parts.append((idx, logits, classes, raw, maps, boxes.to(device)))
+                logits_parts.append((idx, logits))
+                raw_buckets.append((idx, raw))
+                for j, i in enumerate(idx):
+                    image_classes[i] = classes[j]
+        all_logits = _in_order(logits_parts, list(range(n)))
+        counts = [len(c) for c in image_classes]
 
+        # map passes: each size batched by the images' shapes at that size, upsampled per output-size group
+        out_groups = _group_indices(list(zip(out_sizes, counts, strict=True)))
+        passes: list[list[Tensor]] = [[] for _ in out_groups]
+        for s in sizes_setting or (native,):
+            if s == native:
+                buckets = raw_buckets
+            else:
+                buckets = _pass_at_size(model, mapper, batch, image_classes, images, s, device, dtype)
+            for g, up in enumerate(_upsample_to_groups(buckets, out_groups, out_sizes)):
+                passes[g].append(up)
+        group_maps, group_boxes = [], []
+        for g_passes in passes:
+            maps_g, boxes_g = _maps_and_boxes(combine_passes(g_passes, relu=relu), box_rule)
+            group_maps.append(maps_g)
+            group_boxes.append(boxes_g.to(device))
+
+    where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
     out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
     out_boxes: Tensor | list[Tensor]
-    if len(parts) == 1:  # one shape: the batched tensors are the result, no re-stacking
-        _, all_logits, out_classes, raw, maps, out_boxes = parts[0]
+    # one output group: the batched tensors are the result, no re-stacking
+    maps = group_maps[0] if len(out_groups) == 1 else [group_maps[where[i][0]][where[i][1]] for i in range(n)]
+    if len(set(counts)) == 1:
+        out_classes = torch.stack(image_classes)
+        out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
     else:
-        order = {i: (p, j) for p, part in enumerate(parts) for j, i in enumerate(part[0])}
-        pick = [order[i] for i in range(n)]
-        all_logits = torch.stack([parts[p][1][j] for p, j in pick])
-        out_classes = _stack_if_same([parts[p][2][j] for p, j in pick])
-        raw = _stack_if_same([parts[p][3][j] for p, j in pick])  # type: ignore[assignment]  # Result takes either
-        maps = _stack_if_same([parts[p][4][j] for p, j in pick])
-        out_boxes = _stack_if_same([parts[p][5][j] for p, j in pick])
-    sizes = [tuple(m.shape[-2:]) for m in maps]
+        out_classes = image_classes
+        out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
+    raw_out: Tensor | list[Tensor]
+    if len(raw_buckets) == 1:
+        raw_out = raw_buckets[0][1]
+    else:
+        at = {i: (b, j) for b, (idx, _) in enumerate(raw_buckets) for j, i in enumerate(idx)}
+        raw_out = _stack_if_same([raw_buckets[at[i][0]][1][at[i][1]] for i in range(n)])
     probs = _probabilities(all_logits, scores)
     return Result(
         classes=out_classes,
         scores=_gather(probs, out_classes),
         logits=_gather(all_logits, out_classes),
-        raw=raw,
+        raw=raw_out,
         maps=maps,
         boxes=out_boxes,
         all_logits=all_logits,
-        sizes=sizes,
+        sizes=list(out_sizes),
         info=info,
         settings=settings,
     )
@@ -191,74 +223,89 @@ def _classes_above(
     return out
 
 
-def _maps_and_boxes(combined: Tensor | list[Tensor], rule: BoxRule) -> tuple[Tensor | list[Tensor], Tensor]:
-    """Normalised maps and boxes of combined maps (a batched tensor, or a list when sizes differ)."""
-    if isinstance(combined, Tensor):
-        lo, hi = min_max(combined)
-        return normalize(combined, lo=lo, hi=hi), boxes_from_maps(combined, rule, lo, hi)
-    boxes = torch.stack([boxes_from_maps(m, rule) for m in combined])
-    return [normalize(m) for m in combined], boxes
-
-
-def _map_passes(
-    model: nn.Module,
-    mapper: MapMethod,
-    x: Tensor,
-    classes: Tensor,
-    raw: Tensor,
-    images: list[Image.Image] | None,
-    idx: list[int],
-    native: int,
-    sizes: tuple[int, ...],
-    relu: bool,
-    out_size: tuple[int, int] | None,
-) -> Tensor | list[Tensor]:
-    """The combined maps (`engine.combine_passes`) at the output sizes: one (b, k, H, W) tensor when every image
-    of the group has the same size, else a list of (k, H_i, W_i)."""
-    out_sizes = [out_size] * len(idx) if images is None else [(images[i].height, images[i].width) for i in idx]
-    same = len(set(out_sizes)) == 1
-    passes: list = []
-    assert all(size is not None for size in out_sizes)
-    for s in sizes or (native,):
-        pass_raw = raw if s == native else _pass_at_size(model, mapper, x, classes, images, idx, s)
-        if same and isinstance(pass_raw, Tensor):  # one batched op
-            passes.append(upsample(pass_raw.float(), out_sizes[0]))  # type: ignore[arg-type]  # checked above
-        elif same:
-            passes.append(torch.stack([upsample(r[None].float(), out_sizes[0])[0] for r in pass_raw]))  # type: ignore[arg-type]
-        else:
-            passes.append([upsample(pass_raw[j][None].float(), out_sizes[j])[0] for j in range(len(idx))])  # type: ignore[arg-type]
-    if same:
-        return combine_passes(passes, relu=relu)
-    return [combine_passes([p[j] for p in passes], relu=relu) for j in range(len(idx))]
+def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor]:
+    """Normalised maps and boxes of a batch of combined maps (b, k, H, W) of one size; `combined` is ours (made by
+    the upsampling or the combination) and is normalised in place, after the boxes are taken from it."""
+    lo, hi = min_max(combined)
+    boxes = boxes_from_maps(combined, rule, lo, hi)
+    # (not under autograd: the extremes' gradients need the maps as they were)
+    return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes
 
 
 def _pass_at_size(
     model: nn.Module,
     mapper: MapMethod,
-    x: Tensor,
-    classes: Tensor,
+    batch: Tensor | None,
+    image_classes: list[Tensor],
     images: list[Image.Image] | None,
-    idx: list[int],
     size: int,
-) -> Tensor | list[Tensor]:
-    """Raw maps of `classes` from a pass whose input's shorter side is `size` (images re-preprocessed from the
-    originals; a tensor input is resized): (b, k, h, w), or a list of (k, h_j, w_j) when images of one shape at the
-    native size round to different shapes at this one (600x400 and 640x427: 336x224 both, then 960x640 and 959x640)."""
+    device: torch.device,
+    dtype: torch.dtype,
+) -> list[tuple[list[int], Tensor]]:
+    """Raw maps of each image's classes from a pass whose input's shorter side is `size`, one batch per input shape
+    at that size and number of classes (images re-preprocessed from the originals; a tensor input is resized).
+    Returns (indices, (b, k, h, w)) per batch."""
+    counts = [len(c) for c in image_classes]
     if images is None:
-        return mapper.maps_only(model, resize_batch(x, size), classes)
+        assert batch is not None
+        x = resize_batch(batch.to(device), size)
+        groups = _group_indices(counts)
+        return [
+            (idx, mapper.maps_only(model, x if len(idx) == len(counts) else x[idx], _stack(image_classes, idx)))
+            for idx in groups
+        ]
     pre = info_of(model).preprocess
-    tensors = [image_to_tensor(images[i], size, pre, _size_for(model, images[i], size)) for i in idx]
-    shapes: dict[tuple[int, ...], list[int]] = {}
-    for j, t in enumerate(tensors):
-        shapes.setdefault(tuple(t.shape), []).append(j)
-    if len(shapes) == 1:
-        return mapper.maps_only(model, torch.stack(tensors).to(device=x.device, dtype=x.dtype), classes)
-    out: list[Tensor] = [torch.empty(0)] * len(idx)
-    for js in shapes.values():
-        xs = torch.stack([tensors[j] for j in js]).to(device=x.device, dtype=x.dtype)
-        for j, r in zip(js, mapper.maps_only(model, xs, classes[js]), strict=True):
-            out[j] = r
+    tensors = [image_to_tensor(im, size, pre, _size_for(model, im, size)) for im in images]
+    out = []
+    for idx in _group_indices([(tuple(t.shape), k) for t, k in zip(tensors, counts, strict=True)]):
+        xs = torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)
+        out.append((idx, mapper.maps_only(model, xs, _stack(image_classes, idx))))
     return out
+
+
+def _stack(rows: list[Tensor], idx: list[int]) -> Tensor:
+    return torch.stack([rows[i] for i in idx])
+
+
+def _upsample_to_groups(
+    buckets: list[tuple[list[int], Tensor]], out_groups: list[list[int]], out_sizes: list[tuple[int, int]]
+) -> list[Tensor]:
+    """Raw maps of one pass, given per input-shape bucket, upsampled to the output sizes: one (b, k, H, W) float
+    tensor per output group (in the group's order). One batched upsampling per (bucket, output size) pair."""
+    pieces: list[list[tuple[list[int], Tensor]]] = [[] for _ in out_groups]
+    group_of = {i: g for g, idx in enumerate(out_groups) for i in idx}
+    for idx, raw in buckets:
+        by_group: dict[int, list[int]] = {}
+        for j, i in enumerate(idx):
+            by_group.setdefault(group_of[i], []).append(j)
+        for g, pos in by_group.items():
+            part = raw if len(pos) == len(idx) else raw[pos]
+            up = upsample(part.float(), out_sizes[out_groups[g][0]])
+            if up is raw:  # maps already at the output size: a copy, since the maps are normalised in place
+                up = up.clone()
+            pieces[g].append(([idx[j] for j in pos], up))
+    return [
+        pieces[g][0][1] if len(pieces[g]) == 1 and pieces[g][0][0] == idx else _in_order(pieces[g], idx)
+        for g, idx in enumerate(out_groups)
+    ]
+
+
+def _in_order(parts: list[tuple[list[int], Tensor]], order: list[int]) -> Tensor:
+    """Rows of per-bucket tensors (indices, (b, ...)) gathered into the order of `order` (image indices); no copy
+    when one bucket already is in that order."""
+    if len(parts) == 1 and parts[0][0] == order:
+        return parts[0][1]
+    stacked = torch.cat([t for _, t in parts])
+    position = {i: p for p, i in enumerate(i for idx, _ in parts for i in idx)}
+    return stacked[torch.tensor([position[i] for i in order], device=stacked.device)]
+
+
+def _group_indices(keys: list) -> list[list[int]]:
+    """Indices of equal keys, groups in order of first appearance, indices ascending."""
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    return list(groups.values())
 
 
 def _size_for(model: nn.Module, image: Image.Image, short_side: int) -> tuple[int, int]:
@@ -297,10 +344,8 @@ def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) ->
 
 def _group_by_shape(tensors: list[Tensor], device: torch.device, dtype: torch.dtype) -> list[tuple[list[int], Tensor]]:
     """Batch the images whose preprocessed shapes agree (no padding: it would change the pooled features)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault(tuple(t.shape), []).append(i)
-    return [(idx, torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)) for idx in groups.values()]
+    groups = _group_indices([tuple(t.shape) for t in tensors])
+    return [(idx, torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)) for idx in groups]
 
 
 def _stack_if_same(items: list[Tensor]) -> Tensor | list[Tensor]:

@@ -138,8 +138,9 @@ def explain_batch(
 ) -> list[tuple[Item, Result, int]]:
     """(item, result, index in the result) for each item of a decoded batch that could be explained.
 
-    A setting that is wrong for every image (bad class, method or head) raises its `InputError`; any other
-    failure of the whole batch is retried image by image, so that one image cannot take down the others.
+    `explain` batches images of any sizes itself. A setting that is wrong for every image (bad class, method or
+    head) raises its `InputError`; any other failure of the whole batch (say, memory) is said (a warning) and
+    retried image by image, so that one image cannot take down the others.
     """
     if not batch:
         return []
@@ -148,9 +149,11 @@ def explain_batch(
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - one image must not take down the batch
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
         if len(batch) == 1:
-            on_error(f"{batch[0].path}: {type(exc).__name__}: {exc}")
+            on_error(f"{batch[0].path}: {reason}")
             return []
+        log.warning("a batch of %d images failed (%s); retrying them one at a time", len(batch), reason)
         return [done for item in batch for done in explain_batch(model, [item], options, on_error)]
     return [(item, res, i) for i, item in enumerate(batch)]
 

@@ -41,10 +41,10 @@ class MapLayout:
         if self.kind == "nchw":
             return t
         if self.kind == "nhwc":
-            return t.movedim(-1, -3)
+            return _channels_first(t)
         h, w = self.grid
         patches = t[..., self.prefix :, :]
-        return patches.reshape(*patches.shape[:-2], h, w, patches.shape[-1]).movedim(-1, -3)
+        return _channels_first(patches.reshape(*patches.shape[:-2], h, w, patches.shape[-1]))
 
     def describe(self) -> str:
         if self.kind == "tokens":
@@ -114,6 +114,13 @@ def infer_layout(out: Tensor, model: nn.Module, size: tuple[int, ...], where: st
         f"{where} outputs {n} tokens, which do not form a patch grid for a {size[0]}x{size[1]} input; "
         "name another layer"
     )
+
+
+def _channels_first(t: Tensor) -> Tensor:
+    """(..., h, w, C) -> (..., C, h, w). Non-negative dims: the ONNX exporter writes movedim(-1, -3)'s negative
+    dims into Transpose's perm, which ONNX does not allow (`camloc export` of a ViT failed to load)."""
+    n = t.dim()
+    return t.movedim(n - 1, n - 3)
 
 
 def fixed_input_size(model: nn.Module) -> tuple[int, int] | None:

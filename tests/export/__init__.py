@@ -1,0 +1,1 @@
+"""Tests of camloc.export and camloc.onnx_runtime, mirroring src/camloc."""

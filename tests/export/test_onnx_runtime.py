@@ -1,0 +1,174 @@
+"""`camloc.onnx_runtime`: no torch, and the same classes, boxes, JSON and pictures as `camloc explain`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import camloc
+from camloc.boxes import BoxRule
+from camloc.explainer import passes, writers
+from camloc.io import load_image
+from camloc.onnx_runtime import DEFAULT_MAP_SIZES, SCORE_KINDS, OnnxCam
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob("*.jpg"))
+SRC = str(Path(camloc.__file__).resolve().parents[1])
+
+
+def test_defaults_agree_with_explain() -> None:
+    assert DEFAULT_MAP_SIZES == passes.DEFAULT_MAP_SIZES
+    assert SCORE_KINDS == passes.SCORE_KINDS
+
+
+@pytest.mark.parametrize("map_sizes", [None, (), (448, 640)])
+def test_same_records_as_explain_on_the_examples(default_model, default_graph, map_sizes) -> None:
+    """Classes, boxes (all five per image) and settings equal; scores and logits to float round-off."""
+    assert len(EXAMPLES) == 4
+    images = [load_image(p) for p in EXAMPLES]
+    ref = camloc.explain(default_model, images, top_k=5, map_sizes=map_sizes)
+    cam = OnnxCam(default_graph[0], threads=1)
+    got = cam.explain(images, top_k=5, map_sizes=map_sizes)
+    for i, path in enumerate(EXAMPLES):
+        want, have = writers.record(ref, i, str(path)), cam.record(got[i], str(path))
+        assert json.dumps(have)  # plain JSON types
+        assert have.keys() == want.keys() and have["settings"] == want["settings"]
+        assert {k: have[k] for k in ("image", "width", "height", "model")} == {
+            k: want[k] for k in ("image", "width", "height", "model")
+        }
+        for a, b in zip(have["predictions"], want["predictions"], strict=True):
+            assert a.keys() == b.keys()
+            assert (a["rank"], a["class_index"], a["label"], a["box"]) == (
+                b["rank"],
+                b["class_index"],
+                b["label"],
+                b["box"],
+            )
+            assert abs(a["score"] - b["score"]) <= 1e-5 and abs(a["logit"] - b["logit"]) <= 1e-4
+        assert np.abs(got[i].raw - writers.raw_of(ref, i)).max() <= 1e-4
+        assert np.abs(got[i].maps - writers.maps_of(ref, i)).max() <= 1e-4
+
+
+def test_explicit_classes_and_box_rule(default_model, default_graph) -> None:
+    image = load_image(EXAMPLES[0])
+    rule = BoxRule(0.5, "minmax")
+    ref = camloc.explain(default_model, [image], targets=[[1, 281]], map_sizes=(), box_rule=rule, scores="sigmoid")
+    cam = OnnxCam(default_graph[0], threads=1)
+    got = cam.explain([image], targets=[[1, 281]], map_sizes=(), box_rule=rule, scores="sigmoid")[0]
+    assert got.classes.tolist() == [1, 281]
+    assert np.abs(got.scores - ref.scores[0].numpy()).max() <= 1e-6
+    assert cam.record(got, "x")["settings"] == writers.record(ref, 0, "x")["settings"]
+    assert got.boxes.tolist() == ref.boxes[0].tolist()
+    assert got.settings["threshold_mode"] == "minmax"
+
+
+def test_top_k_above_the_graph_is_refused(default_graph) -> None:
+    from camloc.errors import InputError
+
+    with pytest.raises(InputError, match="top-k 5"):
+        OnnxCam(default_graph[0]).explain([EXAMPLES[0]], top_k=6)
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    """Python with `import torch` failing (as on a server without PyTorch)."""
+    prelude = f"import sys; sys.modules['torch'] = None; sys.path.insert(0, {SRC!r})\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, check=False
+    )
+
+
+def test_imports_and_runs_without_torch(small_graph, picture, tmp_path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    run = run_without_torch(
+        f"""
+        import camloc.onnx_runtime as rt
+        assert 'torch' not in sys.modules or sys.modules['torch'] is None
+        rc = rt.main([{str(small_graph)!r}, {picture!r}, {str(bad)!r}, '--out', {str(out)!r}, '--format', 'json',
+                      '--map-sizes', '96'])
+        sys.exit(rc)
+        """
+    )
+    assert run.returncode == 1, run.stderr  # one image of two failed, the other was written
+    assert "broken.jpg" in run.stderr and "Traceback" not in run.stderr
+    record = json.loads((out / "disc.json").read_text())
+    assert record["width"] == 120 and record["height"] == 90 and len(record["predictions"]) == 3
+    assert record["settings"]["map_sizes"] == [96]
+    overlay = np.asarray(Image.open(out / "disc_overlay.png"))
+    assert overlay.shape == (90, 120, 3)
+    assert (out / "disc_grid.png").is_file() and not (out / "broken.json").exists()
+
+
+def test_runtime_cli_errors_are_one_line(tmp_path, picture) -> None:
+    not_a_graph = tmp_path / "x.onnx"
+    not_a_graph.write_bytes(b"garbage")
+    run = run_without_torch(
+        f"""
+        import camloc.onnx_runtime as rt
+        sys.exit(rt.main([{str(not_a_graph)!r}, {picture!r}, '--out', {str(tmp_path)!r}]))
+        """
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"camloc-onnx: error: {not_a_graph}: not an ONNX model")
+
+
+def test_same_pictures_as_explain(default_model, default_graph, tmp_path) -> None:
+    """The overlay PNG of the runtime is the one `camloc explain` writes, up to a few colormap levels."""
+    image = load_image(EXAMPLES[1])
+    ref = camloc.explain(default_model, [image], top_k=5)
+    writers.write_pictures(ref, 0, image, tmp_path, "torch")
+    cam = OnnxCam(default_graph[0], threads=1)
+    got = cam.explain([image])[0]
+    titles = writers.picture_titles(got.labels, got.scores.tolist())
+    writers.write_picture_arrays(np.asarray(image), got.maps, got.boxes, titles, tmp_path, "onnx")
+    a = np.asarray(Image.open(tmp_path / "torch_overlay.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "onnx_overlay.png")).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 2 and (a != b).mean() < 0.01
+
+
+def test_fixed_size_graph_squashes_the_image(small_model, picture, tmp_path) -> None:
+    """A graph exported with --input-size runs one pass on the image resized to exactly that size."""
+    import torch
+
+    from camloc.export import export_onnx
+    from camloc.models.adapters import get_adapter
+    from camloc.preprocess import Preprocess, image_to_array
+
+    path = export_onnx(small_model, tmp_path / "fixed.onnx", top_k=2, input_size=(64, 72)).path
+    cam = OnnxCam(path, threads=1)
+    image = load_image(picture)
+    result = cam.explain([image], map_sizes=None)[0]
+    assert result.settings["map_sizes"] == [] and result.maps.shape == (2, 90, 120)
+    assert result.settings["fixed_input_size"] == [64, 72] and result.settings["native_size"] == 64
+    x = torch.from_numpy(image_to_array(image, 0, Preprocess(), size=(64, 72)))[None]
+    adapter = get_adapter(small_model)
+    with torch.no_grad():
+        feats, logits = adapter.forward(x)
+        ref = torch.einsum("bchw,kc->bkhw", feats, adapter.weight[torch.from_numpy(result.classes)])[0].numpy()
+    assert result.classes.tolist() == logits.topk(2).indices[0].tolist()
+    assert result.raw.shape == (2, 8, 9) and np.abs(result.raw - ref).max() <= 1e-4
+    from camloc.errors import InputError
+
+    with pytest.raises(InputError, match="fixed input size"):
+        cam.explain([image], map_sizes=(96,))
+
+
+def test_images_batched_at_224_but_not_at_640(small_graph) -> None:
+    """900x1200 and 900x1201 share their 224 input (224x299) but not their 640 one (853 vs 854 wide)."""
+    images = [Image.new("RGB", (1200, 900), (200, 10, 10)), Image.new("RGB", (1201, 900), (10, 200, 10))]
+    images[1].paste((250, 250, 0), (300, 200, 700, 600))
+    cam = OnnxCam(small_graph, threads=1)
+    together = cam.explain(images, map_sizes=(640,))
+    for image, res in zip(images, together, strict=True):
+        alone = cam.explain([image], map_sizes=(640,))[0]
+        assert res.maps.shape == (3, 900, image.width)
+        assert res.boxes.tolist() == alone.boxes.tolist() and np.abs(res.maps - alone.maps).max() <= 1e-5
