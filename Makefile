@@ -9,17 +9,33 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install demo check test test-slow bench bench-resolution bench-methods-imagenet bench-faithfulness bench-loc bench-loc-quick bench-probe data clean docs-method-photos
+.PHONY: install browser serve screenshots bench-serve demo check test test-slow bench bench-explain bench-resolution bench-methods-imagenet bench-faithfulness bench-loc bench-loc-quick bench-probe data clean docs-method-photos
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q --disable-pip-version-check $(TORCH_PINS)
-	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe,onnx]" $(TORCH_PINS)
+	$(PIP) install -q --disable-pip-version-check -e ".[test,bench,probe,onnx,serve]" $(TORCH_PINS)
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Debian's chromium for the browser test (Playwright's own browser download is not reachable); needs root or
+# password-less sudo. Without it the browser test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ]; then echo "make browser: not root and no sudo: chromium not installed (the browser test will skip)"; \
+	  else $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium \
+	    || echo "make browser: apt-get could not install chromium (the browser test will skip)"; fi; }
+
+serve: $(STAMP)
+	MALLOC_ARENA_MAX=2 $(VENV)/bin/camloc serve
+
+# the page's screenshots in docs/img (README, docs/serve.md), taken by the browser test
+screenshots: $(STAMP) browser
+	CAMLOC_SCREENSHOT_DIR=docs/img $(PY) -m pytest tests/serve/test_browser.py -q
 
 demo: $(STAMP)
 	$(VENV)/bin/camloc explain examples/ --top-k 5 --out results/demo --format json
@@ -31,7 +47,7 @@ check: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
-test: check
+test: check browser
 	$(PY) -m pytest
 
 test-slow: $(STAMP)
@@ -42,6 +58,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_methods.py
 	$(PY) benchmarks/bench_onnx.py
+
+# explain throughput (images/s, decode/model/boxes/write shares), peak RSS at 500 and 5,000 images, one process vs
+# two torchrun ranks; long on a CPU (`$(PY) benchmarks/bench_explain.py --quick` for a first look)
+bench-explain: $(STAMP)
+	mkdir -p bench-results && $(PY) benchmarks/bench_explain.py | tee bench-results/explain.md
 
 bench-resolution: $(STAMP)
 	mkdir -p bench-results && $(PY) benchmarks/bench_resolution.py --out bench-results/resolution.json | tee bench-results/resolution.md
@@ -60,6 +81,10 @@ bench-faithfulness: $(STAMP)
 	mkdir -p bench-results/faithfulness
 	( $(PY) benchmarks/bench_faithfulness.py table --methods cam gradcam gradcam++ xgradcam layercam && \
 	  $(PY) benchmarks/bench_faithfulness.py speed --method cam --n 100 ) | tee bench-results/faithfulness.md
+
+# 50 concurrent clients x 10 requests against `camloc serve` on this machine (batching on and off)
+bench-serve: $(STAMP)
+	mkdir -p bench-results && $(PY) benchmarks/bench_serve.py --out bench-results/serve.json | tee bench-results/serve.md
 
 # one photo mapped by each method on the default model: docs/img/methods-cat.png and a table (docs/methods.md)
 docs-method-photos: $(STAMP)

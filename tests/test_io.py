@@ -106,3 +106,27 @@ def test_iter_image_paths_recurses_and_keeps_named_files(tmp_path: Path) -> None
     found = [p.relative_to(tmp_path).as_posix() for p in io.iter_image_paths([tmp_path])]
     assert found == ["b.png", "sub/a.jpg"]
     assert list(io.iter_image_paths([tmp_path / "notes.txt"])) == [tmp_path / "notes.txt"]
+
+
+def test_bytes_decoder_shares_the_file_rules(tmp_path: Path) -> None:
+    """`decode_image_bytes` (uploads) gives the pixels `load_image` gives, and the same errors, naming `name`."""
+    rotated = Image.fromarray(np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    path = save(rotated, tmp_path / "rot.jpg", exif=exif, quality=100)
+    from_bytes = io.decode_image_bytes(path.read_bytes(), "upload.jpg")
+    assert from_bytes.size == (6, 8) and np.array_equal(np.asarray(from_bytes), np.asarray(load_image(path)))
+    rgba = save(Image.new("RGBA", (4, 3), (255, 0, 0, 0)), tmp_path / "a.png")
+    assert np.asarray(io.decode_image_bytes(rgba.read_bytes(), "a.png")).tolist() == [[[255] * 3] * 4] * 3
+    with pytest.raises(io.NotAnImageError, match=r"^notes\.txt: not an image file"):
+        io.decode_image_bytes(b"plain text", "notes.txt")
+    with pytest.raises(InputError, match=r"^e\.png: empty file$"):
+        io.decode_image_bytes(b"", "e.png")
+    with pytest.raises(InputError, match=r"^cut\.png: corrupt or truncated image"):
+        io.decode_image_bytes(path.read_bytes()[: path.stat().st_size // 2], "cut.png")
+    big = save(Image.new("RGB", (300, 200)), tmp_path / "big.png").read_bytes()
+    with pytest.raises(
+        io.ImageTooLargeError, match=r"^big\.png: image too large .*300x200 pixels, the limit is 10,000"
+    ):
+        io.decode_image_bytes(big, "big.png", max_pixels=10_000)
+    assert io.decode_image_bytes(big, "big.png", max_pixels=60_000).size == (300, 200)

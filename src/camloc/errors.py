@@ -16,3 +16,11 @@ class HeadError(InputError):
 
 class LayerError(InputError):
     """A layer that does not exist, is not called, or has no spatial (B, C, h, w) output."""
+
+
+class NotAnImageError(InputError):
+    """Bytes that no image decoder recognises (the server answers 415 Unsupported Media Type)."""
+
+
+class ImageTooLargeError(InputError):
+    """An image over the pixel limit, a decompression bomb included (refused before its pixels are decoded)."""

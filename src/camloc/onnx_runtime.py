@@ -32,7 +32,8 @@ from PIL import Image
 from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule, first_component_boxes, threshold_masks
 from camloc.errors import InputError
 from camloc.explainer import writers
-from camloc.io import iter_image_paths, load_image, write_json, write_npz
+from camloc.explainer.inputs import iter_sources
+from camloc.io import load_image, write_json, write_npz
 from camloc.preprocess import Preprocess, image_to_array
 
 # `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
@@ -377,10 +378,10 @@ def _main(args: argparse.Namespace) -> int:
     map_sizes = parse_map_sizes(args.map_sizes)
     args.box_rule = BoxRule(args.threshold, args.threshold_mode)
     cam = OnnxCam(args.model, threads=args.threads)
-    paths = list(iter_image_paths(args.inputs))
-    if not paths:
+    sources = list(iter_sources(args.inputs, exclude=[Path(args.out)]))  # the names `camloc explain` gives
+    if not sources:
         raise InputError(f"no images found in {', '.join(args.inputs)}")
-    stems = _unique_stems(paths)
+    paths, stems = [s.path for s in sources], [s.name for s in sources]
     failures = 0
     for start in range(0, len(paths), args.batch_size):
         chunk = list(zip(paths[start : start + args.batch_size], stems[start : start + args.batch_size], strict=True))
@@ -399,17 +400,6 @@ def _decode(path: Path) -> Image.Image | None:
     except InputError as exc:
         print(f"camloc-onnx: skipped {exc}", file=sys.stderr)
         return None
-
-
-def _unique_stems(paths: list[Path]) -> list[str]:
-    """Output names: the file stem, with a counter when two inputs share one (as `camloc explain`)."""
-    seen: dict[str, int] = {}
-    stems = []
-    for p in paths:
-        n = seen.get(p.stem, 0)
-        seen[p.stem] = n + 1
-        stems.append(p.stem if n == 0 else f"{p.stem}-{n}")
-    return stems
 
 
 if __name__ == "__main__":

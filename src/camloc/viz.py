@@ -23,6 +23,7 @@ COLORMAPS = {
 BOX_COLOR = (0, 255, 127)
 TEXT_COLOR = (255, 255, 255)
 PANEL_WIDTH = 320
+PANEL_MAX_HEIGHT = 640
 
 
 def colorize(heatmap: np.ndarray, colormap: str = "inferno") -> np.ndarray:
@@ -40,9 +41,14 @@ def overlay(
     alpha: float = 0.5,
     colormap: str = "inferno",
 ) -> np.ndarray:
-    """Blend the coloured map over the image, then draw the box ([x0, y0, x1, y1], x1/y1 exclusive) and label."""
+    """Blend the coloured map over the image, then draw the box ([x0, y0, x1, y1], x1/y1 exclusive) and label.
+
+    The map's weight at a pixel is `alpha` times its value there: where the map is 0 the photo shows untouched,
+    where it is 1 photo and colour mix half and half (alpha 0.5), so low values never tint the whole picture.
+    """
     heat = colorize(heatmap, colormap)
-    out = cv2.addWeighted(image, 1.0 - alpha, heat, alpha, 0.0)
+    weight = (alpha * np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0))[..., None]
+    out = np.rint(image * (1.0 - weight) + heat * weight).astype(np.uint8)
     scale = max(image.shape[:2]) / 400.0
     thickness = max(1, round(2 * scale))
     if box is not None and box[2] > box[0] and box[3] > box[1]:
@@ -72,8 +78,9 @@ def grid(
 ) -> np.ndarray:
     """One panel per class (like the paper's figure): overlay, box and title, `columns` panels per row."""
     k = len(heatmaps)
-    scale = PANEL_WIDTH / image.shape[1]
-    size = (PANEL_WIDTH, max(1, round(image.shape[0] * scale)))
+    # panels fit in PANEL_WIDTH x PANEL_MAX_HEIGHT (a 1 x 500 image must not give a 160000-pixel-high grid)
+    scale = min(PANEL_WIDTH / image.shape[1], PANEL_MAX_HEIGHT / image.shape[0])
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     panels = []
     for m, b, t in zip(heatmaps, boxes, titles, strict=True):

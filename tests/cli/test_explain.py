@@ -30,6 +30,11 @@ def check_record(rec: dict) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def outputs(out: Path) -> list[str]:
+    """The files of an output folder, relative, without camloc's hidden run-settings file."""
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
 def test_explain_writes_everything(picture: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
     rc = main(["explain", picture, "--top-k", "3", "--out", str(out), "--format", "jsonl", "--save-maps", "--quiet"])
@@ -39,7 +44,7 @@ def test_explain_writes_everything(picture: str, tmp_path: Path, capsys: pytest.
     rec = json.loads(lines[0])
     check_record(rec)
     assert (rec["width"], rec["height"]) == (120, 90) and len(rec["predictions"]) == 3
-    assert sorted(p.name for p in out.iterdir()) == ["disc.npz", "disc_grid.png", "disc_overlay.png"]
+    assert outputs(out) == ["disc.npz", "disc_grid.png", "disc_overlay.png"]
     with np.load(out / "disc.npz") as npz:
         assert npz["classes"].tolist() == [p["class_index"] for p in rec["predictions"]]
         assert npz["maps"].shape == (3, 90, 120) and npz["maps"].dtype == np.float32
@@ -69,8 +74,8 @@ def test_json_files_and_folders(picture: str, tmp_path: Path) -> None:
         ]
     )
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json"]
-    rec = json.loads((out / "a.json").read_text())
+    assert outputs(out) == ["b.json", "deeper/a.json"]  # the input folder's structure is kept
+    rec = json.loads((out / "deeper" / "a.json").read_text())
     check_record(rec)
     assert len(rec["predictions"]) == 5 and rec["settings"]["map_sizes"] == []
 

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "bench": "camloc.cli.bench",
     "probe": "camloc.cli.probe",
     "export": "camloc.cli.export",
+    "serve": "camloc.cli.serve",
 }
 
 

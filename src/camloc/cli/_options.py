@@ -6,6 +6,7 @@ import argparse
 
 from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule
 from camloc.errors import InputError
+from camloc.explainer.passes import check_map_sizes
 
 
 def add_box_rule_options(p: argparse.ArgumentParser) -> None:
@@ -41,6 +42,7 @@ def parse_map_sizes(text: str | None) -> tuple[int, ...] | None:
         sizes = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise InputError(f"--map-sizes: '{text}' is not a comma-separated list of integers or 'native'") from None
-    if any(s < 32 or s > 4096 for s in sizes):
-        raise InputError(f"--map-sizes: sizes must lie in 32..4096, got '{text}'")
-    return sizes
+    try:
+        return check_map_sizes(sizes)
+    except InputError as exc:
+        raise InputError(f"--map-sizes: {exc} (out of range)") from None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
 from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes
 from camloc.errors import InputError
+from camloc.explainer.runner import check_batch_size
 from camloc.io import write_json
+
+log = logging.getLogger("camloc")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="split for cub (train/test/all), voc (ImageSets/Main name) and cluttered:IDX_DIR (train/val/test)",
     )
     p.add_argument("--class-map", default=None, help="file of 'dataset_class,model_index' lines (default: identity)")
+    p.add_argument(
+        "--class-names",
+        default=None,
+        help="voc: file of the dataset's class names, one a line (labelImg / labelme classes.txt; default: VOC's 20)",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--maps", default=None, help="folder of <image_id>.npy score maps (2-D, any resolution)")
     src.add_argument(
@@ -94,7 +103,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--road-noise", type=float, default=0.01, help="ROAD imputation noise std (default 0.01)")
     f.add_argument("--pointing-tolerance", type=float, default=15.0, help="pointing game tolerance, px (default 15)")
     f.add_argument("--faith-batch-size", type=int, default=64, help="perturbed inputs per forward pass (default 64)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per model batch with --model (default 16)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -151,8 +160,18 @@ def run(args: argparse.Namespace) -> int:
     from camloc.localize.evaluation import Settings, coco_results, evaluate
     from camloc.localize.faithfulness import FaithfulnessSettings, parse_metrics
 
-    opts = {"images": args.images, "mask_root": args.mask_root, "split": args.split}
+    check_batch_size(args.batch_size)
+    if args.report:
+        check_writable_file(args.report)
+    if args.coco_results:
+        check_writable_file(args.coco_results)
+    opts = {"images": args.images, "mask_root": args.mask_root, "split": args.split, "classes": args.class_names}
     dataset = open_dataset(args.data, class_map=args.class_map, **opts)
+    if args.model is not None and args.class_map is None and args.data.startswith("voc:"):
+        log.warning(
+            "evaluating a VOC dataset without --class-map: dataset class i is scored as model output i, so "
+            "top-1 / top-5 numbers mean nothing for an ImageNet model; give a 'dataset_class,model_index' file"
+        )
     calibration = None
     if args.calibrate_on:  # shares the options that apply to its format
         fmt = args.calibrate_on.partition(":")[0]
@@ -208,11 +227,31 @@ def run(args: argparse.Namespace) -> int:
     )
     if int(os.environ.get("RANK", "0")) > 0:
         return 0
-    if args.report:
-        write_json(args.report, report)
-    if args.coco_results:
-        write_json(args.coco_results, coco_results(results, dataset))
     print(format_table(report))
-    if args.report:
+    status = 0
+    for target, content in ((args.report, report), (args.coco_results, None)):
+        if not target:
+            continue
+        try:
+            write_json(target, content if content is not None else coco_results(results, dataset))
+        except OSError as exc:  # the numbers are printed above: the evaluation is not lost
+            print(
+                f"camloc: error: cannot write {target} ({exc.strerror or exc}); the table above holds the result",
+                file=sys.stderr,
+            )
+            status = 1
+    if args.report and status == 0:
         print(f"report: {Path(args.report)}")
-    return 0
+    return status
+
+
+def check_writable_file(target: str) -> None:
+    """Refuse, before hours of evaluation, an output file whose folder cannot take it."""
+    folder = Path(target).parent
+    if Path(target).is_dir():
+        raise InputError(f"{target}: is a folder, not a file to write")
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{target}: cannot write there ({probe} is not a writable folder)")

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes
-from camloc.distributed import pick_device
+from camloc.distributed import barrier, setup, teardown
 from camloc.errors import InputError
+from camloc.explainer.inputs import iter_sources
 from camloc.explainer.passes import DEFAULT_MAP_SIZES
-from camloc.explainer.runner import ExplainOptions, OutputOptions, explain_files
-from camloc.io import iter_image_paths
+from camloc.explainer.runner import ExplainOptions, OutputOptions, RunSummary, check_batch_size, explain_files
+from camloc.explainer.shards import RecordSink, merge, rank_summary
+from camloc.explainer.stop import StopOnSignals
+from camloc.io import check_output_folder, write_json
 from camloc.methods import METHODS
 from camloc.models.zoo import load
 from camloc.viz import COLORMAPS
@@ -28,7 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Classify images and explain the top classes with class activation maps and "
         "boxes. Folders are searched recursively.",
     )
-    p.add_argument("inputs", nargs="+", help="image files and folders")
+    p.add_argument("inputs", nargs="*", help="image files and folders (folders are walked lazily, recursively)")
+    p.add_argument(
+        "--from-list",
+        default=None,
+        metavar="FILE",
+        help="also explain the paths in FILE, one a line ('-': read them from stdin; '#' lines are skipped)",
+    )
     p.add_argument(
         "--model",
         default="default",
@@ -51,7 +62,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="layer to explain, by its model.named_modules() name (default: the pooled map of a CAM-exact head, "
         "the last attention block's first norm of other transformers, else the last spatial map)",
     )
-    p.add_argument("--out", default="results", type=Path, help="output folder (default: results/)")
+    p.add_argument(
+        "--out",
+        default="results",
+        type=Path,
+        help="output folder (default: results/); outputs keep the inputs' folder structure, and the folder is "
+        "never read as input",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the images whose outputs in --out are complete (each file checked) and do the rest",
+    )
     p.add_argument(
         "--format",
         choices=["none", "json", "jsonl"],
@@ -81,7 +103,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
     add_box_rule_options(p)
     p.add_argument("--colormap", choices=sorted(COLORMAPS), default="inferno", help="colour map of the heat maps")
-    p.add_argument("--batch-size", type=int, default=16, help="images per model batch (default 16)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="images per model batch (default 16; a batch also stops at 8 megapixels in all)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=2, help="threads decoding images while the model runs (default 2; 0: none)"
+    )
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -103,6 +133,12 @@ def parse_classes(text: str | None) -> tuple[int, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """SIGINT / SIGTERM from here on stop the run after the current batch, with a summary line."""
+    with StopOnSignals() as stop:
+        return _run(args, stop)
+
+
+def _run(args: argparse.Namespace, stop: StopOnSignals) -> int:
     options = ExplainOptions(
         top_k=args.top_k,
         targets=parse_classes(args.classes),
@@ -120,32 +156,137 @@ def run(args: argparse.Namespace) -> int:
         json=args.format == "json",
         save_maps=args.save_maps,
         colormap=args.colormap,
+        resume=args.resume,
     )
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model = load(args.model).to(pick_device(args.device))
-    paths = list(iter_image_paths(args.inputs))
-    if not paths:
-        raise InputError(f"no images found in {', '.join(args.inputs)}")
-    quiet = args.quiet or not sys.stderr.isatty()
+    check_batch_size(args.batch_size)
+    if args.workers < 0:
+        raise InputError(f"--workers must be 0 or more, got {args.workers}")
+    if not args.inputs and args.from_list is None:
+        raise InputError("no inputs: give image files or folders, or --from-list FILE")
+    for given in args.inputs:
+        if Path(given).is_dir() and not os.access(given, os.R_OK | os.X_OK):
+            raise InputError(f"{given}: cannot read the folder (permission denied)")
+    ctx = setup(args.device)
+    sharded = ctx.world > 1
+    if outputs.writes_files or sharded:
+        check_output_folder(args.out)
+        check_run_settings(args.out, run_settings(args, options, outputs), resume=args.resume, write=ctx.is_main)
+    model = load(args.model).to(ctx.device)
+    sources = iter_sources(args.inputs, args.from_list, exclude=[args.out])
+    quiet = args.quiet or not sys.stderr.isatty() or not ctx.is_main
 
-    def print_record(record: dict) -> None:
+    sink = RecordSink(args.out, ctx.rank) if sharded else None
+
+    def print_record(index: int, record: dict) -> None:
         sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
 
-    with tqdm(total=len(paths), desc="explain", unit="img", disable=quiet, file=sys.stderr) as bar:
-        summary = explain_files(
-            model,
-            paths,
-            options,
-            outputs,
-            batch_size=args.batch_size,
-            on_record=print_record if args.format == "jsonl" else None,
-            on_error=lambda reason: print(f"camloc: skipped {reason}", file=sys.stderr),
-            progress=bar.update,
+    on_record = sink if sink is not None else print_record if args.format == "jsonl" else None
+    with tqdm(desc="explain", unit="img", disable=quiet, file=sys.stderr) as bar:
+        try:
+            summary = explain_files(
+                model,
+                sources,
+                options,
+                outputs,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                rank=ctx.rank,
+                world=ctx.world,
+                stop=stop,
+                on_record=on_record,
+                on_error=lambda reason: print(f"camloc: skipped {reason}", file=sys.stderr),
+                progress=bar.update,
+            )
+        finally:
+            if sink is not None:
+                sink.close()
+    if sharded:
+        write_json(rank_summary(args.out, ctx.rank), summary.as_dict())
+        if summary.interrupted is None:
+            barrier(ctx)
+            if ctx.is_main:
+                records, merged = merge(args.out, ctx.world)
+                if args.format == "jsonl":
+                    print(f"camloc: records of all {ctx.world} ranks in {records}", file=sys.stderr)
+                total = json.loads(merged.read_text(encoding="utf-8"))
+                print(
+                    f"camloc: {ctx.world} processes explained {total['done']} image(s), skipped "
+                    f"{total['skipped']} already complete, {total['failed']} failed; summary in {merged}",
+                    file=sys.stderr,
+                )
+        teardown(ctx)
+        if not (summary.stopped or summary.interrupted):
+            return 0  # per-image failures are in the merged summary; a non-zero rank would make torchrun abort
+    return report(args, summary, outputs, show=not sharded)
+
+
+def report(args: argparse.Namespace, summary: RunSummary, outputs: OutputOptions, show: bool) -> int:
+    """The closing lines on stderr and the exit status: 0 all done, 1 some images failed or the run stopped on an
+    output error, 128 + the signal's number when interrupted. Under torchrun (show=False) the counts are rank 0's
+    merged summary line instead, and per-image failures exit 0 (they are in explain-summary.json)."""
+    where = f" to {args.out}/" if outputs.writes_files else ""
+    if summary.stopped:
+        print(f"camloc: error: {summary.stopped}; stopped after {summary.done} image(s)", file=sys.stderr)
+        return 1
+    if summary.interrupted:
+        print(
+            f"camloc: interrupted by {summary.interrupted} after {summary.done} image(s){where}; "
+            "no file is half written; rerun with --resume to finish",
+            file=sys.stderr,
         )
-    if not args.quiet and outputs.writes_files and summary.done:
-        print(f"camloc: wrote results for {summary.done} image(s) to {args.out}/", file=sys.stderr)
-    if summary.failed:
-        print(f"camloc: {len(summary.failed)} of {len(paths)} image(s) failed", file=sys.stderr)
+        return 128 + int(getattr(signal, summary.interrupted, signal.SIGINT))
+    if show and not args.quiet:
+        if summary.seen == 0:
+            print("camloc: no images found in the inputs", file=sys.stderr)
+        elif outputs.writes_files:
+            skipped = f" ({summary.skipped} already complete, skipped)" if summary.skipped else ""
+            print(f"camloc: wrote results for {summary.done} image(s){where}{skipped}", file=sys.stderr)
+    if summary.failed and show:
+        print(f"camloc: {len(summary.failed)} of {summary.seen} image(s) failed", file=sys.stderr)
+    if summary.seen == 0:
+        return 1
     return 1 if summary.failed else 0
+
+
+def run_settings(args: argparse.Namespace, options: ExplainOptions, outputs: OutputOptions) -> dict:
+    """What makes two runs' outputs comparable: the model and every setting that changes a file."""
+    return {
+        "model": str(args.model),
+        "top_k": options.top_k,
+        "targets": list(options.targets) if options.targets is not None else None,
+        "method": options.method,
+        "layer": options.layer,
+        "map_sizes": list(options.map_sizes) if options.map_sizes is not None else None,
+        "relu": options.relu,
+        "scores": options.scores,
+        "min_score": options.min_score,
+        "threshold": options.box_rule.threshold,
+        "threshold_mode": options.box_rule.mode,
+        "pictures": outputs.pictures,
+        "json": outputs.json,
+        "save_maps": outputs.save_maps,
+        "colormap": outputs.colormap,
+    }
+
+
+RUN_FILE = ".camloc-run"  # JSON; no .json suffix, so that globs for records skip it
+
+
+def check_run_settings(out: Path, settings: dict, resume: bool, write: bool) -> None:
+    """With --resume, refuse to mix outputs of other settings into `out`; then record this run's settings there."""
+    path = out / RUN_FILE
+    if resume and path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = {}
+        changed = [k for k in settings if before.get(k) != settings[k]]
+        if changed:
+            k = changed[0]
+            raise InputError(
+                f"--resume: {out} holds a run with other settings ({k}: {before.get(k)!r} then, {settings[k]!r} "
+                "now); use another --out, or rerun without --resume to redo every image"
+            )
+    if write:
+        write_json(path, settings)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from camloc.distributed import pick_device
 from camloc.errors import InputError
+from camloc.explainer.runner import check_batch_size
 from camloc.probe.features_cache import default_cache_dir
 from camloc.probe.fit import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
 
@@ -52,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         + ")",
     )
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--batch-size", type=int, default=32, help="images per backbone batch (default 32)")
     f.add_argument(
         "--cache-dir", type=Path, default=None, help=f"feature cache (default: $CAMLOC_CACHE or {default_cache_dir()})"
     )
@@ -78,6 +79,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise InputError("--folds must be at least 2")
     cs = parse_cs(args.cs)
+    check_batch_size(args.batch_size)
     data = open_probe_set(args.data, split=args.split, images=args.images)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
     quiet = args.quiet or not sys.stderr.isatty()

@@ -72,7 +72,7 @@ def read_voc_xml(path: Path, class_index: dict[str, int]) -> tuple[str, int, np.
         where = f"{path}: object {k + 1} (line {getattr(obj, 'sourceline', '?')})"
         name = _text(obj, "name", where)
         if name not in class_index:
-            raise InputError(f"{where}: unknown class '{name}'")
+            raise InputError(f"{where}: unknown class '{name}'; give the dataset's class names with --class-names FILE")
         bnd = obj.find("bndbox")
         if bnd is None:
             raise InputError(f"{where}: missing <bndbox>")
@@ -88,15 +88,22 @@ def read_voc_xml(path: Path, class_index: dict[str, int]) -> tuple[str, int, np.
 
 @register_format("voc")
 def open_voc(
-    path: Path, images: str | Path | None = None, split: str = "val", classes: str | Path | None = None
+    path: Path, images: str | Path | None = None, split: str | None = None, classes: str | Path | None = None
 ) -> Dataset:
-    """A Pascal VOC folder (Annotations/*.xml, ImageSets/Main/<split>.txt); `classes` names a file of class names."""
+    """split: an ImageSets/Main name (None: 'val' when that file exists, else every .xml); classes: a file of class
+    names, one a line (labelImg's / labelme's classes.txt; default: the 20 VOC names)."""
+    if classes is not None and not Path(classes).is_file():
+        raise InputError(f"--class-names {classes}: no such file")
     names = [n.strip() for n in read_lines(Path(classes)) if n.strip()] if classes else VOC_CLASSES
+    if not names:
+        raise InputError(f"--class-names {classes}: the file names no class")
     class_index = {n: i for i, n in enumerate(names)}
     ann_dir = path / "Annotations" if (path / "Annotations").is_dir() else path
     if not ann_dir.is_dir():
         raise InputError(f"{path}: no such folder")
-    split_file = path / "ImageSets" / "Main" / f"{split}.txt"
+    split_file = path / "ImageSets" / "Main" / f"{split or 'val'}.txt"
+    if split is not None and not split_file.is_file():
+        raise InputError(f"voc: no split '{split}' ({split_file} does not exist)")
     if split_file.exists():
         xmls = [ann_dir / f"{line.split()[0]}.xml" for line in read_lines(split_file) if line.strip()]
     else:

@@ -41,6 +41,32 @@ Inputs = Tensor | ImageInput | Sequence[ImageInput]
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
 DEFAULT_RELU = False
+# Shorter sides a map pass may have: below 32 a CNN has no spatial map left; above 4096 one pass of one image
+# needs gigabytes.
+MAP_SIZE_RANGE = (32, 4096)
+
+
+def check_top_k(top_k: object) -> int:
+    """The one check of top_k (API and CLI): an integer of at least 1."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top-k must be an integer of at least 1, got {top_k!r}")
+    return top_k
+
+
+def check_map_sizes(map_sizes: object) -> tuple[int, ...]:
+    """The one check of map sizes (API and CLI): None -> the default, else a sequence of integers in
+    `MAP_SIZE_RANGE` (a string is refused: "640" is not the sizes 6, 4, 0)."""
+    if map_sizes is None:
+        return DEFAULT_MAP_SIZES
+    if isinstance(map_sizes, (str, bytes)) or not isinstance(map_sizes, Sequence):
+        raise InputError(f"map sizes must be a sequence of integers such as (224, 448), got {map_sizes!r}")
+    lo, hi = MAP_SIZE_RANGE
+    for s in map_sizes:
+        if isinstance(s, bool) or not isinstance(s, int) or not lo <= s <= hi:
+            raise InputError(f"map sizes must be integers in {lo}..{hi}, got {list(map_sizes)!r}")
+    return tuple(map_sizes)
+
+
 ScoreKind = Literal["softmax", "sigmoid"]
 SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid")
 
@@ -75,9 +101,10 @@ def explain(
         raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
     if min_score is not None and (targets is not None or not 0.0 <= float(min_score) <= 1.0):
         raise InputError("min_score must lie in [0, 1] and cannot be combined with explicit target classes")
+    check_top_k(top_k)
     info = info_of(model)
     mapper = get_method(method, layer=layer)
-    sizes_setting = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+    sizes_setting = check_map_sizes(map_sizes)
     fixed = fixed_input_size(model)
     native = info.preprocess.input_size if fixed is None else min(fixed)
     if fixed is not None:  # a ViT / Swin built for one input size: every image is resized whole to it
@@ -122,7 +149,7 @@ def explain(
         # pass 1: classification at the native size, one batch per input shape (and number of classes)
         if images is None:
             assert batch is not None
-            native_buckets = [(list(range(n)), batch.to(device))]
+            native_buckets = [(list(range(n)), batch.to(device=device, dtype=dtype))]
         else:
             tensors = [image_to_tensor(im, native, info.preprocess, _size_for(model, im, native)) for im in images]
             native_buckets = _group_by_shape(tensors, device, dtype)
@@ -154,23 +181,27 @@ def explain(
                 buckets = _pass_at_size(model, mapper, batch, image_classes, images, s, device, dtype)
             for g, up in enumerate(_upsample_to_groups(buckets, out_groups, out_sizes)):
                 passes[g].append(up)
-        group_maps, group_boxes = [], []
+        group_maps, group_boxes, group_ranges = [], [], []
         for g_passes in passes:
-            maps_g, boxes_g = _maps_and_boxes(combine_passes(g_passes, relu=relu), box_rule)
+            maps_g, boxes_g, ranges_g = _maps_and_boxes(combine_passes(g_passes, relu=relu), box_rule)
             group_maps.append(maps_g)
             group_boxes.append(boxes_g.to(device))
+            group_ranges.append(ranges_g)
 
     where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
     out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
     out_boxes: Tensor | list[Tensor]
+    out_ranges: Tensor | list[Tensor]  # each map's [min, max] before normalisation, shaped like the boxes
     # one output group: the batched tensors are the result, no re-stacking
     maps = group_maps[0] if len(out_groups) == 1 else [group_maps[where[i][0]][where[i][1]] for i in range(n)]
     if len(set(counts)) == 1:
         out_classes = torch.stack(image_classes)
         out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
+        out_ranges = _in_order(list(zip(out_groups, group_ranges, strict=True)), list(range(n)))
     else:
         out_classes = image_classes
         out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
+        out_ranges = [group_ranges[where[i][0]][where[i][1]] for i in range(n)]
     raw_out: Tensor | list[Tensor]
     if len(raw_buckets) == 1:
         raw_out = raw_buckets[0][1]
@@ -189,6 +220,7 @@ def explain(
         sizes=list(out_sizes),
         info=info,
         settings=settings,
+        map_range=out_ranges,
     )
 
 
@@ -223,13 +255,15 @@ def _classes_above(
     return out
 
 
-def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor]:
-    """Normalised maps and boxes of a batch of combined maps (b, k, H, W) of one size; `combined` is ours (made by
-    the upsampling or the combination) and is normalised in place, after the boxes are taken from it."""
+def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor, Tensor]:
+    """Normalised maps, boxes and [min, max] (b, k, 2) of a batch of combined maps (b, k, H, W) of one size;
+    `combined` is ours (made by the upsampling or the combination) and is normalised in place, after the boxes are
+    taken from it."""
     lo, hi = min_max(combined)
     boxes = boxes_from_maps(combined, rule, lo, hi)
+    ranges = torch.cat([lo, hi], dim=-1)[..., 0, :].detach()
     # (not under autograd: the extremes' gradients need the maps as they were)
-    return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes
+    return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes, ranges
 
 
 def _pass_at_size(
@@ -319,6 +353,15 @@ def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:
             inputs = inputs.unsqueeze(0)
         if inputs.dim() != 4 or inputs.shape[1] != 3:
             raise InputError(f"a tensor input must be (B, 3, H, W), got {tuple(inputs.shape)}")
+        if not inputs.is_floating_point():
+            raise InputError(
+                f"a tensor input must be a preprocessed float tensor, got {inputs.dtype}; pass PIL images, arrays or "
+                "paths for raw pixels"
+            )
+        if inputs.shape[0] == 0:
+            raise InputError("no images given (an empty batch)")
+        if not bool(torch.isfinite(inputs).all()):
+            raise InputError("a tensor input holds NaN or infinite values")
         return None, inputs
     items = [inputs] if isinstance(inputs, (str, PathLike, Image.Image)) else list(inputs)
     if not items:
@@ -332,6 +375,10 @@ def _targets_tensor(targets: Tensor | Sequence[Sequence[int]] | None, n: int) ->
     t = targets if isinstance(targets, Tensor) else None
     if t is None:
         rows = [list(r) if isinstance(r, (list, tuple)) else [r] for r in targets]
+        if any(not r for r in rows):
+            raise InputError("every image needs at least one target class (an empty list was given)")
+        if any(isinstance(c, bool) or not isinstance(c, int) for r in rows for c in r):
+            raise InputError("target classes must be integers")
         if len({len(r) for r in rows}) > 1:
             raise InputError("every image needs the same number of target classes")
         t = torch.tensor(rows, dtype=torch.long)

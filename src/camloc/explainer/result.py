@@ -17,6 +17,9 @@ class Result:
     `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors;
     `classes`, `scores`, `logits` and `boxes` are lists of per-image tensors (k_i, ...) when images have different
     numbers of classes (`min_score`). Index by image (`res.classes[i]`) to work with either.
+    `map_range` (B, k, 2) (a list of (k_i, 2) like `boxes`) holds each map's [min, max] before normalisation: the
+    values the box rule's threshold refers to, so that a client holding `maps` can redraw a box at another
+    threshold (the page of `camloc serve`).
     """
 
     classes: Tensor | list[Tensor]
@@ -29,6 +32,7 @@ class Result:
     sizes: list[tuple[int, int]]
     info: ModelInfo
     settings: dict[str, Any] = field(default_factory=dict)
+    map_range: Tensor | list[Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.classes)

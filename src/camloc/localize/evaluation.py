@@ -24,6 +24,7 @@ from torch import Tensor
 from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, box_from_map
 from camloc.data.base import Dataset, Sample
 from camloc.errors import InputError
+from camloc.explainer.runner import check_batch_size
 from camloc.io import as_rgb_image
 from camloc.localize._release_boxes import release_box, release_guesses
 from camloc.localize.faithfulness import (
@@ -406,6 +407,7 @@ def evaluate(
     if faithfulness is not None and faithfulness.needs_model and model is None:
         wanted_metrics = ", ".join(m for m in faithfulness.metrics if m != "pointing-game")
         raise InputError(f"faithfulness metrics {wanted_metrics} perturb the input: they need --model, not --maps")
+    check_batch_size(batch_size)  # a batch size below 1 would evaluate no image and report n_images 0
     wanted = distributed or (distributed is None and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     dist, created = _init_distributed() if wanted else (None, False)
     try:
@@ -557,8 +559,8 @@ def coco_results(results: list[dict], dataset: Dataset, score: float = 1.0) -> l
     for r in results:
         cls, box = r["guesses"][0] if r["guesses"] else (r["label"], r["gt_known_box"])
         dcls = cls if inverse is None else inverse.get(int(cls), -1)
-        if cat_ids is not None and not 0 <= dcls < len(cat_ids):
-            continue  # a class the dataset does not have cannot be scored
+        if dcls < 0 or (cat_ids is not None and dcls >= len(cat_ids)):
+            continue  # a class the dataset does not have cannot be scored (no category_id -1)
         image_id = int(r["image_id"]) if cat_ids is not None and str(r["image_id"]).isdigit() else r["image_id"]
         x0, y0, x1, y1 = (float(v) for v in box)
         out.append(

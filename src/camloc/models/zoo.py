@@ -97,13 +97,21 @@ def load_path(path: Path) -> nn.Module:
     state_dict, config = load_checkpoint(path)
     arch = config["architecture"]
     kwargs = dict(config.get("arch_kwargs", {}))
-    model = build_architecture(arch, **kwargs)
+    try:
+        model = build_architecture(arch, **kwargs)
+    except (TypeError, ValueError, KeyError) as exc:  # arch_kwargs written for another architecture
+        raise InputError(f"{path}: config.json's arch_kwargs do not fit architecture '{arch}' ({exc})") from None
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
         raise InputError(f"{path}: weights do not match architecture '{arch}' ({detail})") from None
+    bad = next((k for k, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:  # every image would give NaN scores: one error at load instead
+        raise InputError(
+            f"{path}: the weights hold NaN or infinite values (first in '{bad}'); the checkpoint is damaged"
+        )
     pre = Preprocess.from_dict(config.get("preprocess", {}))
     labels = list(config.get("labels", []))
     return _attach(model, ModelInfo(config.get("name", Path(path).name), labels, pre, pretrained=True))

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from camloc.errors import InputError
+from camloc.explainer.runner import check_batch_size
 from camloc.io import load_image, save_checkpoint
 from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.probe_net import backbone_recipe, replace_head
@@ -135,6 +136,7 @@ def extract_features(
     Each image is preprocessed as `explain` does it (native size, aspect kept) and images of equal shape are batched
     (no padding: it would change the average). Unreadable images are reported through `on_skip` and left out.
     """
+    check_batch_size(batch_size)  # 0 would read no image and blame the images
     adapter = get_adapter(model)
     pre = info_of(model).preprocess
     device = adapter.weight.device
