@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: install browser serve screenshots bench-serve demo check test test-slow bench bench-explain locset bench-resolution bench-resolution-quick bench-methods-imagenet bench-loc bench-loc-quick bench-probe data clean docs-method-photos
+.PHONY: install browser serve screenshots bench-serve demo check test test-slow bench bench-explain locset bench-resolution bench-resolution-quick bench-methods-imagenet bench-faithfulness bench-loc bench-loc-quick bench-probe data clean docs-method-photos
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,13 @@ bench-methods-imagenet: $(STAMP)
 	( $(PY) benchmarks/compare_methods_imagenet.py --map-sizes native && \
 	  $(PY) benchmarks/compare_methods_imagenet.py --map-sizes 640 --methods cam gradcam gradcam++ xgradcam layercam ) \
 	  | tee bench-results/methods-imagenet.md
+
+# localization + faithfulness per method on the pasted-object set (docs/methods.md), then the cost of all metrics
+# for 100 images and one method against the cost of its maps (the issue's 10x target)
+bench-faithfulness: $(STAMP)
+	mkdir -p bench-results/faithfulness
+	( $(PY) benchmarks/bench_faithfulness.py table --methods cam gradcam gradcam++ xgradcam layercam && \
+	  $(PY) benchmarks/bench_faithfulness.py speed --method cam --n 100 ) | tee bench-results/faithfulness.md
 
 # 50 concurrent clients x 10 requests against `camloc serve` on this machine (batching on and off)
 bench-serve: $(STAMP)

@@ -34,7 +34,7 @@ from camloc.errors import InputError
 from camloc.explainer import writers
 from camloc.explainer.inputs import iter_sources
 from camloc.io import load_image, write_json, write_npz
-from camloc.preprocess import Preprocess, image_to_array
+from camloc.preprocess import Preprocess, image_to_array, parse_map_sizes
 
 # `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
 # tests/export/test_onnx_runtime.py checks that they agree).
@@ -308,17 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
     return p
-
-
-def parse_map_sizes(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    if text.strip().lower() == "native":
-        return ()
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise InputError(f"--map-sizes: '{text}' is not a comma-separated list of integers or 'native'") from None
 
 
 def _write(cam: OnnxCam, res: ImageResult, image: Image.Image, path: Path, stem: str, args: argparse.Namespace):

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from camloc.errors import InputError
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -97,6 +99,26 @@ def resize_batch(x: Tensor, short_side: int) -> Tensor:
     if (h, w) == tuple(x.shape[-2:]):
         return x
     return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+
+
+MAP_SIZE_RANGE = (32, 4096)  # shorter sides a map pass may use (4096: a 4096 x 16384 input at most)
+
+
+def parse_map_sizes(text: str | None) -> tuple[int, ...] | None:
+    """The `--map-sizes` option of every command: '224,448' -> (224, 448); 'native' -> () (the classification
+    pass alone); None -> None (the default). Sizes outside MAP_SIZE_RANGE are an `InputError`."""
+    if text is None:
+        return None
+    if text.strip().lower() == "native":
+        return ()
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise InputError(f"--map-sizes: '{text}' is not a comma-separated list of integers or 'native'") from None
+    lo, hi = MAP_SIZE_RANGE
+    if not sizes or any(not lo <= s <= hi for s in sizes):
+        raise InputError(f"--map-sizes: sizes must be integers in {lo}..{hi} (or 'native'), got '{text}'")
+    return sizes
 
 
 def resize_exact(x: Tensor, size: tuple[int, int]) -> Tensor:

@@ -53,6 +53,18 @@ def test_files_of_different_sizes(default_model: torch.nn.Module, picture: str, 
         assert torch.all(boxes[:, 0] < boxes[:, 2]) and torch.all(boxes[:, 1] < boxes[:, 3])
 
 
+def test_same_shape_at_224_different_at_the_map_size(default_model: torch.nn.Module) -> None:
+    """600x400 and 640x427 share the 224 pass (336x224) but not the 640 one (960x640 vs 959x640): batched,
+    each gets the maps it gets alone (the 640 pass used to stack the two shapes and raise)."""
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in ((400, 600), (427, 640))]
+    both = camloc.explain(default_model, images, top_k=2, map_sizes=(640,))
+    for i, img in enumerate(images):
+        alone = camloc.explain(default_model, img, top_k=2, map_sizes=(640,))
+        assert torch.equal(both.classes[i], alone.classes[0])
+        assert torch.allclose(both.maps[i], alone.maps[0], atol=1e-5)
+
+
 def test_pil_and_path_give_the_same_result(default_model: torch.nn.Module, picture: str) -> None:
     a = camloc.explain(default_model, picture, top_k=2)
     b = camloc.explain(default_model, [Image.open(picture)], top_k=2)

@@ -6,7 +6,7 @@ import argparse
 
 from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule
 from camloc.errors import InputError
-from camloc.explainer.passes import DEFAULT_ZOOM, Zoom, check_map_sizes
+from camloc.explainer.passes import DEFAULT_ZOOM, Zoom
 
 
 def add_box_rule_options(p: argparse.ArgumentParser) -> None:
@@ -30,22 +30,6 @@ def add_box_rule_options(p: argparse.ArgumentParser) -> None:
 def box_rule_from(args: argparse.Namespace) -> BoxRule:
     """The BoxRule the options give (an `InputError` for a threshold outside [0, 1], NaN or inf)."""
     return BoxRule(args.threshold, args.threshold_mode)
-
-
-def parse_map_sizes(text: str | None) -> tuple[int, ...] | None:
-    """'224,448' -> (224, 448); 'native' -> () (the classification pass alone); None -> None (the default)."""
-    if text is None:
-        return None
-    if text.strip().lower() == "native":
-        return ()
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise InputError(f"--map-sizes: '{text}' is not a comma-separated list of integers or 'native'") from None
-    try:
-        return check_map_sizes(sizes)
-    except InputError as exc:
-        raise InputError(f"--map-sizes: {exc} (out of range)") from None
 
 
 def parse_zoom(text: str | None) -> Zoom | bool | None:

@@ -8,10 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes
+from camloc.cli._options import add_box_rule_options, box_rule_from
 from camloc.errors import InputError
 from camloc.explainer.runner import check_batch_size
 from camloc.io import write_json
+from camloc.preprocess import parse_map_sizes
 
 log = logging.getLogger("camloc")
 
@@ -19,7 +20,7 @@ log = logging.getLogger("camloc")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="localization metrics (MaxBoxAcc, MaxBoxAccV2, PxAP, top-1/top-5/GT-known loc) of score maps or a model",
+        help="localization (MaxBoxAcc, PxAP, top-1/GT-known loc) and faithfulness metrics of score maps or a model",
         description="Evaluate weakly-supervised localization on a dataset. Maps come from a folder "
         "of <image_id>.npy files (--maps) or from a model (--model). Conventions: "
         "docs/evaluation.md.",
@@ -72,6 +73,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--report", default=None, help="write the JSON report here")
     p.add_argument("--coco-results", default=None, help="write per-image boxes as a COCO results JSON here")
+    f = p.add_argument_group("faithfulness (docs/evaluation.md, 'Faithfulness')")
+    f.add_argument(
+        "--faithfulness",
+        default=None,
+        metavar="METRICS",
+        help="comma-separated: deletion, insertion, average-drop, increase, road, pointing-game, or 'all' "
+        "(all but pointing-game need --model)",
+    )
+    f.add_argument(
+        "--baseline",
+        choices=["rise", "blur", "mean", "zero"],
+        default="rise",
+        help="what deletion / insertion put in place of pixels: rise (default: black for deletion, blurred image "
+        "for insertion), blur, mean (normalisation mean colour), zero (black)",
+    )
+    f.add_argument("--steps", type=int, default=20, help="deletion / insertion steps (default 20)")
+    f.add_argument(
+        "--faith-score",
+        choices=["softmax", "logit"],
+        default="softmax",
+        help="target score of the perturbed inputs (default softmax probability)",
+    )
+    f.add_argument(
+        "--faith-target",
+        choices=["predicted", "true"],
+        default="predicted",
+        help="whose map is perturbed: the model's top-1 class (default) or the true class",
+    )
+    f.add_argument("--road-noise", type=float, default=0.01, help="ROAD imputation noise std (default 0.01)")
+    f.add_argument("--pointing-tolerance", type=float, default=15.0, help="pointing game tolerance, px (default 15)")
+    f.add_argument("--faith-batch-size", type=int, default=64, help="perturbed inputs per forward pass (default 64)")
     p.add_argument("--batch-size", type=int, default=16, help="images per model batch with --model (default 16)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -100,6 +132,22 @@ def format_table(report: dict) -> str:
     for key in ("pxap", "top1_cls", "top5_cls", "top1_loc", "top5_loc", "gt_known_loc"):
         if key in report:
             lines.append(f"{key:<14}{report[key]:6.2f}")  # noqa: PERF401
+    faith = report.get("faithfulness", {})
+    lines += [
+        f"{key:<24}{faith[key]:8.4f}"
+        for key in (
+            "deletion_auc",
+            "insertion_auc",
+            "average_drop",
+            "increase_in_confidence",
+            "pointing_game",
+            "pointing_game_difficult",
+        )
+        if key in faith
+    ]
+    if "road" in faith:
+        road = faith["road"]
+        lines.append(f"{'road morf / lerf':<24}{road['morf']:8.4f} / {road['lerf']:.4f}")
     problems = {k: v for k, v in report.get("problems", {}).items() if v}
     if problems:
         lines.append("problems: " + ", ".join(f"{k}={v}" for k, v in problems.items()))
@@ -111,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from camloc.data.base import accepts_option
     from camloc.distributed import pick_device
     from camloc.localize.evaluation import Settings, coco_results, evaluate
+    from camloc.localize.faithfulness import FaithfulnessSettings, parse_metrics
 
     check_batch_size(args.batch_size)
     if args.report:
@@ -135,6 +184,23 @@ def run(args: argparse.Namespace) -> int:
         box_generator=args.box_generator,
         box_rule=box_rule_from(args),
     )
+    faith = None
+    if args.faithfulness:
+        faith = FaithfulnessSettings(
+            metrics=parse_metrics(args.faithfulness),
+            steps=args.steps,
+            baseline=args.baseline,
+            score=args.faith_score,
+            target=args.faith_target,
+            road_noise=args.road_noise,
+            tolerance_px=args.pointing_tolerance,
+            batch_size=args.faith_batch_size,
+        )
+        if faith.needs_model and args.model is None:
+            raise InputError(
+                f"--faithfulness {args.faithfulness}: perturbation metrics need --model (maps alone "
+                "cannot be scored; pointing-game works with --maps)"
+            )
     model = None
     map_sizes = None
     if args.model is not None:
@@ -158,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         map_sizes=map_sizes,
         progress=_progress(args.quiet),
         results=results,
+        faithfulness=faith,
     )
     if int(os.environ.get("RANK", "0")) > 0:
         return 0

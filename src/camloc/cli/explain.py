@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from camloc.cli._options import add_box_rule_options, box_rule_from, parse_map_sizes, parse_zoom
+from camloc.cli._options import add_box_rule_options, box_rule_from, parse_zoom
 from camloc.distributed import barrier, setup, teardown
 from camloc.errors import InputError
 from camloc.explainer.inputs import iter_sources
@@ -23,6 +23,7 @@ from camloc.explainer.stop import StopOnSignals
 from camloc.io import check_output_folder, write_json
 from camloc.methods import METHODS
 from camloc.models.zoo import load
+from camloc.preprocess import parse_map_sizes
 from camloc.viz import COLORMAPS
 
 

@@ -43,7 +43,7 @@ from camloc.methods import MapMethod, get_method
 from camloc.models.adapters import as_logits, eval_mode
 from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
-from camloc.preprocess import image_to_tensor, resize_batch, resize_exact, scaled_size
+from camloc.preprocess import MAP_SIZE_RANGE, image_to_tensor, resize_batch, resize_exact, scaled_size
 
 ImageInput = str | PathLike | Image.Image
 Inputs = Tensor | ImageInput | Sequence[ImageInput]
@@ -81,7 +81,6 @@ DEFAULT_ZOOM = Zoom()
 
 # Shorter sides a map pass may have: below 32 a CNN has no spatial map left; above 4096 one pass of one image
 # needs gigabytes.
-MAP_SIZE_RANGE = (32, 4096)
 
 
 def check_top_k(top_k: object) -> int:

@@ -27,6 +27,14 @@ from camloc.errors import InputError
 from camloc.explainer.runner import check_batch_size
 from camloc.io import as_rgb_image
 from camloc.localize._release_boxes import release_box, release_guesses
+from camloc.localize.faithfulness import (
+    FaithfulnessAccumulator,
+    FaithfulnessSettings,
+    faithfulness_scores,
+    image_seed,
+    object_fraction,
+    pointing_hit,
+)
 from camloc.localize.metrics import (
     IOU_LEVELS,
     WSOL_SIZE,
@@ -98,8 +106,9 @@ def _to_size(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class Evaluator:
     """Accumulates one dataset split. `add` per image; `counts` / `set_counts` for merging; `report` at the end."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, faithfulness: FaithfulnessSettings | None = None) -> None:
         self.settings = settings
+        self.faith = None if faithfulness is None else FaithfulnessAccumulator(faithfulness)
         self.thresholds = cam_thresholds(settings.interval)
         self.box = BoxAccuracy(self.thresholds, settings.iou_levels)
         self.pxap = PixelAP(self.thresholds)
@@ -160,6 +169,8 @@ class Evaluator:
             if not fg.any():
                 self._problem("empty_mask")
             self.pxap.accumulate(scoremap, fg, ignore)
+        if self.faith is not None and "pointing-game" in self.faith.settings.metrics and (has_boxes or masks):
+            self._pointing(heatmap, sample.boxes if has_boxes else None, masks[0] if masks is not None else None, size)
         if has_boxes:
             assert size is not None
             out["box"] = self._box(_to_size(np.nan_to_num(heatmap.astype(np.float32), nan=0.0), size))
@@ -175,6 +186,27 @@ class Evaluator:
             else:
                 self.loc.accumulate(label, sample.boxes, out["box"])
         return out
+
+    def _pointing(
+        self, heatmap: np.ndarray, boxes: np.ndarray | None, mask: np.ndarray | None, size: tuple[int, int] | None
+    ) -> None:
+        """The pointing game at the original image size (the mask's size when only a mask is known): the 15 px
+        tolerance is in the image's pixels."""
+        assert self.faith is not None  # called only when faithfulness was asked for
+        fs = self.faith.settings
+        if mask is not None and not mask.any():
+            return  # an empty mask has nothing to point at (counted under problems)
+        if size is not None:
+            grid = size
+        elif mask is not None:
+            grid = (mask.shape[1], mask.shape[0])
+        else:
+            return  # neither a size nor a mask: no grid to point in
+        heat = _to_size(heatmap, grid)
+        if mask is not None:
+            mask = _resize_mask(mask, grid)
+        hit = pointing_hit(heat, boxes, mask, fs.tolerance_px)
+        self.faith.add_pointing(hit, object_fraction(grid, boxes, mask) < fs.difficult_area)
 
     def _box(self, heatmap: np.ndarray) -> np.ndarray:
         if self.settings.box_generator == "release":
@@ -230,6 +262,8 @@ class Evaluator:
         pxap = self.pxap.value() if self.pxap.hist.sum() else None
         if pxap is not None:
             rep["pxap"] = pxap
+        if self.faith is not None:
+            rep["faithfulness"] = self.faith.report()
         rep["problems"] = {k: int(v) for k, v in zip(PROBLEMS, self.problems, strict=False)}
         rep["protocol"] = {
             **asdict(s),
@@ -248,6 +282,16 @@ class Evaluator:
                 else "camloc.localize._release_boxes: zhoubolei/CAM release generator (20/100/110, erosion, merge)"
             ),
         }
+        if self.faith is not None:
+            fs = self.faith.settings
+            deletion_base, insertion_base = fs.baselines()
+            rep["protocol"]["faithfulness"] = {
+                **asdict(fs),
+                "deletion_baseline": deletion_base,
+                "insertion_baseline": insertion_base,
+                "inputs": "the classification pass's input (shorter side = the model's input size); maps min-max "
+                "normalised and resized (bilinear, antialiased) to it; conventions: docs/evaluation.md",
+            }
         return rep
 
 
@@ -287,8 +331,10 @@ def iter_model_maps(
     map_sizes: tuple[int, ...] | None = None,
     top_k: int = 5,
     box_rule: BoxRule = DEFAULT_BOX_RULE,
-) -> Iterable[tuple[Sample, np.ndarray, int, np.ndarray, list[np.ndarray]]]:
-    """(sample, GT-class map, GT model class, top-k classes, their maps) per image, maps at the original size.
+    with_images: bool = False,
+) -> Iterable[tuple]:
+    """(sample, GT-class map, GT model class, top-k classes, their maps) per image, maps at the original size;
+    with_images: the decoded PIL image as a sixth element.
 
     One `camloc.explain` call per batch for the top-k classes; images whose true class is not among them get
     one more call with `targets=[[true class]]`.
@@ -325,7 +371,8 @@ def iter_model_maps(
             extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps), strict=False)}
         for i, s in enumerate(batch):
             gt_map = extra[i] if i in extra else maps[i][int(np.flatnonzero(classes[i] == gts[i])[0])]
-            yield s, gt_map, gts[i], classes[i], list(maps[i])
+            item = (s, gt_map, gts[i], classes[i], list(maps[i]))
+            yield (*item, images[i]) if with_images else item
 
 
 # ------------------------------------------------------------------------------------------- the driver
@@ -345,22 +392,38 @@ def evaluate(
     progress: Callable[[Iterable, int], Iterable] | None = None,
     distributed: bool | None = None,
     results: list | None = None,
+    faithfulness: FaithfulnessSettings | None = None,
 ) -> dict[str, Any]:
     """Evaluate a dataset from saved maps (`maps_dir`) or a model; returns the report dict.
 
     calibration: another split (same map source) whose best CAM thresholds are reported on this one.
     distributed: split the images across `torch.distributed` processes and sum the counts (None: when the
     `WORLD_SIZE` environment variable of torchrun is > 1). results: a list that receives one dict per image
-    (image id, class, boxes) for results files.
+    (image id, class, boxes) for results files. faithfulness: also score the maps' faithfulness
+    (`camloc.localize.faithfulness`; the perturbation metrics need a model, the pointing game does not).
     """
     if (maps_dir is None) == (model is None):
         raise InputError("give either score maps (--maps) or a model (--model)")
+    if faithfulness is not None and faithfulness.needs_model and model is None:
+        wanted_metrics = ", ".join(m for m in faithfulness.metrics if m != "pointing-game")
+        raise InputError(f"faithfulness metrics {wanted_metrics} perturb the input: they need --model, not --maps")
     check_batch_size(batch_size)  # a batch size below 1 would evaluate no image and report n_images 0
     wanted = distributed or (distributed is None and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     dist, created = _init_distributed() if wanted else (None, False)
     try:
         main_ev = _run(
-            dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist, results
+            dataset,
+            maps_dir,
+            model,
+            settings,
+            save_maps,
+            batch_size,
+            method,
+            map_sizes,
+            progress,
+            dist,
+            results,
+            faithfulness,
         )
         calib_ev = None
         if calibration is not None:
@@ -382,14 +445,19 @@ def evaluate(
 
 
 def _run(
-    dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist, results
+    dataset, maps_dir, model, settings, save_maps, batch_size, method, map_sizes, progress, dist, results, faith=None
 ) -> Evaluator:
-    ev = Evaluator(settings)
+    ev = Evaluator(settings, faith)
     shard = dataset.shard(dist.get_rank(), dist.get_world_size()) if dist is not None else dataset
+    perturb = faith is not None and faith.needs_model and model is not None
     if model is not None:
-        items = iter_model_maps(model, shard, batch_size, method, map_sizes, box_rule=settings.box_rule)
+        items = iter_model_maps(
+            model, shard, batch_size, method, map_sizes, box_rule=settings.box_rule, with_images=perturb
+        )
+        if perturb and faith is not None and ev.faith is not None:
+            items = _with_faithfulness(items, model, faith, ev.faith, batch_size)
     else:
-        items = ((s, load_map(Path(maps_dir), s.image_id), None, None, None) for s in shard)  # type: ignore[misc]
+        items = ((s, load_map(Path(maps_dir), s.image_id), None, None, None) for s in shard)
     if progress is not None:
         items = progress(items, len(shard))
     for sample, heatmap, gt, classes, class_maps in items:
@@ -411,11 +479,65 @@ def _run(
         total = torch.from_numpy(ev.counts())
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
         ev.set_counts(total.numpy())
+        if ev.faith is not None:  # float sums: a float64 vector of its own
+            sums = torch.from_numpy(ev.faith.sums())
+            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+            ev.faith.set_sums(sums.numpy())
         if results is not None:
             gathered: list = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, results)
             results[:] = [r for part in gathered for r in part]
     return ev
+
+
+def _with_faithfulness(
+    items: Iterable[tuple], model, faith: FaithfulnessSettings, acc: FaithfulnessAccumulator, batch_size: int
+) -> Iterable[tuple]:
+    """Pass the items through, scoring the faithfulness of every `batch_size` of them at once (their perturbed
+    inputs share forward passes); yields the usual 5-tuples."""
+    buffer: list[tuple] = []
+    for item in items:
+        buffer.append(item)
+        if len(buffer) == batch_size:
+            _score_faithfulness(buffer, model, faith, acc)
+            yield from (it[:5] for it in buffer)
+            buffer = []
+    if buffer:
+        _score_faithfulness(buffer, model, faith, acc)
+        yield from (it[:5] for it in buffer)
+
+
+def _score_faithfulness(items: list[tuple], model, faith: FaithfulnessSettings, acc: FaithfulnessAccumulator) -> None:
+    """The perturbation metrics of a batch of (sample, GT map, GT class, classes, maps, image) items, on the
+    classification pass's input; images of the same input shape are scored together."""
+    import torch
+    import torch.nn.functional as F
+
+    from camloc.explainer.passes import _device_dtype, _size_for
+    from camloc.models.zoo import info_of
+    from camloc.preprocess import image_to_tensor
+
+    pre = info_of(model).preprocess
+    device, dtype = _device_dtype(model)
+    groups: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor, int, int]]] = {}
+    for sample, gt_map, gt, classes, class_maps, image in items:
+        if faith.target == "true":
+            target, heat = int(gt), gt_map
+        else:
+            target, heat = int(classes[0]), class_maps[0]
+        x = image_to_tensor(image, pre.input_size, pre, _size_for(model, image, pre.input_size))  # as explain's
+        m = torch.from_numpy(np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0))[None, None]
+        m = F.interpolate(m, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=True)[0, 0]
+        lo, hi = m.min(), m.max()
+        m = (m - lo) / (hi - lo) if hi > lo else torch.zeros_like(m)  # [0, 1] after resizing, as the metrics need
+        groups.setdefault(tuple(x.shape), []).append((x, m, target, image_seed(sample.image_id, faith.seed)))
+    for group in groups.values():
+        x = torch.stack([g[0] for g in group]).to(device=device, dtype=dtype)
+        maps = torch.stack([g[1] for g in group]).to(device)
+        targets = torch.tensor([g[2] for g in group])
+        acc.add_scores(
+            faithfulness_scores(model, x, maps, targets, faith, pre.mean, pre.std, seeds=[g[3] for g in group])
+        )
 
 
 def _init_distributed():

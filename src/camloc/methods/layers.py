@@ -30,16 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from camloc.errors import HeadError, InputError, LayerError
-from camloc.models.adapters import (
-    CamAdapter,
-    _probe_input,
-    as_logits,
-    capture_output,
-    eval_mode,
-    get_adapter,
-    get_module,
-    is_pooled_norm,
-)
+from camloc.models.adapters import CamAdapter, as_logits, eval_mode, get_adapter, is_pooled_norm
+from camloc.models.hooks import ModuleCall, capture_output, get_module, probe_input, record_calls
 from camloc.models.tokens import MapLayout, infer_layout
 
 # Modules that only pass a map through or shape it for the head: never the default layer.
@@ -192,29 +184,17 @@ def _last_block_norm(model: nn.Module, calls: list[tuple[str, nn.Module, Tensor]
 def _recorded_outputs(model: nn.Module) -> tuple[list[tuple[str, nn.Module, Tensor]], Tensor]:
     """(name, module, output) of every module call with a 3-D or 4-D tensor output on the probe, in completion
     order (a module called twice appears twice), and the probe."""
-    calls: list[tuple[str, nn.Module, Tensor]] = []
-    handles = []
 
-    def make_hook(mod_name: str):
-        def hook(m: nn.Module, _inputs: tuple, output: object) -> None:
-            if isinstance(output, Tensor) and output.dim() in (3, 4) and not isinstance(m, _PASS_THROUGH):
-                calls.append((mod_name, m, output))
+    def spatial(call: ModuleCall) -> bool:
+        return call.output is not None and call.output.dim() in (3, 4) and not isinstance(call.module, _PASS_THROUGH)
 
-        return hook
-
-    probe = _probe_input(model)
+    probe = probe_input(model)
     try:
-        for mod_name, m in model.named_modules():
-            if mod_name:
-                handles.append(m.register_forward_hook(make_hook(mod_name)))
-        with eval_mode(model), torch.no_grad():
+        with record_calls(model, keep=spatial) as recorded, eval_mode(model), torch.no_grad():
             model(probe)
     except Exception as exc:  # noqa: BLE001 - a model that cannot run on the probe: one line
         raise LayerError(
             f"{type(model).__name__} failed on a probe input of shape {tuple(probe.shape)} "
             f"({type(exc).__name__}); name the layer to explain with layer="
         ) from None
-    finally:
-        for h in handles:
-            h.remove()
-    return calls, probe
+    return [(c.name, c.module, c.output) for c in recorded if c.output is not None], probe

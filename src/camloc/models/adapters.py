@@ -38,9 +38,9 @@ from camloc.engine import (
     pooled_norm_weight,
 )
 from camloc.errors import HeadError, InputError
-from camloc.models.tokens import NCHW, MapLayout, fixed_input_size, infer_layout
+from camloc.models.hooks import PROBE_SIZE, capture_output, get_module, probe_input, record_calls
+from camloc.models.tokens import NCHW, MapLayout, infer_layout
 
-PROBE_SIZE = 128  # side of the random input used to discover and verify the head
 ADVICE = (
     "CAM needs global average pooling followed by one linear layer (a LayerNorm of the pooled vector may sit "
     "between); use a gradient method (--method gradcam) or make the net CAM-ready with GAP surgery (a 3x3 conv, "
@@ -178,31 +178,6 @@ def as_logits(out: object) -> Tensor:
 
 
 @contextlib.contextmanager
-def capture_output(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
-    """Record `layer`'s output during a forward pass; the hook is removed whatever happens."""
-    module = get_module(model, layer)
-    store: dict[str, Any] = {}
-
-    def hook(_m: nn.Module, _i: object, output: object) -> None:
-        store["out"] = output
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield store
-    finally:
-        handle.remove()
-
-
-def get_module(model: nn.Module, name: str) -> nn.Module:
-    modules = dict(model.named_modules())
-    if name not in modules:
-        near = [n for n in modules if n and (name in n or n in name)][:5]
-        hint = f" (similar: {', '.join(near)})" if near else ""
-        raise InputError(f"no layer named '{name}' in {type(model).__name__}{hint}")
-    return modules[name]
-
-
-@contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put every submodule in eval mode and restore each one's own flag afterwards.
 
@@ -236,18 +211,6 @@ def get_adapter(model: nn.Module, feature_layer: str | None = None, linear_layer
             _verify(adapter)
         per_model[key] = adapter
     return per_model[key]
-
-
-def _probe_input(model: nn.Module) -> Tensor:
-    fixed = fixed_input_size(model)
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    size = int(cfg["input_size"][-1]) if cfg.get("fixed_input_size") and "input_size" in cfg else PROBE_SIZE
-    h, w = fixed or (size, size)
-    p = next(iter(model.parameters()), None)
-    device = p.device if p is not None else torch.device("cpu")
-    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
-    gen = torch.Generator().manual_seed(0)
-    return torch.randn(2, 3, h, w, generator=gen).to(device=device, dtype=dtype)
 
 
 def _find_adapter(model: nn.Module, feature_layer: str | None, linear_layer: str | None) -> CamAdapter:
@@ -295,7 +258,7 @@ def _timm_adapter(model: nn.Module) -> CamAdapter:
         pool = getattr(pool, "pool_type", pool)
         if pool not in ("avg", "", None):
             raise HeadError(f"{name} pools with '{pool}', not an average; {ADVICE}")
-    probe = _probe_input(model)
+    probe = probe_input(model)
     raw = timm_model.forward_features(probe)
     try:
         infer_layout(raw, model, tuple(probe.shape[-2:]), f"{name}.forward_features")
@@ -315,16 +278,9 @@ _HEAD_PASS = (nn.Identity, nn.Dropout, nn.Flatten, nn.AdaptiveAvgPool2d, nn.Adap
 
 def _head_modules(model: nn.Module, feats: Tensor, clf: nn.Module) -> tuple[list[nn.Module], list[str]]:
     """(the norms, 'name (Type)' of any other computing module) called by timm's `forward_head`."""
-    called: list[tuple[str, nn.Module]] = []
-    handles = []
-    for mod_name, m in model.named_modules():
-        if mod_name and not any(True for _ in m.children()):  # leaves only
-            handles.append(m.register_forward_hook(lambda mod, _i, _o, n=mod_name: called.append((n, mod))))
-    try:
+    with record_calls(model, leaves_only=True) as calls:
         cast(Any, model).forward_head(feats)
-    finally:
-        for h in handles:
-            h.remove()
+    called = [(c.name, c.module) for c in calls]
     norms = [m for _, m in called if is_pooled_norm(m)]
     extra = [
         f"{n} ({type(m).__name__})"
@@ -346,26 +302,10 @@ def _is_linear_like(m: nn.Module) -> bool:
 def _recorded_adapter(model: nn.Module, feature_layer: str | None, linear_layer: str | None) -> CamAdapter:
     """Record one forward pass, then pick the linear layer and the feature map it average-pools."""
     name = type(model).__name__
-    calls: list[tuple[str, nn.Module, Tensor | None, Tensor | None]] = []  # (name, module, input, output)
-    handles = []
-
-    def make_hook(mod_name: str):
-        def hook(m: nn.Module, inputs: tuple, output: object) -> None:
-            inp = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
-            out = output if isinstance(output, Tensor) else None
-            calls.append((mod_name, m, inp, out))
-
-        return hook
-
-    try:
-        for mod_name, m in model.named_modules():
-            if mod_name:
-                handles.append(m.register_forward_hook(make_hook(mod_name)))
-        out = model(_probe_input(model))
-    finally:
-        for h in handles:
-            h.remove()
+    with record_calls(model) as recorded:
+        out = model(probe_input(model))
     as_logits(out)
+    calls = [(c.name, c.module, c.input, c.output) for c in recorded]  # (name, module, input, output)
 
     if linear_layer is not None:
         linear = get_module(model, linear_layer)
@@ -439,7 +379,7 @@ def _norm_feeding(calls: list, pooled: Tensor) -> int | None:
 
 def _verify(adapter: CamAdapter) -> None:
     """The model's logits must be mean_xy CAM + b' of the adapter's maps (else the CAM would lie)."""
-    feats, logits = adapter.forward(_probe_input(adapter.model))
+    feats, logits = adapter.forward(probe_input(adapter.model))
     if feats.shape[1] != adapter.weight.shape[1]:
         raise HeadError(
             f"{type(adapter.model).__name__} is not CAM-exact: its feature map has {feats.shape[1]} "
