@@ -4,7 +4,8 @@ One run, the same threads for both (--threads, default 1: fair on a shared machi
 --repeats. Two rows per path:
 
   end to end   decoded example images -> classes, scores, maps at image size and boxes, with camloc explain's
-               defaults (classification pass at 224, map pass at 640): `camloc.explain(model, images)` vs
+               passes (classification pass at 224, map pass at 640, i.e. `zoom=False`, which is what the runtime
+               does): `camloc.explain(model, images, zoom=False)` vs
                `camloc.onnx_runtime.OnnxCam(graph).explain(images)`;
   graph only   the exported computation alone (logits, top-5, CAMs at feature resolution) on the preprocessed
                inputs of those passes: PyTorch's `CamGraph` module vs `InferenceSession.run` -- the kernel's
@@ -67,7 +68,7 @@ def main() -> None:
         export_s = time.perf_counter() - t0
         cam = OnnxCam(report.path, threads=args.threads)
 
-        ref = camloc.explain(model, images, top_k=5)
+        ref = camloc.explain(model, images, top_k=5, zoom=False)
         got = cam.explain(images, top_k=5)
         same = all(
             got[i].classes.tolist() == ref.classes[i].tolist() and got[i].boxes.tolist() == ref.boxes[i].tolist()
@@ -95,7 +96,7 @@ def main() -> None:
 
         secs = best_seconds(
             {
-                "pytorch end to end": lambda: camloc.explain(model, images, top_k=5),
+                "pytorch end to end": lambda: camloc.explain(model, images, top_k=5, zoom=False),
                 "onnxruntime end to end": lambda: cam.explain(images, top_k=5),
                 "pytorch graph only": torch_graph,
                 "onnxruntime graph only": ort_graph,
