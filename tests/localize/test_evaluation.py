@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 from PIL import Image
 
 from camloc.cli import main
+from tests.fixture_torchrun import reports_one_and_two
 from tests.fixture_wsol import make_box_fixture, make_mask_fixture
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -219,36 +218,8 @@ def test_model_run_and_saved_maps_give_the_same_numbers(tmp_path, capsys):
 
 
 def test_torchrun_two_processes_match_one(boxes, tmp_path):
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    args = [
-        "-m",
-        "camloc",
-        "evaluate",
-        "--data",
-        f"wsol:{boxes / 'meta'}",
-        "--maps",
-        str(boxes / "maps"),
-        "--quiet",
-        "--report",
-    ]
-    subprocess.run([sys.executable, *args, str(tmp_path / "one.json")], check=True, env=env, capture_output=True)
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            *args,
-            str(tmp_path / "two.json"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert two.returncode == 0, two.stderr[-2000:]
-    one, both = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
+    args = ["-m", "camloc", "evaluate", "--data", f"wsol:{boxes / 'meta'}", "--maps", str(boxes / "maps")]
+    one, both = reports_one_and_two([*args, "--quiet", "--report"], tmp_path)
     assert both["protocol"].pop("processes") == 2
     assert one == both
 

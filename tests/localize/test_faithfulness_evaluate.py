@@ -3,10 +3,6 @@ saved maps equals the model run's, refusals are one line, and torchrun's sums eq
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,29 +105,11 @@ def test_cli_refuses_perturbation_metrics_without_a_model(tmp_path, capsys):
 
 def test_torchrun_two_processes_match_one(tmp_path):
     """Pointing-game sums travel as a float vector: 2 processes give the same report as 1."""
+    from tests.fixture_torchrun import reports_one_and_two
     from tests.fixture_wsol import make_box_fixture
 
     make_box_fixture(tmp_path, n=12, seed=4)
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     args = ["-m", "camloc", "evaluate", "--data", f"wsol:{tmp_path / 'meta'}", "--maps", str(tmp_path / "maps")]
-    args += ["--faithfulness", "pointing-game", "--quiet", "--report"]
-    subprocess.run([sys.executable, *args, str(tmp_path / "one.json")], check=True, env=env, capture_output=True)
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            *args,
-            str(tmp_path / "two.json"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert two.returncode == 0, two.stderr[-2000:]
-    one, both = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
+    one, both = reports_one_and_two([*args, "--faithfulness", "pointing-game", "--quiet", "--report"], tmp_path)
     assert both["protocol"].pop("processes") == 2
     assert one == both and one["faithfulness"]["pointing_n"] == 12
