@@ -14,8 +14,6 @@ from camloc.cli import main
 from tests.fixture_torchrun import reports_one_and_two
 from tests.fixture_wsol import make_box_fixture, make_mask_fixture
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-
 
 @pytest.fixture(scope="module")
 def boxes(tmp_path_factory) -> Path:
