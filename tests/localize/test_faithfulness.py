@@ -158,6 +158,20 @@ def test_imputer_equals_pytorch_grad_cam_at_the_default_tolerance():
         assert float((noisy_linear_impute(x, keep, noise=0, tol=1e-10)[0] - ref).abs().max()) < 1e-6
 
 
+def test_multigrid_restriction_is_the_adjoint_of_the_prolongation():
+    """<R r, c> = <r, P c> on odd and even sizes (the V-cycle is then symmetric, as conjugate gradients need), and
+    P of a constant is that constant away from the border (bilinear interpolation)."""
+    from camloc.localize.faithfulness import _prolong, _restrict
+
+    torch.manual_seed(3)
+    for h, w in ((17, 23), (16, 10), (9, 8)):
+        r = torch.randn(2, 1, h, w, dtype=torch.float64)
+        c = torch.randn(2, 1, (h + 1) // 2, (w + 1) // 2, dtype=torch.float64)
+        assert float((_restrict(r) * c).sum()) == pytest.approx(float((r * _prolong(c, (h, w))).sum()), rel=1e-12)
+    inner = _prolong(torch.full((1, 1, 5, 6), 2.0, dtype=torch.float64), (10, 12))[..., 1:-1, 1:-1]
+    assert torch.allclose(inner, torch.full_like(inner, 2.0))
+
+
 # ------------------------------------------------------------------------------------ peers
 
 

@@ -195,35 +195,52 @@ def _neighbour_sum(v: Tensor) -> Tensor:
 class _Level:
     """One grid of the multigrid preconditioner: the operator (S - W) restricted to the missing pixels."""
 
-    def __init__(self, missing: Tensor) -> None:
+    def __init__(self, missing: Tensor, diag: Tensor | None = None) -> None:
         self.missing = missing
-        self.diag = _neighbour_sum(torch.ones_like(missing[:1]))  # in-image neighbours' weights (S)
+        # in-image neighbours' weights (S), one plane shared by every job
+        self.diag = _neighbour_sum(torch.ones_like(missing[:1])) if diag is None else diag
         self.inv_diag = missing / self.diag
 
     def apply(self, v: Tensor) -> Tensor:
         return (self.diag * v - _neighbour_sum(v)) * self.missing
 
+    def select(self, rows: Tensor) -> _Level:
+        """The same grid for a subset of the jobs (those still iterating)."""
+        return _Level(self.missing[rows], self.diag)
 
-_PROLONG = (1.0, 3.0, 3.0, 1.0)
+
 _JACOBI_OMEGA, _SMOOTHING, _COARSEST = 0.8, 1, 8
 
 
-def _prolong_kernel(v: Tensor) -> Tensor:
-    k = torch.tensor(_PROLONG, dtype=v.dtype, device=v.device)
-    return (torch.outer(k, k) / 16)[None, None]
-
-
 def _restrict(r: Tensor) -> Tensor:
-    """Adjoint of `_prolong` (full weighting x 4): fine (N, 1, H, W) -> coarse (N, 1, ceil(H/2), ceil(W/2))."""
+    """Adjoint of `_prolong` (full weighting x 4, kernel (1, 3, 3, 1) / 4 per axis, stride 2): fine (N, 1, H, W) ->
+    coarse (N, 1, ceil(H/2), ceil(W/2)). Separable, by strided views (a one-channel conv2d is slow on a CPU)."""
     h, w = r.shape[-2:]
     r = F.pad(r, (0, w % 2, 0, h % 2))
-    return F.conv2d(r, _prolong_kernel(r), stride=2, padding=1)
+    for dim in (-1, -2):
+        pairs = r.unflatten(dim, (r.shape[dim] // 2, 2))
+        e, o = pairs.select(dim, 0), pairs.select(dim, 1)  # r[2i], r[2i + 1]
+        c = 3 * (e + o)
+        n = e.shape[dim]
+        c.narrow(dim, 0, n - 1).add_(e.narrow(dim, 1, n - 1))  # + r[2i + 2]
+        c.narrow(dim, 1, n - 1).add_(o.narrow(dim, 0, n - 1))  # + r[2i - 1]
+        r = c / 4
+    return r
 
 
 def _prolong(e: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear interpolation coarse -> fine (zero beyond the border), cropped to `size`."""
-    out = F.conv_transpose2d(e, _prolong_kernel(e), stride=2, padding=1)
-    return out[..., : size[0], : size[1]]
+    """Bilinear interpolation coarse -> fine (zero beyond the border), cropped to `size`: fine[2i] = (3 c[i] +
+    c[i - 1]) / 4, fine[2i + 1] = (3 c[i] + c[i + 1]) / 4 along each axis."""
+    for dim, keep in ((-2, size[0]), (-1, size[1])):
+        n = e.shape[dim]
+        lo, hi = 3 * e, 3 * e
+        lo.narrow(dim, 1, n - 1).add_(e.narrow(dim, 0, n - 1))
+        hi.narrow(dim, 0, n - 1).add_(e.narrow(dim, 1, n - 1))
+        e = torch.stack([lo, hi], dim=dim if dim == -1 else -2).flatten(
+            -2 if dim == -1 else -3, -1 if dim == -1 else -2
+        )
+        e = e.narrow(dim, 0, keep) / 4
+    return e
 
 
 def _v_cycle(levels: list[_Level], r: Tensor, depth: int = 0) -> Tensor:
@@ -246,26 +263,33 @@ def _v_cycle(levels: list[_Level], r: Tensor, depth: int = 0) -> Tensor:
 def _solve_laplace(xs: Tensor, known: Tensor, tol: float, max_iter: int) -> Tensor:
     """Missing pixels (known == 0) = weighted mean of their in-image neighbours, all at once: conjugate gradients
     preconditioned by a geometric multigrid V-cycle, on the symmetric positive definite system of each (image,
-    channel), batched. xs, known: (N, 1, H, W)."""
+    channel), batched. Each system stops on its own residual (`tol` of its right-hand side's norm) and leaves the
+    batch, so a job's result does not depend on the others. xs, known: (N, 1, H, W)."""
     missing = 1 - known
     levels = [_Level(missing)]
     while min(levels[-1].missing.shape[-2:]) >= 2 * _COARSEST:
         levels.append(_Level(F.max_pool2d(levels[-1].missing, 2, ceil_mode=True)))
-    lv = levels[0]
     b = _neighbour_sum(xs * known) * missing
     u = torch.zeros_like(xs)
+    active = torch.arange(xs.shape[0], device=xs.device)
     r = b.clone()
     z = _v_cycle(levels, r)
     p = z.clone()
     rz = (r * z).sum(dim=(1, 2, 3), keepdim=True)
     goal = (tol**2) * (b * b).sum(dim=(1, 2, 3), keepdim=True).clamp(min=1e-30)
     for _ in range(max_iter):
-        if bool(((r * r).sum(dim=(1, 2, 3), keepdim=True) <= goal).all()):
+        done = (r * r).sum(dim=(1, 2, 3), keepdim=True) <= goal
+        if bool(done.all()):
             break
+        if bool(done.any()):  # the converged systems leave the batch
+            stay = ~done.flatten()
+            active, r, p, rz, goal = active[stay], r[stay], p[stay], rz[stay], goal[stay]
+            levels = [lv.select(stay) for lv in levels]
+        lv = levels[0]
         ap = lv.apply(p)
         pap = (p * ap).sum(dim=(1, 2, 3), keepdim=True)
         alpha = torch.where(pap > 0, rz / pap.clamp(min=1e-30), torch.zeros_like(pap))
-        u = u + alpha * p
+        u.index_add_(0, active, alpha * p)
         r = r - alpha * ap
         z = _v_cycle(levels, r)
         rz_new = (r * z).sum(dim=(1, 2, 3), keepdim=True)
