@@ -37,6 +37,7 @@ class Sample:
     boxes: list[tuple[int, int, int, int]]
     target: int
     group: str
+    index: int = -1  # position in the set (its even / odd halves calibrate MaxBoxAcc thresholds)
 
 
 def load_samples(model: torch.nn.Module, where: str | Path) -> tuple[list[Sample], str]:
@@ -59,8 +60,9 @@ def load_samples(model: torch.nn.Module, where: str | Path) -> tuple[list[Sample
             [tuple(b) for b in it["boxes"]],
             targets[it["object"]],
             it["group"],
+            i,
         )
-        for it in manifest["items"]
+        for i, it in enumerate(manifest["items"])
     ]
     return samples, f"the localization set of docs/resolution.md ({len(samples)} images, {root})"
 
@@ -123,4 +125,6 @@ def _pasted76(model: torch.nn.Module, per_cell: int = 1, seed: int = 0) -> list[
             canvas.paste(crop.resize((ow, oh), Image.Resampling.LANCZOS), (x0, y0))
             name = f"{obj_file}:{bg_file}:{scale}"
             samples.append(Sample(name, canvas, [(x0, y0, x0 + ow, y0 + oh)], target, _group(scale)))
+    for i, s in enumerate(samples):
+        s.index = i
     return samples
