@@ -145,6 +145,13 @@ def map_digest(inp: tuple[torch.Tensor, torch.Tensor], target: int) -> str:
     return hashlib.sha1(inp[1].numpy().tobytes() + str(target).encode()).hexdigest()
 
 
+def _parse(line: str) -> dict | None:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
 class Cache:
     """Per-image records of one method, appended to a JSONL file; later lines update earlier ones."""
 
@@ -153,20 +160,21 @@ class Cache:
         self.records: dict[str, dict] = {}
         if path.is_file():
             for line in path.read_text().splitlines():
-                if line.strip():
-                    r = json.loads(line)
-                    old = self.records.setdefault(r["name"], {"faith": {}, "faith_s": {}})
-                    old.update({k: v for k, v in r.items() if k not in ("faith", "faith_s")})
-                    old["faith"].update(r.get("faith", {}))
-                    old["faith_s"].update(r.get("faith_s", {}))
+                record = _parse(line)
+                if record is not None:  # None: a line cut by a killed run (or being written), skipped
+                    self._merge(record)
+
+    def _merge(self, r: dict) -> None:
+        old = self.records.setdefault(r["name"], {"faith": {}, "faith_s": {}})
+        old.update({k: v for k, v in r.items() if k not in ("faith", "faith_s")})
+        old["faith"].update(r.get("faith", {}))
+        old["faith_s"].update(r.get("faith_s", {}))
 
     def add(self, record: dict) -> None:
-        old = self.records.setdefault(record["name"], {"faith": {}, "faith_s": {}})
-        old.update({k: v for k, v in record.items() if k not in ("faith", "faith_s")})
-        old["faith"].update(record.get("faith", {}))
-        old["faith_s"].update(record.get("faith_s", {}))
+        self._merge(record)
+        cut = self.path.is_file() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(("\n" if cut else "") + json.dumps(record) + "\n")
 
     def missing(self, name: str, families) -> list[str]:
         r = self.records.get(name)
