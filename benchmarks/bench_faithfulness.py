@@ -56,6 +56,7 @@ from camloc.localize.faithfulness import (
     pointing_hit,
 )
 from camloc.localize.metrics import IOU_LEVELS, BoxAccuracy, cam_thresholds
+from camloc.methods.base import input_layout
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 
@@ -337,6 +338,7 @@ def print_table(out: Path, methods) -> None:
     rows = {m: summarise(list(c.records.values()), own if m == "scorecam" else common) for m, c in caches.items()}
     print_rows(rows, f"# efficientnet-lite0, {desc}, maps from {out.name.split('-')[-1]}, "
                f"{torch.get_num_threads()} threads")  # fmt: skip
+    rows["paired"] = print_paired(caches, common)
     subset = (
         {n for n, r in caches["scorecam"].records.items() if "road" in r["faith"]} if "scorecam" in caches else set()
     )
@@ -350,6 +352,48 @@ def print_table(out: Path, methods) -> None:
         print_rows(sub_rows, f"\n# the same, on Score-CAM's {len(subset)} images (stratified subset)")
         rows["scorecam subset"] = sub_rows
     (out / "table.json").write_text(json.dumps(rows, indent=1, default=float))
+
+
+PAIRED = {  # column -> (family or None, per-image value)
+    "GT-known loc": (None, lambda r: 100.0 * r["loc"]),
+    "pointing game": (None, lambda r: 100.0 * r["pointing"]),
+    "deletion": ("deletion+insertion", lambda r: r["faith"]["deletion+insertion"]["deletion"]),
+    "insertion": ("deletion+insertion", lambda r: r["faith"]["deletion+insertion"]["insertion"]),
+    "average drop %": ("average-drop+increase", lambda r: 100.0 * r["faith"]["average-drop+increase"]["drop"]),
+    "ROAD MoRF": ("road", lambda r: float(np.mean(r["faith"]["road"]["road_morf"]))),
+    "ROAD LeRF": ("road", lambda r: float(np.mean(r["faith"]["road"]["road_lerf"]))),
+}
+
+
+def print_paired(caches: dict[str, Cache], common: dict[str, set[str]], base: str = "cam") -> dict:
+    """Each method minus `base` on the same images: the mean difference and its 95% paired bootstrap interval
+    (2000 resamples of the images), per column; the intervals say which differences the set can resolve."""
+    if base not in caches:
+        return {}
+    rng = np.random.default_rng(0)
+    ref = caches[base].records
+    out: dict = {}
+    print(f"\n# method - {base}, same images, mean difference [95% paired bootstrap interval] (n images)")
+    print("| method | " + " | ".join(PAIRED) + " |")
+    print("|---|" + "---|" * len(PAIRED))
+    for m, c in caches.items():
+        if m == base:
+            continue
+        cells, out[m] = [], {}
+        for col, (fam, value) in PAIRED.items():
+            names = [n for n in c.records if n in ref and (fam is None or (fam in c.records[n]["faith"] and
+                     fam in ref[n]["faith"] and (m == "scorecam" or n in common[fam])))]  # fmt: skip
+            if not names:
+                cells.append("-")
+                continue
+            d = np.array([value(c.records[n]) - value(ref[n]) for n in names])
+            boot = d[rng.integers(0, len(d), (2000, len(d)))].mean(1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            out[m][col] = [float(d.mean()), float(lo), float(hi), len(d)]
+            digits = 4 if col in ("deletion", "insertion", "ROAD MoRF", "ROAD LeRF") else 1
+            cells.append(f"{d.mean():+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] ({len(d)})")
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    return out
 
 
 def print_rows(rows: dict, title: str) -> None:
@@ -393,6 +437,16 @@ def speed(args) -> None:
     t0 = time.perf_counter()
     inputs = model_inputs(model, samples, maps)
     rows = {"inputs + resized maps": time.perf_counter() - t0}
+    forward = 0.0  # the unit the metrics are made of: one forward pass of each input, in batches as they run
+    with torch.inference_mode():
+        by_shape: dict = {}
+        for x, _ in inputs:
+            by_shape.setdefault(tuple(x.shape), []).append(x)
+        for xs in by_shape.values():
+            for a in range(0, len(xs), 64):
+                t0 = time.perf_counter()
+                model(input_layout(torch.stack(xs[a : a + 64])))
+                forward += time.perf_counter() - t0
     for name in FAMILIES:
         rows[name] = sum(per_image_scores(model, samples, inputs, name)[1])
     t0 = time.perf_counter()
@@ -409,10 +463,21 @@ def speed(args) -> None:
     for name, sec in rows.items():
         print(f"{name:<26}{sec:9.1f}{sec / len(samples):11.3f}{sec / maps_total:9.2f}")
     print(f"{'all faithfulness metrics':<26}{total:9.1f}{total / len(samples):11.3f}{total / maps_total:9.2f}")
+    print(f"{'(one forward pass, 224)':<26}{forward:9.1f}{forward / len(samples):11.3f}{forward / maps_total:9.2f}")
+    fs = FaithfulnessSettings()
+    passes = {
+        "deletion+insertion": 2 * fs.steps + 1,
+        "average-drop+increase": 2,
+        "road": 2 * len(fs.road_fractions) + 1,
+    }
+    print("forward passes per image (the floor of each family, whatever the implementation): " + ", ".join(
+        f"{k} {n} = {n * forward / maps_total:.1f}x maps" for k, n in passes.items()))  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            json.dumps({"n": len(samples), "method": args.method, "maps": maps_total, **rows}, indent=1)
+            json.dumps(
+                {"n": len(samples), "method": args.method, "maps": maps_total, "forward": forward, **rows}, indent=1
+            )
         )
 
 
