@@ -487,7 +487,7 @@ def imputer(args) -> None:
     import skimage.data
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
-    from camloc.localize.faithfulness import noisy_linear_impute, removal_keep
+    from camloc.localize.faithfulness import ROAD_FRACTIONS, noisy_linear_impute, removal_keep
 
     torch.manual_seed(0)
     img = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1).float() / 255
@@ -504,6 +504,33 @@ def imputer(args) -> None:
         t2 = time.perf_counter()
         gap = float((ours - ref).abs().max())
         print(f"{frac:>8.0%}{t1 - t0:>13.3f}{t2 - t1:>10.3f}{(t1 - t0) / (t2 - t1):>6.1f}x{gap:>12.1e}")
+    # what ROAD runs per image: the 18 imputations (9 fractions, MoRF and LeRF) in one call
+    keep = torch.stack([removal_keep(m, f, o)[0] for f in ROAD_FRACTIONS for o in (True, False)])
+    xs = x.expand(len(keep), -1, -1, -1).contiguous()
+    impls = {
+        "camloc": noisy_linear_impute,
+        "pytorch-grad-cam's reference, one direct solve each": lambda xs, keep, noise: [
+            NoisyLinearImputer(noise=noise)(xi, ki.float()) for xi, ki in zip(xs, keep, strict=True)
+        ],
+    }
+    if args.against:  # another version of faithfulness.py, e.g. `git show REV:src/camloc/localize/faithfulness.py`
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("faithfulness_against", args.against)
+        assert spec is not None and spec.loader is not None
+        other = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = other
+        spec.loader.exec_module(other)
+        impls[f"{args.against}"] = other.noisy_linear_impute
+    totals = dict.fromkeys(impls, 0.0)
+    for _ in range(args.repeats):  # interleaved, so both see the same load
+        for name, fn in impls.items():
+            t0 = time.perf_counter()
+            fn(xs, keep, noise=0)
+            totals[name] += time.perf_counter() - t0
+    print(f"\nthe 18 imputations of one image in one call, mean of {args.repeats} interleaved runs:")
+    for name, total in totals.items():
+        print(f"  {name}: {total / args.repeats:.2f} s ({total / totals['camloc']:.2f}x camloc's)")
 
 
 def main() -> None:
@@ -529,7 +556,9 @@ def main() -> None:
     s.add_argument("--method", default="cam")
     s.add_argument("--n", type=int, default=100)
     s.add_argument("--out", type=Path, default=Path("bench-results/faithfulness-speed.json"))
-    sub.add_parser("imputer")
+    i = sub.add_parser("imputer")
+    i.add_argument("--against", type=Path, default=None, help="another faithfulness.py to time side by side")
+    i.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     if args.mode == "imputer":
         imputer(args)
