@@ -339,6 +339,7 @@ def print_table(out: Path, methods) -> None:
     print_rows(rows, f"# efficientnet-lite0, {desc}, maps from {out.name.split('-')[-1]}, "
                f"{torch.get_num_threads()} threads")  # fmt: skip
     rows["paired"] = print_paired(caches, common)
+    rows["cost"] = print_cost(caches)
     subset = (
         {n for n, r in caches["scorecam"].records.items() if "road" in r["faith"]} if "scorecam" in caches else set()
     )
@@ -393,6 +394,29 @@ def print_paired(caches: dict[str, Cache], common: dict[str, set[str]], base: st
             digits = 4 if col in ("deletion", "insertion", "ROAD MoRF", "ROAD LeRF") else 1
             cells.append(f"{d.mean():+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] ({len(d)})")
         print(f"| {m} | " + " | ".join(cells) + " |")
+    return out
+
+
+def print_cost(caches: dict[str, Cache]) -> dict:
+    """Per method, on the images that have every metric family: the maps' and each family's seconds per image,
+    measured on the same image chunk one after the other in one process (so under the same load), and the ratio
+    all metrics / maps (the issue's 10x target)."""
+    print("\n# cost on the images with every metric (maps and metrics of the same chunk, back to back), s / image")
+    print("| method | n | maps | " + " | ".join(FAMILIES) + " | all metrics | all / maps |")
+    print("|---|---:|---:|" + "---:|" * (len(FAMILIES) + 2))
+    out = {}
+    for m, c in caches.items():
+        done = [
+            r for r in c.records.values() if all(f in r["faith"] and f not in r.get("reused", []) for f in FAMILIES)
+        ]
+        if not done:
+            continue
+        maps = float(np.mean([r["map_s"] for r in done]))
+        fam = {f: float(np.mean([r["faith_s"][f] for r in done])) for f in FAMILIES}
+        total = sum(fam.values())
+        out[m] = {"n": len(done), "maps": maps, **fam, "ratio": total / maps}
+        cells = " | ".join(f"{v:.2f}" for v in fam.values())
+        print(f"| {m} | {len(done)} | {maps:.3f} | {cells} | {total:.2f} | {total / maps:.0f}x |")
     return out
 
 
