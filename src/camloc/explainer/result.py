@@ -27,7 +27,7 @@ class Result:
     logits: Tensor | list[Tensor]
     raw: Tensor | list[Tensor]
     maps: Tensor | list[Tensor]
-    boxes: Tensor | list[Tensor]
+    boxes: Tensor | list[Tensor] | None  # None when explain ran with boxes=False
     all_logits: Tensor
     sizes: list[tuple[int, int]]
     info: ModelInfo

@@ -337,7 +337,8 @@ def iter_model_maps(
     with_images: the decoded PIL image as a sixth element.
 
     One `camloc.explain` call per batch for the top-k classes; images whose true class is not among them get
-    one more call with `targets=[[true class]]`.
+    one more call with `targets=[[true class]]`. Both ask for no boxes: `Evaluator.add` boxes the maps it scores,
+    so that saved maps re-evaluate to the same numbers (docs/evaluation.md).
     """
     from camloc.explainer.passes import explain
 
@@ -354,7 +355,8 @@ def iter_model_maps(
         images = [as_rgb_image(s.image, exif_orientation=False) for s in batch if s.image is not None]
         batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images, strict=False)]
         gts = [dataset.to_model(s.label) for s in batch]
-        res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule)
+        # boxes=False: the Evaluator boxes the maps it scores (and saves); box_rule still places the zoom's windows
+        res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule, boxes=False)
         classes = cast(Tensor, res.classes).cpu().numpy()  # top-k (no min_score): one (B, k) tensor
         maps = as_list(res.maps)
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
@@ -367,6 +369,7 @@ def iter_model_maps(
                 method=method,
                 map_sizes=map_sizes,
                 box_rule=box_rule,
+                boxes=False,
             )
             extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps), strict=False)}
         for i, s in enumerate(batch):
