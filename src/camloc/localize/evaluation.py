@@ -215,12 +215,14 @@ class Evaluator:
 
     # merging
     def counts(self) -> np.ndarray:
-        """All counters as one int64 vector (sum two of them to merge two evaluators)."""
+        """All counters as one (m,) int64 vector: box, PxAP and paper counters, problem counts, number of images
+        (sum two of them to merge two evaluators; m is fixed by the settings)."""
         return np.concatenate(
             [self.box.counts(), self.pxap.counts(), self.loc.counts(), self.problems, [self.n_images]]
         ).astype(np.int64)
 
     def set_counts(self, vector: np.ndarray) -> None:
+        """Replace every counter by those of a (m,) `counts()` vector (after an all-reduce across processes)."""
         parts = np.cumsum([len(self.box.counts()), len(self.pxap.counts()), len(self.loc.counts()), len(PROBLEMS)])
         box, pxap, loc, problems, n = np.split(np.asarray(vector, dtype=np.int64), parts)
         self.box.set_counts(box)
@@ -230,6 +232,7 @@ class Evaluator:
         self.n_images = int(n[0])
 
     def merge(self, other: Evaluator) -> None:
+        """Add another evaluator's counters (same settings) to this one's."""
         self.set_counts(self.counts() + other.counts())
 
     def report(self, calibration: Evaluator | None = None, calibration_source: str = "") -> dict[str, Any]:
@@ -299,7 +302,8 @@ class Evaluator:
 
 
 def load_map(maps_dir: Path, image_id: str) -> np.ndarray:
-    """`<maps_dir>/<image_id>.npy` as a 2-D array (leading singleton axes dropped); InputError naming the file."""
+    """`<maps_dir>/<image_id>.npy` as an (H, W) array of its stored dtype (leading singleton axes dropped);
+    InputError naming the file."""
     path = maps_dir / f"{image_id}.npy"
     try:
         arr = np.load(path, allow_pickle=False)
@@ -315,7 +319,7 @@ def load_map(maps_dir: Path, image_id: str) -> np.ndarray:
 
 
 def save_map(maps_dir: Path, image_id: str, heatmap: np.ndarray) -> None:
-    """Write a map where `load_map` reads it (float32, atomically)."""
+    """Write a map (H, W) where `load_map` reads it (float32, atomically)."""
     from camloc.io import atomic_path
 
     path = maps_dir / f"{image_id}.npy"
