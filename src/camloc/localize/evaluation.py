@@ -401,12 +401,14 @@ def evaluate(
     results: list | None = None,
     faithfulness: FaithfulnessSettings | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a dataset from saved maps (`maps_dir`) or a model; returns the report dict.
+    """Evaluate a dataset from saved maps (`maps_dir`: one `<image_id>.npy` (H, W) map each) or a model; returns
+    the report dict.
 
     calibration: another split (same map source) whose best CAM thresholds are reported on this one.
     distributed: split the images across `torch.distributed` processes and sum the counts (None: when the
-    `WORLD_SIZE` environment variable of torchrun is > 1). results: a list that receives one dict per image
-    (image id, class, boxes) for results files. faithfulness: also score the maps' faithfulness
+    `WORLD_SIZE` environment variable of torchrun is > 1). results: a list that receives one dict per image for
+    results files: "image_id", "label" (model class), "gt_known_box" [x0, y0, x1, y1) in original pixels, "guesses"
+    [(class, box), ...]. faithfulness: also score the maps' faithfulness
     (`camloc.localize.faithfulness`; the perturbation metrics need a model, the pointing game does not).
     """
     if (maps_dir is None) == (model is None):
