@@ -337,8 +337,8 @@ def iter_model_maps(
     box_rule: BoxRule = DEFAULT_BOX_RULE,
     with_images: bool = False,
 ) -> Iterable[tuple]:
-    """(sample, GT-class map, GT model class, top-k classes, their maps) per image, maps at the original size;
-    with_images: the decoded PIL image as a sixth element.
+    """(sample, GT-class map (H, W), GT model class, top-k classes (k,) int64, their k maps (H, W)) per image,
+    float32 maps in [0, 1] at the original size (H, W); with_images: the decoded PIL image as a sixth element.
 
     One `camloc.explain` call per batch for the top-k classes; images whose true class is not among them get
     one more call with `targets=[[true class]]`. Both ask for no boxes: `Evaluator.add` boxes the maps it scores,
