@@ -118,9 +118,9 @@ def box_map(box: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def reference_maps(h: int, w: int) -> dict[str, np.ndarray]:
-    """Box-free reference maps, (h, w) float32 each: the whole image (a flat map; one corner pixel 0 so that every threshold keeps the
-    rest) and a centred Gaussian (sigma = side / 6; its thresholds give centred boxes of every size), both min-max
-    normalised like every map the benchmark boxes."""
+    """Box-free reference maps, (h, w) float32 each: the whole image (a flat map; one corner pixel 0 so that every
+    threshold keeps the rest) and a centred Gaussian (sigma = side / 6; its thresholds give centred boxes of every
+    size), both min-max normalised like every map the benchmark boxes."""
     whole = np.ones((h, w), dtype=np.float32)
     whole[0, 0] = 0.0
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
