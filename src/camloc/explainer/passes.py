@@ -122,6 +122,7 @@ def explain(
     box_rule: BoxRule = DEFAULT_BOX_RULE,
     scores: ScoreKind = "softmax",
     min_score: float | None = None,
+    boxes: bool = True,
 ) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
@@ -136,8 +137,10 @@ def explain(
     used. scores: "softmax" (one label per image) or "sigmoid"
     (multi-label models: each class its own probability). min_score: map every class whose score reaches it, best
     first (the best class alone when none does) instead of the top-k; images may then get different numbers of
-    classes, and the per-class fields become lists of per-image tensors. The model is left as found (train/eval
-    flags restored).
+    classes, and the per-class fields become lists of per-image tensors. boxes=False: skip the final boxes
+    (`Result.boxes` is None; maps, classes and scores are unchanged, the zoom still boxes pass 1 to place its
+    windows), for callers that box the maps themselves, as `camloc evaluate` does. The model is left as found
+    (train/eval flags restored).
     """
     if scores not in SCORE_KINDS:
         raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
@@ -238,27 +241,30 @@ def explain(
                 idx_g = out_groups[g]
                 maps_g, boxes_g, ranges_g = _zoom(
                     model, mapper, batch, _stack(image_classes, idx_g), combined, images, idx_g, zoom_setting,
-                    relu, box_rule, device, dtype,
+                    relu, box_rule, device, dtype, boxes,
                 )  # fmt: skip
             else:
-                maps_g, boxes_g, ranges_g = _maps_and_boxes(combined, box_rule)
+                maps_g, boxes_g, ranges_g = _maps_and_boxes(combined, box_rule, boxes)
             group_maps.append(maps_g)
-            group_boxes.append(boxes_g.to(device))
+            if boxes_g is not None:
+                group_boxes.append(boxes_g.to(device))
             group_ranges.append(ranges_g)
 
     where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
     out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
-    out_boxes: Tensor | list[Tensor]
+    out_boxes: Tensor | list[Tensor] | None = None
     out_ranges: Tensor | list[Tensor]  # each map's [min, max] before normalisation, shaped like the boxes
     # one output group: the batched tensors are the result, no re-stacking
     maps = group_maps[0] if len(out_groups) == 1 else [group_maps[where[i][0]][where[i][1]] for i in range(n)]
     if len(set(counts)) == 1:
         out_classes = torch.stack(image_classes)
-        out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
+        if boxes:
+            out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
         out_ranges = _in_order(list(zip(out_groups, group_ranges, strict=True)), list(range(n)))
     else:
         out_classes = image_classes
-        out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
+        if boxes:
+            out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
         out_ranges = [group_ranges[where[i][0]][where[i][1]] for i in range(n)]
     raw_out: Tensor | list[Tensor]
     if len(raw_buckets) == 1:
@@ -313,12 +319,12 @@ def _classes_above(
     return out
 
 
-def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor, Tensor]:
-    """Normalised maps, boxes and [min, max] (b, k, 2) of a batch of combined maps (b, k, H, W) of one size;
-    `combined` is ours (made by the upsampling or the combination) and is normalised in place, after the boxes are
-    taken from it."""
+def _maps_and_boxes(combined: Tensor, rule: BoxRule, with_boxes: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Normalised maps (b, k, H, W), boxes (b, k, 4) int64 (None without `with_boxes`) and [min, max] (b, k, 2)
+    of a batch of combined maps (b, k, H, W) of one size; `combined` is ours (made by the upsampling or the
+    combination) and is normalised in place, after the boxes are taken from it."""
     lo, hi = min_max(combined)
-    boxes = boxes_from_maps(combined, rule, lo, hi)
+    boxes = boxes_from_maps(combined, rule, lo, hi) if with_boxes else None
     ranges = torch.cat([lo, hi], dim=-1)[..., 0, :].detach()
     # (not under autograd: the extremes' gradients need the maps as they were)
     return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes, ranges
@@ -434,14 +440,16 @@ def _zoom(
     rule: BoxRule,
     device: torch.device,
     dtype: torch.dtype,
-) -> tuple[Tensor, Tensor, Tensor]:
+    with_boxes: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor]:
     """The zoom procedure on one output group: coarse (b, k, H, W) pass-1 maps of images `idx` (of `images`, or
-    rows of the tensor input `source`) with classes (b, k) -> normalised maps (b, k, H, W), boxes (b, k, 4) and the composite's [min, max] (b, k, 2).
+    rows of the tensor input `source`) with classes (b, k) -> normalised maps (b, k, H, W), boxes (b, k, 4) int64
+    (None without `with_boxes`: the windows still come from `zoom_plan`) and the composite's [min, max] (b, k, 2).
 
     Every window is a square, so all windows of the group go through the model as one (n, 3, size, size) batch."""
     per_image = list(coarse.unbind(0))
     per_image = [m.clamp(min=0) if relu else m for m in per_image]
-    boxes = [boxes_from_maps(m, rule, components=zoom.components) for m in per_image]
+    boxes = [boxes_from_maps(m, rule, components=zoom.components) for m in per_image] if with_boxes else []
     crops, owners = [], []  # one crop per shared window: (image j, window, member classes)
     for j, m in enumerate(per_image):
         windows: list[tuple[tuple[int, int, int, int], list[int]]] = []
@@ -473,17 +481,16 @@ def _zoom(
         for (j, (x0, y0, x1, y1), members), fine in zip(owners, fine_raw, strict=True):
             fine = upsample(fine[None], (y1 - y0, x1 - x0))[0]
             fine = fine.clamp(min=0) if relu else fine
-            fine_boxes = boxes_from_maps(fine, rule, components=zoom.components)
+            fine_boxes = boxes_from_maps(fine, rule, components=zoom.components) if with_boxes else None
             scale = fine.flatten(-2).abs().amax(-1).clamp(min=1e-12)[..., None, None]
             for c in members:
-                box = fine_boxes[c]
-                if box[2] > box[0]:
-                    boxes[j][c] = box + torch.tensor([x0, y0, x0, y0])
+                if fine_boxes is not None and fine_boxes[c][2] > fine_boxes[c][0]:
+                    boxes[j][c] = fine_boxes[c] + torch.tensor([x0, y0, x0, y0])
                 out[j][c, y0:y1, x0:x1] = fine[c] / scale[c]
     stacked = torch.stack(out)
     lo, hi = min_max(stacked)  # the composite's extremes (each map divided by its largest magnitude)
     ranges = torch.cat([lo, hi], dim=-1)[..., 0, :].detach()
-    return normalize(stacked, lo=lo, hi=hi), torch.stack(boxes).to(device), ranges
+    return normalize(stacked, lo=lo, hi=hi), torch.stack(boxes).to(device) if with_boxes else None, ranges
 
 
 def zoom_plan(
