@@ -99,6 +99,10 @@ class OnnxCam:
         self.num_classes: int = int(self.meta["num_classes"])
         fixed = self.meta.get("input_size")
         self.input_size: tuple[int, int] | None = (int(fixed[0]), int(fixed[1])) if fixed else None
+        # every graph `camloc export` has written takes `classes` (an input with a default, which onnxruntime lists
+        # as an overridable initializer); one without it maps its own top-k only
+        inputs = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
+        self.takes_classes = any(i.name == "classes" for i in inputs)
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
@@ -109,6 +113,11 @@ class OnnxCam:
         feeds = {"image": np.ascontiguousarray(x, dtype=np.float32)}
         k = self.top_k
         if classes is not None:
+            if not self.takes_classes:
+                raise InputError(
+                    f"{self.path}: the graph has no 'classes' input, so it cannot map the first pass's classes again "
+                    "(the zoom, map passes, explicit classes); re-export it with camloc export, or use --map-sizes native"
+                )
             classes = np.asarray(classes, dtype=np.int64)
             k = classes.shape[1]
             if k > self.top_k:

@@ -254,6 +254,28 @@ def test_fixed_size_graph_squashes_the_image(small_model, picture, tmp_path) -> 
         cam.explain([image], zoom=True)
 
 
+def test_graph_without_classes_input(small_graph, picture, tmp_path) -> None:
+    """A graph whose `classes` input was removed (its default kept as a constant) still runs the classification
+    pass; what needs the first pass's classes at another input (here a zoom on every class) is one clear error."""
+    import onnx
+
+    from camloc.errors import InputError
+
+    proto = onnx.load(str(small_graph))
+    kept = [i for i in proto.graph.input if i.name != "classes"]
+    del proto.graph.input[:]
+    proto.graph.input.extend(kept)
+    path = tmp_path / "no_classes.onnx"
+    onnx.save(proto, str(path))
+    cam, full = OnnxCam(path, threads=1), OnnxCam(small_graph, threads=1)
+    assert not cam.takes_classes and full.takes_classes
+    image = load_image(picture)
+    native, ref = cam.explain([image], map_sizes=())[0], full.explain([image], map_sizes=())[0]
+    assert native.boxes.tolist() == ref.boxes.tolist() and np.array_equal(native.maps, ref.maps)
+    with pytest.raises(InputError, match="has no 'classes' input, so it cannot map"):
+        cam.explain([image], zoom=Zoom(1.0, 1.0, 96))
+
+
 def test_images_batched_at_224_but_not_at_640(small_graph) -> None:
     """900x1200 and 900x1201 share their 224 input (224x299) but not their 640 one (853 vs 854 wide)."""
     images = [Image.new("RGB", (1200, 900), (200, 10, 10)), Image.new("RGB", (1201, 900), (10, 200, 10))]
