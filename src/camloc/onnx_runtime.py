@@ -105,6 +105,7 @@ class OnnxCam:
         self.takes_classes = any(i.name == "classes" for i in inputs)
 
     def label(self, index: int) -> str:
+        """The name of class `index`, or "class <index>" when the graph has no labels for it."""
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
 
     def run(self, x: np.ndarray, classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -315,8 +316,8 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def combine_passes(maps: list[np.ndarray], relu: bool = False) -> np.ndarray:
-    """`camloc.engine.combine_passes` on numpy arrays: one pass as is (ReLU'd if asked); several passes each
-    divided by its largest magnitude, then averaged."""
+    """`camloc.engine.combine_passes` on numpy arrays: n passes of (..., H, W) maps -> one (..., H, W) stack; one
+    pass as is (ReLU'd if asked); several passes each divided by its largest magnitude, then averaged (float32)."""
     if len(maps) == 1:
         return np.maximum(maps[0], 0) if relu else maps[0]
     scaled = []
@@ -342,6 +343,7 @@ def normalize(maps: np.ndarray) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `camloc-onnx` parser (the options of `camloc explain` the runtime supports)."""
     p = argparse.ArgumentParser(
         prog="camloc-onnx",
         description="Classify images and explain the top classes with an ONNX graph from `camloc export`, "
@@ -413,6 +415,7 @@ def _explain_batch(cam: OnnxCam, batch: list, map_sizes, zoom, args: argparse.Na
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `camloc-onnx` command; exit status 0, 1 if an image failed, 2 for a bad setting (one line on stderr)."""
     args = build_parser().parse_args(argv)
     try:
         return _main(args)

@@ -151,10 +151,10 @@ def peak_scaled(maps: Any) -> Any:
 
 def compose(
     coarse: Any,
-    boxes: Any,
+    boxes: Any | None,
     windows: Sequence[tuple[Window, list[int]]],
     fines: Sequence[Any],
-    fine_boxes: Sequence[Any],
+    fine_boxes: Sequence[Any] | None = None,
 ) -> Any:
     """One image's zoom result from its passes: coarse (k, H, W) classification-pass maps at the image size,
     boxes (k, 4) int their boxes, and per shared window its fine maps (k, side, side) upsampled to the window and
@@ -163,13 +163,13 @@ def compose(
     Returns the composite (k, H, W): each coarse map divided by its largest magnitude, with every member class's
     window replaced by its fine map divided by the fine map's largest magnitude (not yet min-max normalised).
     `boxes` is updated in place: a member class's box becomes its fine box offset into the image, unless the fine
-    map has no box. numpy arrays or torch tensors, all of one kind."""
+    map has no box (boxes and fine_boxes None: maps only). numpy arrays or torch tensors, all of one kind."""
     out = peak_scaled(coarse)
-    for ((x0, y0, x1, y1), members), fine, fine_box in zip(windows, fines, fine_boxes, strict=True):
+    for w, (((x0, y0, x1, y1), members), fine) in enumerate(zip(windows, fines, strict=True)):
         scaled = peak_scaled(fine)
         for c in members:
-            if fine_box[c][2] > fine_box[c][0]:
-                boxes[c, 0::2] = fine_box[c, 0::2] + x0
-                boxes[c, 1::2] = fine_box[c, 1::2] + y0
+            if boxes is not None and fine_boxes is not None and fine_boxes[w][c][2] > fine_boxes[w][c][0]:
+                boxes[c, 0::2] = fine_boxes[w][c, 0::2] + x0
+                boxes[c, 1::2] = fine_boxes[w][c, 1::2] + y0
             out[c, y0:y1, x0:x1] = scaled[c]
     return out

@@ -29,6 +29,7 @@ from camloc.zoom import ZOOM_HELP
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc explain`, its options and help, on the subcommand parser `sub`."""
     p = sub.add_parser(
         "explain",
         help="class activation maps, boxes and pictures for images",

@@ -96,6 +96,7 @@ def explain(
     box_rule: BoxRule = DEFAULT_BOX_RULE,
     scores: ScoreKind = "softmax",
     min_score: float | None = None,
+    boxes: bool = True,
 ) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
@@ -110,8 +111,10 @@ def explain(
     used. scores: "softmax" (one label per image) or "sigmoid"
     (multi-label models: each class its own probability). min_score: map every class whose score reaches it, best
     first (the best class alone when none does) instead of the top-k; images may then get different numbers of
-    classes, and the per-class fields become lists of per-image tensors. The model is left as found (train/eval
-    flags restored).
+    classes, and the per-class fields become lists of per-image tensors. boxes=False: skip the final boxes
+    (`Result.boxes` is None; maps, classes and scores are unchanged, the zoom still boxes pass 1 to place its
+    windows), for callers that box the maps themselves, as `camloc evaluate` does. The model is left as found
+    (train/eval flags restored).
     """
     if scores not in SCORE_KINDS:
         raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
@@ -212,27 +215,30 @@ def explain(
                 idx_g = out_groups[g]
                 maps_g, boxes_g, ranges_g = _zoom(
                     model, mapper, batch, _stack(image_classes, idx_g), combined, images, idx_g, chosen_zoom,
-                    relu, box_rule, device, dtype,
+                    relu, box_rule, device, dtype, boxes,
                 )  # fmt: skip
             else:
-                maps_g, boxes_g, ranges_g = _maps_and_boxes(combined, box_rule)
+                maps_g, boxes_g, ranges_g = _maps_and_boxes(combined, box_rule, boxes)
             group_maps.append(maps_g)
-            group_boxes.append(boxes_g.to(device))
+            if boxes_g is not None:
+                group_boxes.append(boxes_g.to(device))
             group_ranges.append(ranges_g)
 
     where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
     out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
-    out_boxes: Tensor | list[Tensor]
+    out_boxes: Tensor | list[Tensor] | None = None
     out_ranges: Tensor | list[Tensor]  # each map's [min, max] before normalisation, shaped like the boxes
     # one output group: the batched tensors are the result, no re-stacking
     maps = group_maps[0] if len(out_groups) == 1 else [group_maps[where[i][0]][where[i][1]] for i in range(n)]
     if len(set(counts)) == 1:
         out_classes = torch.stack(image_classes)
-        out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
+        if boxes:
+            out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
         out_ranges = _in_order(list(zip(out_groups, group_ranges, strict=True)), list(range(n)))
     else:
         out_classes = image_classes
-        out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
+        if boxes:
+            out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
         out_ranges = [group_ranges[where[i][0]][where[i][1]] for i in range(n)]
     raw_out: Tensor | list[Tensor]
     if len(raw_buckets) == 1:
@@ -287,12 +293,12 @@ def _classes_above(
     return out
 
 
-def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor, Tensor]:
-    """Normalised maps, boxes and [min, max] (b, k, 2) of a batch of combined maps (b, k, H, W) of one size;
-    `combined` is ours (made by the upsampling or the combination) and is normalised in place, after the boxes are
-    taken from it."""
+def _maps_and_boxes(combined: Tensor, rule: BoxRule, with_boxes: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Normalised maps (b, k, H, W), boxes (b, k, 4) int64 (None without `with_boxes`) and [min, max] (b, k, 2)
+    of a batch of combined maps (b, k, H, W) of one size; `combined` is ours (made by the upsampling or the
+    combination) and is normalised in place, after the boxes are taken from it."""
     lo, hi = min_max(combined)
-    boxes = boxes_from_maps(combined, rule, lo, hi)
+    boxes = boxes_from_maps(combined, rule, lo, hi) if with_boxes else None
     ranges = torch.cat([lo, hi], dim=-1)[..., 0, :].detach()
     # (not under autograd: the extremes' gradients need the maps as they were)
     return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes, ranges
@@ -392,16 +398,17 @@ def _zoom(
     rule: BoxRule,
     device: torch.device,
     dtype: torch.dtype,
-) -> tuple[Tensor, Tensor, Tensor]:
+    with_boxes: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor]:
     """The zoom procedure on one output group: coarse (b, k, H, W) pass-1 maps of images `idx` (of `images`, or
-    rows of the tensor input `source`) with classes (b, k) -> normalised maps (b, k, H, W), boxes (b, k, 4) and the
-    composite's [min, max] (b, k, 2). The windows and the composition are `camloc.zoom`'s (shared with the ONNX
-    runtime).
+    rows of the tensor input `source`) with classes (b, k) -> normalised maps (b, k, H, W), boxes (b, k, 4) int64
+    (None without `with_boxes`: the windows still come from `zoom_plan`) and the composite's [min, max] (b, k, 2).
+    The windows and the composition are `camloc.zoom`'s (shared with the ONNX runtime).
 
     Every window is a square, so all windows of the group go through the model as one (n, 3, size, size) batch."""
     per_image = list(coarse.unbind(0))
     per_image = [m.clamp(min=0) if relu else m for m in per_image]
-    boxes = [boxes_from_maps(m, rule, components=zoom.components) for m in per_image]
+    boxes = [boxes_from_maps(m, rule, components=zoom.components) if with_boxes else None for m in per_image]
     plans = [share_windows(zoom_plan(m, zoom.expand, zoom.max_area, rule)) for m in per_image]
     crops = []  # one crop per shared window, in the order of the plans
     for j, plan in enumerate(plans):
@@ -424,13 +431,16 @@ def _zoom(
                 fine = upsample(next(fine_raw)[None], (y1 - y0, x1 - x0))[0]
                 fines[j].append(fine.clamp(min=0) if relu else fine)
     out = [
-        compose(m, b, plan, f, [boxes_from_maps(x, rule, components=zoom.components) for x in f])
+        compose(
+            m, b, plan, f, [boxes_from_maps(x, rule, components=zoom.components) for x in f] if with_boxes else None
+        )
         for m, b, plan, f in zip(per_image, boxes, plans, fines, strict=True)
     ]
     stacked = torch.stack(out)
     lo, hi = min_max(stacked)  # the composite's extremes (each map divided by its largest magnitude)
     ranges = torch.cat([lo, hi], dim=-1)[..., 0, :].detach()
-    return normalize(stacked, lo=lo, hi=hi), torch.stack(boxes).to(device), ranges
+    box_out = torch.stack([b for b in boxes if b is not None]).to(device) if with_boxes else None
+    return normalize(stacked, lo=lo, hi=hi), box_out, ranges
 
 
 def zoom_plan(
