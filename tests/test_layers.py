@@ -17,7 +17,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "camloc"
 # Lowest first. A module may import modules of its own layer or of lower layers; the first matching prefix wins.
 LAYERS: list[tuple[str, ...]] = [
     ("camloc.errors",),
-    ("camloc.io", "camloc.boxes", "camloc.engine", "camloc.preprocess", "camloc.viz", "camloc.distributed"),
+    (
+        "camloc.io",
+        "camloc.boxes",
+        "camloc.engine",
+        "camloc.preprocess",
+        "camloc.viz",
+        "camloc.distributed",
+        "camloc.zoom",
+    ),
     ("camloc.models", "camloc.methods", "camloc.data"),
     ("camloc.explainer",),
     ("camloc.localize", "camloc.training", "camloc.probe", "camloc.export", "camloc.onnx_runtime"),
