@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument(
         "--rss-size", default="320x240", help="WxH of the images of the memory rows (default 320x240; photos: 1280x960)"
     )
+    parser.add_argument("--cli-only", action="store_true", help="only the command-line rows (one process vs torchrun)")
     parser.add_argument("--child", nargs=2, metavar=("INPUTS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -135,7 +136,7 @@ def main() -> None:
         rows.append((small_images, large, args.rss_size, CACHE / f"inputs-{rss_w}x{rss_h}-{large}"))
     else:
         rows.append((photos, large, "1280x960", CACHE / f"inputs-{large}"))
-    for images, count, size, folder in rows:
+    for images, count, size, folder in [] if args.cli_only else rows:
         r = run_child(linked_inputs(images, count, folder), CACHE / "out")
         s = r["spent"]
         share = {k: 100 * v / r["wall"] for k, v in s.items()}
