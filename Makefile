@@ -62,7 +62,7 @@ bench: $(STAMP)
 # explain throughput (images/s, decode/model/boxes/write shares), peak RSS at 500 and 5,000 images, one process vs
 # two torchrun ranks; long on a CPU (`$(PY) benchmarks/bench_explain.py --quick` for a first look)
 bench-explain: $(STAMP)
-	mkdir -p bench-results && $(PY) benchmarks/bench_explain.py | tee bench-results/explain.md
+	mkdir -p bench-results && OMP_NUM_THREADS=1 $(PY) benchmarks/bench_explain.py | tee bench-results/explain.md
 
 # the localization set (real photos from scikit-image, Debian opencv-doc / labelme-examples and imgaug's wheel, fetched
 # by apt-get download / pip download into .cache/), then the study of map procedures on it (docs/resolution.md);

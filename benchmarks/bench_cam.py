@@ -36,7 +36,7 @@ import camloc
 from camloc.boxes import DEFAULT_BOX_RULE, boxes_from_maps
 from camloc.engine import min_max, normalize, upsample
 from camloc.explainer import writers
-from camloc.explainer.passes import DEFAULT_MAP_SIZES, _group_by_shape
+from camloc.explainer.passes import _group_by_shape
 from camloc.io import load_image
 from camloc.methods import CAM
 from camloc.models.zoo import info_of
@@ -170,7 +170,7 @@ def profile_stages(model: torch.nn.Module, paths: list[Path], out: Path, repeats
 
 
 def tensor_section(model: torch.nn.Module, size: int, batches: list[int], rounds: int) -> None:
-    print(f"\nrandom tensors {size}x{size}, default map sizes {DEFAULT_MAP_SIZES}, median of {rounds} rounds")
+    print(f"\nrandom tensors {size}x{size}, default settings (the zoom), median of {rounds} rounds")
     print(f"{'batch':>5} {'forward img/s':>14} {'cam+boxes img/s':>16} {'ratio':>7} {'default img/s':>14} {'ratio':>7}")
     for b in batches:
         x = torch.randn(b, 3, size, size)

@@ -1,13 +1,17 @@
 """Throughput and memory of `camloc explain` over many photo-sized files (`make bench-explain`).
 
 Generates N JPEG photos (1280x960, seeded noise and shapes) under .cache/bench-explain/, then, in one run:
-  1. one process, in-process `explain_files` with the default settings: images/s end to end, and the share of the
-     time in decode (worker threads, overlapped with the model: their summed time), model (`camloc.explain` less
-     its boxes), boxes and writing; peak RSS of that process (a child process per count, so each peak is its own);
-  2. the same at the larger count (inputs are symbolic links to the N photos in separate folders): peak RSS at
-     both counts shows whether memory stays flat;
-  3. end to end through the command line: one process vs `torchrun --nproc_per_node=2` on the same inputs.
-The default run uses 500 and 5,000 images and takes long on a CPU; `--quick` (20 and 100) is for a first look.
+  1. one process, in-process `explain_files` with the default settings over the N photos: images/s end to end, and
+     the share of the time in decode (worker threads, overlapped with the model: their summed time), model
+     (`camloc.explain` less its boxes), boxes and writing; peak RSS of that process (a child process per row, so
+     each peak is its own);
+  2. memory over a long run: the same at N and at 10 N images of `--rss-size` (inputs are symbolic links to N
+     generated images in separate folders): equal peaks at both counts mean memory does not grow with the count.
+     The images are smaller than photos only to keep 10 N images within an hour on 2 CPU cores: what could grow
+     with the count (the input walk, per-image records, the writer pool) does not depend on the image size;
+  3. end to end through the command line: one process vs `torchrun --nproc_per_node=2` on the N photos.
+The default run uses 500 photos and 500 / 5,000 images for memory and takes long on a CPU; `--quick` (20 / 100)
+is for a first look.
 Set OMP_NUM_THREADS to share the machine fairly; the numbers depend on it, and it is printed.
 """
 
@@ -109,26 +113,37 @@ def cli_wall(cmd: list[str], out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="20 and 100 images instead of 500 and 5,000")
+    parser.add_argument(
+        "--rss-size", default="320x240", help="WxH of the images of the memory rows (default 320x240; photos: 1280x960)"
+    )
+    parser.add_argument("--cli-only", action="store_true", help="only the command-line rows (one process vs torchrun)")
     parser.add_argument("--child", nargs=2, metavar=("INPUTS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(Path(args.child[0]), Path(args.child[1]))
         return
     small, large = (20, 100) if args.quick else (500, 5000)
+    rss_w, rss_h = (int(v) for v in args.rss_size.lower().split("x"))
     photos = make_photos(CACHE / "photos", small)
-    print(
-        f"# camloc explain over 1280x960 JPEGs, default settings; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
-    )
-    print("| images | images/s | decode (threads) | model | boxes | write | peak RSS |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for count in (small, large):
-        inputs = linked_inputs(photos, count, CACHE / f"inputs-{count}")
-        r = run_child(inputs, CACHE / "out")
+    threads = os.environ.get("OMP_NUM_THREADS")
+    print(f"# camloc explain, default settings; OMP_NUM_THREADS={threads}; load average {os.getloadavg()[0]:.1f}")
+    print("| images | size | images/s | decode (threads) | model | boxes | write | peak RSS |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    rows = [(photos, small, "1280x960", CACHE / f"inputs-{small}")]
+    if (rss_w, rss_h) != (1280, 960):
+        small_images = make_photos(CACHE / f"images-{rss_w}x{rss_h}", small, (rss_w, rss_h))
+        rows.append((small_images, small, args.rss_size, CACHE / f"inputs-{rss_w}x{rss_h}-{small}"))
+        rows.append((small_images, large, args.rss_size, CACHE / f"inputs-{rss_w}x{rss_h}-{large}"))
+    else:
+        rows.append((photos, large, "1280x960", CACHE / f"inputs-{large}"))
+    for images, count, size, folder in [] if args.cli_only else rows:
+        r = run_child(linked_inputs(images, count, folder), CACHE / "out")
         s = r["spent"]
         share = {k: 100 * v / r["wall"] for k, v in s.items()}
         print(
-            f"| {r['n']} | {r['n'] / r['wall']:.2f} | {share['decode']:.0f}% | {share['model']:.0f}% | "
-            f"{share['boxes']:.0f}% | {share['write']:.0f}% | {r['peak_mib']:.0f} MiB |"
+            f"| {r['n']} | {size} | {r['n'] / r['wall']:.2f} | {share['decode']:.0f}% | {share['model']:.0f}% | "
+            f"{share['boxes']:.0f}% | {share['write']:.0f}% | {r['peak_mib']:.0f} MiB |",
+            flush=True,
         )
     camloc = [sys.executable, "-m", "camloc", "explain", str(CACHE / "photos"), "--quiet"]
     one = cli_wall([*camloc, "--out", str(CACHE / "out1")], CACHE / "out1")
@@ -136,9 +151,10 @@ def main() -> None:
     two = cli_wall(
         [torchrun, "--standalone", "--nproc_per_node=2", *camloc[1:], "--out", str(CACHE / "out2")], CACHE / "out2"
     )
-    print(f"\ncommand line, {small} images, end to end (model loading included):")
+    print(f"\ncommand line, {small} photos of 1280x960, end to end (model loading included):")
     print(f"  one process          {small / one:.2f} images/s ({one:.1f} s)")
     print(f"  torchrun, 2 ranks    {small / two:.2f} images/s ({two:.1f} s), {one / two:.2f}x one process")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ since a lazy import still ties the modules together) and checked against LAYERS.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "camloc"
 # Lowest first. A module may import modules of its own layer or of lower layers; the first matching prefix wins.
 LAYERS: list[tuple[str, ...]] = [
     ("camloc.errors",),
-    ("camloc.io", "camloc.boxes", "camloc.engine", "camloc.preprocess", "camloc.viz", "camloc.distributed"),
+    (
+        "camloc.io",
+        "camloc.boxes",
+        "camloc.engine",
+        "camloc.preprocess",
+        "camloc.viz",
+        "camloc.distributed",
+        "camloc.zoom",
+    ),
     ("camloc.models", "camloc.methods", "camloc.data"),
     ("camloc.explainer",),
     ("camloc.localize", "camloc.training", "camloc.probe", "camloc.export", "camloc.onnx_runtime"),
@@ -113,3 +122,36 @@ def test_the_checker_sees_a_bad_import(tmp_path: Path) -> None:
     f.write_text("def f():\n    from camloc.cli.explain import run\n")
     assert "camloc.cli.explain" in imports_of(f)
     assert layer_of("camloc.cli.explain") > layer_of("camloc.boxes")
+
+
+def layout_entries(readme: str) -> dict[str, str]:
+    """README's Layout block under `src/camloc/`: entry name (`io.py`, `models/`) -> its text (continuations too)."""
+    section = readme.split("\n## Layout", 1)[1].split("\n## ", 1)[0]
+    lines = section.split("    src/camloc/\n", 1)[1].splitlines()
+    entries: dict[str, str] = {}
+    name = ""
+    for line in lines:
+        if not line.startswith("      "):  # back at the block's first level (tests/, benchmarks/): done
+            break
+        if line[6] != " ":
+            name, _, text = line[6:].partition(" ")
+            entries[name] = text
+        else:
+            entries[name] += " " + line.strip()
+    return entries
+
+
+def test_readme_layout_matches_the_tree() -> None:
+    """Every module and package of src/camloc is in README's Layout (a package's modules named in its entry), and
+    every entry exists."""
+    entries = layout_entries((SRC.parents[1] / "README.md").read_text(encoding="utf-8"))
+    top = {p.name for p in SRC.glob("*.py")} | {f"{d.name}/" for d in SRC.iterdir() if (d / "__init__.py").is_file()}
+    assert set(entries) == top
+    unnamed = []
+    for pkg in (d for d in SRC.iterdir() if (d / "__init__.py").is_file()):
+        words = set(re.findall(r"\w+", entries[f"{pkg.name}/"]))
+        unnamed += [
+            f"{pkg.name}/{p.name}" for p in sorted(pkg.glob("*.py")) if p.stem != "__init__" and p.stem not in words
+        ]
+        assert not [d for d in pkg.iterdir() if d.is_dir() and (d / "__init__.py").is_file()], "a sub-package: list it"
+    assert not unnamed, "modules the Layout does not name:\n" + "\n".join(unnamed)

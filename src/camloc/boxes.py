@@ -156,24 +156,34 @@ def threshold_masks(maps: Any, rule: BoxRule = DEFAULT_BOX_RULE, lo: Any | None 
     return maps >= cut  # one comparison per pixel; a map without contrast compares with +inf
 
 
-def mask_boxes(masks: Tensor) -> Tensor:
+def mask_boxes(masks: Any) -> Any:
     """The box around all kept pixels of each mask (..., H, W) -> (..., 4) int64 ([0, 0, 0, 0] for an empty mask):
-    the union of every connected component's box, with no labelling needed."""
-    import torch
-
+    the union of every connected component's box, with no labelling needed. A numpy mask gives a numpy array, a
+    torch mask a CPU tensor (computed on the mask's device)."""
+    xp = _namespace(masks)
     rows, cols = masks.any(-1), masks.any(-2)  # (..., H), (..., W)
     h, w = masks.shape[-2:]
 
-    def extent(any_: Tensor, n: int) -> tuple[Tensor, Tensor]:
-        idx = torch.arange(n, device=any_.device)
-        first = torch.where(any_, idx, n).amin(-1)
-        last = torch.where(any_, idx, -1).amax(-1) + 1
-        return first, last
+    def extent(any_: Any, n: int) -> tuple[Any, Any]:
+        idx = np.arange(n) if xp is np else xp.arange(n, device=any_.device)
+        return xp.amin(xp.where(any_, idx, n), -1), xp.amax(xp.where(any_, idx, -1), -1) + 1
 
     y0, y1 = extent(rows, h)
     x0, x1 = extent(cols, w)
-    boxes = torch.stack([x0, y0, x1, y1], -1)
-    return torch.where(rows.any(-1, keepdim=True), boxes, torch.zeros_like(boxes)).long().cpu()
+    boxes = xp.stack([x0, y0, x1, y1], -1)
+    boxes = xp.where(rows.any(-1)[..., None], boxes, xp.zeros_like(boxes))
+    return boxes.astype(np.int64) if xp is np else boxes.long().cpu()
+
+
+def boxes_of_masks(masks: np.ndarray, components: Components = "largest") -> np.ndarray:
+    """Boxes (..., 4) int64 of boolean masks (..., H, W) under a components rule: "largest" the paper's box around
+    the largest 8-connected component, "all" the box around every kept pixel (numpy; `boxes_from_maps` is the
+    same for tensors)."""
+    if components == "all":
+        return mask_boxes(masks)
+    if components != "largest":
+        raise ValueError(f"unknown components rule '{components}'; choose one of {', '.join(COMPONENTS)}")
+    return first_component_boxes(masks)
 
 
 def first_component_boxes(masks: np.ndarray) -> np.ndarray:
@@ -203,10 +213,8 @@ def boxes_from_maps(
     maps = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
     masks = threshold_masks(maps.detach(), rule, lo, hi)
     if components == "all":
-        return mask_boxes(masks)
-    if components != "largest":
-        raise ValueError(f"unknown components rule '{components}'; choose one of {', '.join(COMPONENTS)}")
-    return torch.from_numpy(first_component_boxes(masks.cpu().numpy()))
+        return mask_boxes(masks)  # on the masks' device: no copy of image-sized masks to the CPU
+    return torch.from_numpy(boxes_of_masks(masks.cpu().numpy(), components))
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:

@@ -90,7 +90,7 @@ def all_sum(ctx: DistContext, values: list[float]) -> list[float]:
 
 def epoch_indices(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True) -> torch.Tensor:
     """This rank's sample indices for `epoch`: a seeded permutation padded (by wrapping) to a multiple of `world`,
-    then every world-th element from `rank` (the DistributedSampler layout)."""
+    then every world-th element from `rank` (the DistributedSampler layout): (m,) int64, m = ceil(n / world)."""
     if shuffle:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
     else:
@@ -102,5 +102,6 @@ def epoch_indices(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1, 
 
 
 def shard(n: int, rank: int = 0, world: int = 1) -> torch.Tensor:
-    """Evaluation shard without padding (each sample counted once over all ranks)."""
+    """Evaluation shard without padding (each sample counted once over all ranks): the indices rank, rank + world,
+    ... below n, (m,) int64."""
     return torch.arange(rank, n, world)

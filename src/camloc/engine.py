@@ -76,7 +76,9 @@ def pooled_norm_bias(weight: Tensor, bias: Tensor | None, beta: Tensor | None) -
 
 
 def check_identity(raw: Tensor, logits: Tensor, classes: Tensor, bias: Tensor | None) -> Tensor:
-    """Largest |mean_xy CAM_c + b_c - logit_c| over the batch (should be float round-off)."""
+    """Largest |mean_xy CAM_c + b_c - logit_c| over the batch (should be float round-off), a scalar tensor.
+
+    raw (B, k, h, w) CAMs of classes (B, k) int64; logits (B, K); bias (K,) or None."""
     b = 0 if bias is None else bias.detach().to(raw.dtype)[classes]
     return (raw.mean(dim=(2, 3)) + b - logits.gather(1, classes)).abs().max()
 
@@ -110,7 +112,8 @@ def interpolation_matrix(n_out: int, n_in: int, dtype: torch.dtype, device: torc
 
 
 def combine_passes(maps: list[Tensor], relu: bool = False) -> Tensor:
-    """Combine maps of the same classes from passes at several input sizes, already upsampled to one size.
+    """Combine maps of the same classes from passes at several input sizes, already upsampled to one size:
+    n passes of (..., H, W) maps (e.g. (B, k, H, W)) -> one (..., H, W) map stack, same dtype.
 
     Each pass is ReLU'd if asked and divided by its largest magnitude (so every pass weighs the same and the sign
     and zero level survive), then the passes are averaged. One pass is returned as is (ReLU'd if asked): the

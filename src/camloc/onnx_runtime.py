@@ -4,10 +4,13 @@
 
 Reads images, runs the graph written by `camloc export` (`camloc.export.onnx`), and applies the same steps as
 `camloc.explain` with its defaults: the classification pass at the model's native size (shorter side, aspect
-kept), map passes at `map_sizes` for the classes that pass chose, bilinear upsampling to the image size, the
-passes combined as `camloc.engine.combine_passes` does, and boxes by the very code of `camloc.boxes`
-(`DEFAULT_BOX_RULE`: threshold "max" at 0.2, largest 8-connected component). It writes the same JSON record (`camloc.writers.image_record`)
-and the same overlay and grid pictures. Importing this module never imports torch.
+kept), then the coarse-to-fine zoom (`--zoom`, default on): each class's map upsampled to the image gives a box,
+the square windows around the small ones are cropped from the image and passed again at `Zoom.size` for the
+classes the first pass chose (the graph's `classes` input), and the fine maps and boxes replace the coarse ones
+there. The window geometry and the composition are `camloc.zoom`'s, the very code `camloc.explain` runs, and the
+boxes come from `camloc.boxes` (`DEFAULT_BOX_RULE`: threshold "max" at 0.2). With `--zoom off` it runs map
+passes at `map_sizes` instead, combined as `camloc.engine.combine_passes` does. It writes the same JSON record
+(`camloc.writers.image_record`) and the same overlay and grid pictures. Importing this module never imports torch.
 
 Upsampling here is OpenCV's bilinear resize (half-pixel centres, as PyTorch's align_corners=False); it agrees
 with PyTorch's to float round-off (a few units in the last place), so a pixel lying exactly at the box
@@ -20,7 +23,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule, first_component_boxes, threshold_masks
+from camloc.boxes import DEFAULT_BOX_RULE, THRESHOLD_MODES, BoxRule, boxes_of_masks, threshold_masks
 from camloc.errors import InputError
 from camloc.explainer import writers
 from camloc.explainer.inputs import iter_sources
 from camloc.io import load_image, write_json, write_npz
 from camloc.preprocess import Preprocess, image_to_array, parse_map_sizes
+from camloc.zoom import ZOOM_HELP, Window, Zoom, compose, parse_zoom, share_windows, zoom_setting, zoom_windows
 
 # `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
 # tests/export/test_onnx_runtime.py checks that they agree).
@@ -95,8 +99,13 @@ class OnnxCam:
         self.num_classes: int = int(self.meta["num_classes"])
         fixed = self.meta.get("input_size")
         self.input_size: tuple[int, int] | None = (int(fixed[0]), int(fixed[1])) if fixed else None
+        # every graph `camloc export` has written takes `classes` (an input with a default, which onnxruntime lists
+        # as an overridable initializer); one without it maps its own top-k only
+        inputs = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
+        self.takes_classes = any(i.name == "classes" for i in inputs)
 
     def label(self, index: int) -> str:
+        """The name of class `index`, or "class <index>" when the graph has no labels for it."""
         return self.labels[index] if 0 <= index < len(self.labels) else f"class {index}"
 
     def run(self, x: np.ndarray, classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -105,6 +114,11 @@ class OnnxCam:
         feeds = {"image": np.ascontiguousarray(x, dtype=np.float32)}
         k = self.top_k
         if classes is not None:
+            if not self.takes_classes:
+                raise InputError(
+                    f"{self.path}: the graph has no 'classes' input, so it cannot map the first pass's classes again "
+                    "(the zoom, map passes, explicit classes); re-export it with camloc export, or use --map-sizes native"
+                )
             classes = np.asarray(classes, dtype=np.int64)
             k = classes.shape[1]
             if k > self.top_k:
@@ -128,36 +142,44 @@ class OnnxCam:
         targets: Sequence[Sequence[int]] | None = None,
         *,
         map_sizes: Sequence[int] | None = None,
+        zoom: Zoom | bool | None = None,
         relu: bool = False,
         box_rule: BoxRule = DEFAULT_BOX_RULE,
         scores: str = "softmax",
     ) -> list[ImageResult]:
-        """`camloc.explain` on this graph: one `ImageResult` per image (same arguments and defaults; no
-        `min_score`). scores: "softmax" (the graph's output) or "sigmoid" (of each logit, multi-label).
+        """`camloc.explain` on this graph: one `ImageResult` per image (same arguments and defaults: the zoom
+        unless `zoom=False` or `map_sizes` are given; no `min_score`). scores: "softmax" (the graph's output) or
+        "sigmoid" (of each logit, multi-label).
 
         A graph with a fixed input size has one pass only (the image resized whole to that size; map_sizes must be
-        None or the native size)."""
+        None or the native size; the default zoom is skipped, an explicit one refused), as in `camloc.explain`."""
         top_k = self.top_k if top_k is None else int(top_k)
         if not 1 <= top_k <= self.top_k:
             raise InputError(f"--top-k must lie in 1..{self.top_k} (the graph was exported with --top-k {self.top_k})")
         if scores not in SCORE_KINDS:
             raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
+        chosen_zoom = zoom_setting(zoom, map_sizes)
         fixed = self.input_size
         native = self.preprocess.input_size if fixed is None else min(fixed)
         sizes = DEFAULT_MAP_SIZES if map_sizes is None else tuple(int(s) for s in map_sizes)
+        if chosen_zoom is not None:
+            sizes = ()
         if fixed is not None:  # as camloc.explain does for a model that takes one input size
             if map_sizes is not None and any(s != native for s in sizes):
                 raise InputError(
                     f"{self.path}: the graph has a fixed input size ({fixed[0]}x{fixed[1]}), so map passes at other "
                     "sizes cannot run; use map sizes 'native'"
                 )
-            sizes = ()
+            if zoom:  # asked for explicitly; the default falls back to the classification pass
+                raise InputError(
+                    f"{self.path}: the graph has a fixed input size ({fixed[0]}x{fixed[1]}), so the zoom cannot run"
+                )
+            sizes, chosen_zoom = (), None
         settings: dict[str, Any] = {
             "method": "cam",
             "layer": self.meta.get("layer", ""),
-            # no zoom here yet: the runtime's default is `camloc.explain(..., zoom=False)`, map passes at 640
-            "procedure": "map sizes" if sizes else "classification pass",
-            "zoom": None,
+            "procedure": "zoom" if chosen_zoom else ("map sizes" if sizes else "classification pass"),
+            "zoom": None if chosen_zoom is None else asdict(chosen_zoom),
             "map_sizes": list(sizes),
             "relu": relu,
             "threshold": box_rule.threshold,
@@ -175,6 +197,7 @@ class OnnxCam:
             if target_rows.ndim != 2 or len(target_rows) != len(pictures):
                 raise InputError(f"give one list of classes per image, all of one length ({len(pictures)} images)")
         results: list[ImageResult | None] = [None] * len(pictures)
+        coarse: list[np.ndarray] = [np.empty(0)] * len(pictures)  # the zoom's pass-1 maps at the image size
         for idx in _groups([self.prepare(im, native).shape for im in pictures]):
             x = np.stack([self.prepare(pictures[i], native) for i in idx])
             out = self.run(x, None if targets is None else target_rows[idx])
@@ -187,7 +210,10 @@ class OnnxCam:
             for j, i in enumerate(idx):
                 size = (pictures[i].height, pictures[i].width)
                 combined = combine_passes([upsample(p[j], size) for p in passes], relu=relu)
-                masks = threshold_masks(combined, box_rule)
+                if chosen_zoom is None:
+                    maps, boxes = normalize(combined), boxes_of_masks(threshold_masks(combined, box_rule))
+                else:  # filled in by _zoom, once every image's windows are known
+                    coarse[i], maps, boxes = combined, np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int64)
                 cls = classes[j]
                 results[i] = ImageResult(
                     classes=cls,
@@ -195,13 +221,50 @@ class OnnxCam:
                     logits=out["logits"][j, cls],
                     all_logits=out["logits"][j],
                     raw=raw[j],
-                    maps=normalize(combined),
-                    boxes=first_component_boxes(masks),
+                    maps=maps,
+                    boxes=boxes,
                     size=size,
                     labels=[self.label(int(c)) for c in cls],
                     settings=dict(settings),
                 )
-        return results  # type: ignore[return-value]
+        done: list[ImageResult] = [r for r in results if r is not None]
+        if chosen_zoom is not None:
+            self._zoom(pictures, done, coarse, chosen_zoom, box_rule, relu)
+        return done
+
+    def _zoom(
+        self,
+        pictures: list[Image.Image],
+        results: list[ImageResult],
+        coarse: list[np.ndarray],
+        zoom: Zoom,
+        rule: BoxRule,
+        relu: bool,
+    ) -> None:
+        """The zoom (`camloc.zoom`, as `camloc.explain` runs it) on every image: coarse (k, H, W) pass-1 maps at the
+        image sizes -> each result's maps and boxes. The windows of all images, squares of one input shape, run
+        as one batch (regrouped by shape should a model's rounding make them differ)."""
+        plans: list[list[tuple[Window, list[int]]]] = []
+        for res, m in zip(results, coarse, strict=True):
+            masks = threshold_masks(m, rule)
+            height, width = m.shape[-2:]
+            plans.append(share_windows(zoom_windows(boxes_of_masks(masks), height, width, zoom.expand, zoom.max_area)))
+            res.boxes = boxes_of_masks(masks, zoom.components)  # the coarse boxes; compose replaces the zoomed ones
+        owners = [(i, window) for i, plan in enumerate(plans) for window, _ in plan]
+        crops = [self.prepare(pictures[i].crop(window), zoom.size) for i, window in owners]
+        fines: list[list[np.ndarray]] = [[] for _ in plans]  # per image, per window: (k, side, side)
+        fine_raw: list[np.ndarray] = [np.empty(0)] * len(crops)
+        for sub in _groups([c.shape for c in crops]):
+            chosen = np.stack([results[owners[t][0]].classes for t in sub])
+            cams = self.run(np.stack([crops[t] for t in sub]), chosen)["cams"]
+            for row, t in enumerate(sub):
+                fine_raw[t] = cams[row]
+        for (i, (x0, y0, x1, y1)), raw in zip(owners, fine_raw, strict=True):
+            fine = upsample(raw, (y1 - y0, x1 - x0))
+            fines[i].append(np.maximum(fine, 0) if relu else fine)
+        for res, m, plan, fine_maps in zip(results, coarse, plans, fines, strict=True):
+            fine_boxes = [boxes_of_masks(threshold_masks(f, rule), zoom.components) for f in fine_maps]
+            res.maps = normalize(compose(m, res.boxes, plan, fine_maps, fine_boxes))
 
     def _map_pass(self, pictures: list[Image.Image], short_side: int, classes: np.ndarray) -> list[np.ndarray]:
         """Raw CAMs (k, h_j, w_j) of `classes` (n, k) from a pass at `short_side`, one per picture. Pictures that
@@ -253,8 +316,8 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def combine_passes(maps: list[np.ndarray], relu: bool = False) -> np.ndarray:
-    """`camloc.engine.combine_passes` on numpy arrays: one pass as is (ReLU'd if asked); several passes each
-    divided by its largest magnitude, then averaged."""
+    """`camloc.engine.combine_passes` on numpy arrays: n passes of (..., H, W) maps -> one (..., H, W) stack; one
+    pass as is (ReLU'd if asked); several passes each divided by its largest magnitude, then averaged (float32)."""
     if len(maps) == 1:
         return np.maximum(maps[0], 0) if relu else maps[0]
     scaled = []
@@ -280,6 +343,7 @@ def normalize(maps: np.ndarray) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `camloc-onnx` parser (the options of `camloc explain` the runtime supports)."""
     p = argparse.ArgumentParser(
         prog="camloc-onnx",
         description="Classify images and explain the top classes with an ONNX graph from `camloc export`, "
@@ -295,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--map-sizes",
         default=None,
-        help=f"shorter sides of the map passes, e.g. '224,448'; 'native' for the classification pass only "
-        f"(default: {','.join(map(str, DEFAULT_MAP_SIZES))})",
+        help="instead of the zoom: shorter sides of map passes, e.g. '224,448'; 'native' for the classification "
+        f"pass only (with --zoom off and no sizes: {','.join(map(str, DEFAULT_MAP_SIZES))})",
     )
+    p.add_argument("--zoom", default=None, help=ZOOM_HELP)
     p.add_argument("--relu", action="store_true", help="clip negative evidence before normalising maps")
     p.add_argument(
         "--scores", choices=SCORE_KINDS, default="softmax", help="softmax (default) or sigmoid (multi-label)"
@@ -323,7 +388,7 @@ def _write(cam: OnnxCam, res: ImageResult, image: Image.Image, path: Path, stem:
         write_npz(args.out / f"{stem}.npz", classes=res.classes.astype(np.int64), maps=res.maps, raw=res.raw)
 
 
-def _explain_batch(cam: OnnxCam, batch: list, map_sizes, args: argparse.Namespace) -> int:
+def _explain_batch(cam: OnnxCam, batch: list, map_sizes, zoom, args: argparse.Namespace) -> int:
     """Explain and write one batch; if it fails as a whole, retry image by image. Returns the failures."""
     if not batch:
         return 0
@@ -332,6 +397,7 @@ def _explain_batch(cam: OnnxCam, batch: list, map_sizes, args: argparse.Namespac
             [im for _, _, im in batch],
             top_k=args.top_k,
             map_sizes=map_sizes,
+            zoom=zoom,
             relu=args.relu,
             box_rule=args.box_rule,
             scores=args.scores,
@@ -342,13 +408,14 @@ def _explain_batch(cam: OnnxCam, batch: list, map_sizes, args: argparse.Namespac
         if len(batch) == 1:
             print(f"camloc-onnx: skipped {batch[0][0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
-        return sum(_explain_batch(cam, [item], map_sizes, args) for item in batch)
+        return sum(_explain_batch(cam, [item], map_sizes, zoom, args) for item in batch)
     for (path, stem, image), res in zip(batch, results, strict=True):
         _write(cam, res, image, path, stem, args)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `camloc-onnx` command; exit status 0, 1 if an image failed, 2 for a bad setting (one line on stderr)."""
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
@@ -368,6 +435,8 @@ def _main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     map_sizes = parse_map_sizes(args.map_sizes)
+    zoom = parse_zoom(args.zoom)
+    zoom_setting(zoom, map_sizes)  # a zoom together with map sizes: one error before any image is read
     args.box_rule = BoxRule(args.threshold, args.threshold_mode)
     cam = OnnxCam(args.model, threads=args.threads)
     sources = list(iter_sources(args.inputs, exclude=[Path(args.out)]))  # the names `camloc explain` gives
@@ -379,7 +448,7 @@ def _main(args: argparse.Namespace) -> int:
         chunk = list(zip(paths[start : start + args.batch_size], stems[start : start + args.batch_size], strict=True))
         decoded = [(path, stem, _decode(path)) for path, stem in chunk]
         batch = [item for item in decoded if item[2] is not None]
-        failures += len(decoded) - len(batch) + _explain_batch(cam, batch, map_sizes, args)
+        failures += len(decoded) - len(batch) + _explain_batch(cam, batch, map_sizes, zoom, args)
     if failures:
         print(f"camloc-onnx: {failures} of {len(paths)} image(s) failed", file=sys.stderr)
     return 1 if failures else 0

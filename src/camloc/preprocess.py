@@ -42,6 +42,7 @@ class Preprocess:
     interpolation: str = "bilinear"
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in a checkpoint's config.json (`from_dict` reads it back)."""
         return {
             "mean": list(self.mean),
             "std": list(self.std),
@@ -51,6 +52,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        """From `to_dict`'s form or a timm pretrained config (missing keys take the ImageNet defaults; an input
+        size (3, H, W) gives its shorter side)."""
         size = d.get("input_size", 224)
         if isinstance(size, (list, tuple)):
             size = int(min(size[-2:]))

@@ -43,6 +43,8 @@ def overlay(
 ) -> np.ndarray:
     """Blend the coloured map over the image, then draw the box ([x0, y0, x1, y1], x1/y1 exclusive) and label.
 
+    image (H, W, 3) uint8 RGB, heatmap (H, W) in [0, 1], box (4,) -> (H, W, 3) uint8 RGB.
+
     The map's weight at a pixel is `alpha` times its value there: where the map is 0 the photo shows untouched,
     where it is 1 photo and colour mix half and half (alpha 0.5), so low values never tint the whole picture.
     """
@@ -60,7 +62,8 @@ def overlay(
 
 
 def draw_label(img: np.ndarray, text: str, font_scale: float, thickness: int) -> None:
-    """Write `text` in the top-left corner on a dark band so that it reads on any background (in place)."""
+    """Write `text` in the top-left corner of img (H, W, 3) uint8 on a dark band so that it reads on any
+    background (in place)."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     (w, h), base = cv2.getTextSize(text, font, font_scale, thickness)
     pad = max(2, h // 3)
@@ -76,7 +79,10 @@ def grid(
     columns: int = 5,
     colormap: str = "inferno",
 ) -> np.ndarray:
-    """One panel per class (like the paper's figure): overlay, box and title, `columns` panels per row."""
+    """One panel per class (like the paper's figure): overlay, box and title, `columns` panels per row.
+
+    image (H, W, 3) uint8 RGB, heatmaps (k, H, W) in [0, 1], boxes (k, 4) [x0, y0, x1, y1) in image pixels, k titles
+    -> one (H', W', 3) uint8 RGB picture, panels at most PANEL_WIDTH x PANEL_MAX_HEIGHT, white gaps."""
     k = len(heatmaps)
     # panels fit in PANEL_WIDTH x PANEL_MAX_HEIGHT (a 1 x 500 image must not give a 160000-pixel-high grid)
     scale = min(PANEL_WIDTH / image.shape[1], PANEL_MAX_HEIGHT / image.shape[0])

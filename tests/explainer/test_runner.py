@@ -3,13 +3,16 @@ under write errors and signals, file modes, and torchrun sharding against one pr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -313,3 +316,51 @@ def test_large_photos_are_decoded_reduced_and_boxes_scaled_back(tiny: str, tmp_p
             min(4800, -(-x1 * 4800 // reduced.size[0])),
             min(3600, -(-y1 * 3600 // reduced.size[1])),
         ]
+
+
+@contextlib.contextmanager
+def mounted_folder(path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at `path` with `options` (root with mount rights, as in CI's container); skips otherwise."""
+    path.mkdir(parents=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root with mount rights to make a read-only or full file system")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def run_cli(tiny: str, inputs: Path, out: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "camloc", "explain", str(inputs), "--model", tiny, "--out", str(out)]
+    return subprocess.run(
+        [*cmd, "--quiet", "--map-sizes", "native"], capture_output=True, text=True, env=ENV, timeout=300
+    )
+
+
+def test_a_read_only_out_is_one_line_and_writes_nothing(tiny: str, tmp_path: Path) -> None:
+    photo(tmp_path / "in" / "a.png")
+    with mounted_folder(tmp_path / "ro", "ro,size=1m") as out:
+        proc = run_cli(tiny, tmp_path / "in", out)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("camloc: error:") and str(out) in lines[0] and "Read-only" in lines[0], lines[0]
+        assert list(out.iterdir()) == []
+
+
+def test_a_really_full_disk_keeps_whole_outputs_only(tiny: str, tmp_path: Path) -> None:
+    for i in range(40):
+        photo(tmp_path / "in" / f"p{i:02d}.png", seed=i, size=(320, 240))
+    with mounted_folder(tmp_path / "small", "size=4m") as out:
+        proc = run_cli(tiny, tmp_path / "in", out)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+        assert "No space left on device" in lines[0] and "stopped after" in lines[0], lines[0]
+        written = [p for p in out.iterdir() if not p.name.startswith(".")]
+        assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+        stems = {p.name.split("_")[0].split(".")[0] for p in written}
+        for stem in stems:  # every image written has all its outputs, and they decode
+            assert {f"{stem}_overlay.png", f"{stem}_grid.png"} <= {p.name for p in written}, sorted(stems)
+        assert 0 < len(stems) < 40

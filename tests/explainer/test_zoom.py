@@ -166,3 +166,33 @@ def test_settings_record_the_procedure() -> None:
         Zoom(expand=0.0)
     with pytest.raises(InputError, match="components must be"):
         Zoom(components="most")
+
+
+@pytest.mark.parametrize("map_sizes", [None, (), (64, 128)], ids=["zoom", "classification-pass", "map-sizes"])
+def test_boxes_false_skips_the_boxes_only(map_sizes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """boxes=False (what evaluate asks for) changes nothing but `boxes`, and runs no box rule except the zoom's
+    window placement (one `zoom_plan` per image)."""
+    from camloc.explainer import passes
+    from camloc.explainer.writers import record
+
+    net = Brightness().eval()
+    images = [square_image(360, 480, (300, 60, 390, 150)), square_image(400, 300, (100, 150, 180, 230))]
+    calls: list[int] = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return boxes_from_maps(*args, **kwargs)
+
+    monkeypatch.setattr(passes, "boxes_from_maps", counting)
+    kw = {"targets": [[0, 1]] * 2, "method": CAM_BRIGHT, "map_sizes": map_sizes}
+    full = camloc.explain(net, images, **kw)
+    n_full = len(calls)
+    bare = camloc.explain(net, images, boxes=False, **kw)
+    assert bare.boxes is None and full.boxes is not None
+    assert len(calls) - n_full == (len(images) if map_sizes is None else 0) < n_full
+    for name in ("classes", "scores", "logits", "raw", "maps", "map_range"):
+        for a, b in zip(getattr(full, name), getattr(bare, name), strict=True):
+            assert torch.equal(a, b), name
+    assert full.settings == bare.settings
+    with pytest.raises(ValueError, match="boxes=False"):
+        record(bare, 0, "a.png")

@@ -1,4 +1,5 @@
-"""`camloc.onnx_runtime`: no torch, and the same classes, boxes, JSON and pictures as `camloc explain`."""
+"""`camloc.onnx_runtime`: no torch, and the same classes, boxes, JSON and pictures as `camloc explain`, with its
+default zoom and with the zoom off."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import camloc
 from camloc.boxes import BoxRule
+from camloc.engine import upsample
 from camloc.explainer import passes, writers
+from camloc.explainer.passes import zoom_plan
 from camloc.io import load_image
 from camloc.onnx_runtime import DEFAULT_MAP_SIZES, SCORE_KINDS, OnnxCam
+from camloc.zoom import DEFAULT_ZOOM, Zoom, share_windows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob("*.jpg"))
@@ -28,17 +33,12 @@ def test_defaults_agree_with_explain() -> None:
     assert SCORE_KINDS == passes.SCORE_KINDS
 
 
-@pytest.mark.parametrize("map_sizes", [None, (), (448, 640)])
-def test_same_records_as_explain_on_the_examples(default_model, default_graph, map_sizes) -> None:
-    """Classes, boxes (all five per image) and settings equal; scores and logits to float round-off."""
-    assert len(EXAMPLES) == 4
-    images = [load_image(p) for p in EXAMPLES]
-    # the runtime has no zoom yet: its default is explain's map-size procedure (zoom=False)
-    ref = camloc.explain(default_model, images, top_k=5, map_sizes=map_sizes, zoom=False if map_sizes is None else None)
-    cam = OnnxCam(default_graph[0], threads=1)
-    got = cam.explain(images, top_k=5, map_sizes=map_sizes)
-    for i, path in enumerate(EXAMPLES):
-        want, have = writers.record(ref, i, str(path)), cam.record(got[i], str(path))
+def assert_same_records(ref, got, cam: OnnxCam, names: list[str], map_tol: float = 1e-4) -> None:
+    """Runtime results equal camloc.explain's: settings, classes, labels and boxes exactly (the same threshold code
+    and window geometry run on maps that agree to ~1e-6, so no pixel changes side), scores 1e-5, logits and maps
+    to `map_tol`."""
+    for i, name in enumerate(names):
+        want, have = writers.record(ref, i, name), cam.record(got[i], name)
         assert json.dumps(have)  # plain JSON types
         assert have.keys() == want.keys() and have["settings"] == want["settings"]
         assert {k: have[k] for k in ("image", "width", "height", "model")} == {
@@ -54,7 +54,58 @@ def test_same_records_as_explain_on_the_examples(default_model, default_graph, m
             )
             assert abs(a["score"] - b["score"]) <= 1e-5 and abs(a["logit"] - b["logit"]) <= 1e-4
         assert np.abs(got[i].raw - writers.raw_of(ref, i)).max() <= 1e-4
-        assert np.abs(got[i].maps - writers.maps_of(ref, i)).max() <= 1e-4
+        assert np.abs(got[i].maps - writers.maps_of(ref, i)).max() <= map_tol
+
+
+def zoom_counts(ref, zoom: Zoom) -> tuple[int, int]:
+    """(windows, classes zoomed) over the images of `ref`, planned from its pass-1 maps as camloc.explain plans
+    them: a zoom test that zooms nothing would test the map-size code only."""
+    windows = classes = 0
+    for i, (height, width) in enumerate(ref.sizes):
+        coarse = upsample(torch.from_numpy(writers.raw_of(ref, i)).float(), (height, width))
+        if ref.settings["relu"]:
+            coarse = coarse.clamp(min=0)
+        plan = share_windows(zoom_plan(coarse, zoom.expand, zoom.max_area, BoxRule(ref.settings["threshold"])))
+        windows += len(plan)
+        classes += sum(len(members) for _, members in plan)
+    return windows, classes
+
+
+@pytest.mark.parametrize(
+    ("map_sizes", "zoom"),
+    [(None, None), (None, False), ((), None), ((448, 640), None)],
+    ids=["zoom", "off", "native", "448+640"],
+)
+def test_same_records_as_explain_on_the_examples(default_model, default_graph, map_sizes, zoom) -> None:
+    """Classes, boxes (all five per image) and settings equal; scores and logits to float round-off. The default
+    is explain's default, the zoom; zoom=False (--zoom off) the 640 map pass."""
+    assert len(EXAMPLES) == 4
+    images = [load_image(p) for p in EXAMPLES]
+    ref = camloc.explain(default_model, images, top_k=5, map_sizes=map_sizes, zoom=zoom)
+    cam = OnnxCam(default_graph[0], threads=1)
+    got = cam.explain(images, top_k=5, map_sizes=map_sizes, zoom=zoom)
+    assert got[0].settings["procedure"] == ("zoom" if (map_sizes, zoom) == (None, None) else ref.settings["procedure"])
+    assert_same_records(ref, got, cam, [str(p) for p in EXAMPLES])
+    if got[0].settings["procedure"] == "zoom":  # zoomed classes, and a window that two classes share
+        windows, classes = zoom_counts(ref, DEFAULT_ZOOM)
+        assert classes >= 3 and 1 <= windows < classes
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_zoom_on_random_weights(small_model, small_graph, picture, relu) -> None:
+    """Random weights (maps without a clear object): max_area 1 zooms on every class that has a box, so every
+    window, shared or not, is compared; the default settings, "largest" components and targets too."""
+    images = [load_image(picture), *(load_image(p) for p in EXAMPLES[:2])]
+    names = [picture, *map(str, EXAMPLES[:2])]
+    cam = OnnxCam(small_graph, threads=1)
+    everywhere = Zoom(1.0, 1.0, 96, "largest")
+    for zoom, targets in [(everywhere, None), (True, None), (Zoom(1.5, 1.0, 64, "all"), [[4, 1], [0, 9], [7, 7]])]:
+        top_k = 3 if targets is None else None
+        ref = camloc.explain(small_model, images, top_k=top_k or 5, targets=targets, zoom=zoom, relu=relu)
+        got = cam.explain(images, top_k=top_k, targets=targets, zoom=zoom, relu=relu)
+        assert_same_records(ref, got, cam, names)
+        if zoom is everywhere:
+            assert zoom_counts(ref, everywhere)[1] >= len(images)
 
 
 def test_explicit_classes_and_box_rule(default_model, default_graph) -> None:
@@ -109,6 +160,42 @@ def test_imports_and_runs_without_torch(small_graph, picture, tmp_path) -> None:
     assert written.with_name("disc_grid.png").is_file() and not list(out.rglob("broken.json"))
 
 
+def test_cli_zoom_without_torch(small_model, small_graph, picture, tmp_path) -> None:
+    """--zoom as camloc explain spells it: the default zooms (and runs without torch), 'off' gives the 640 map pass,
+    a setting gives that zoom; each record equals camloc.explain's boxes and settings; --zoom with --map-sizes is a
+    one-line error."""
+    runs = {"default": [], "off": ["--zoom", "off"], "set": ["--zoom", "1.0,1.0,96,largest"]}
+    for name, extra in runs.items():
+        run = run_without_torch(
+            f"""
+            import camloc.onnx_runtime as rt
+            sys.exit(rt.main([{str(small_graph)!r}, {picture!r}, '--out', {str(tmp_path / name)!r}, '--format', 'json',
+                              '--no-images', *{extra!r}]))
+            """
+        )
+        assert run.returncode == 0, run.stderr
+    from camloc.zoom import parse_zoom
+
+    for name, extra in runs.items():
+        (written,) = (tmp_path / name).rglob("disc.json")
+        have = json.loads(written.read_text())
+        ref = camloc.explain(small_model, [picture], top_k=3, zoom=parse_zoom(extra[1] if extra else None))
+        want = writers.record(ref, 0, picture)
+        assert have["settings"] == want["settings"]
+        assert [a["box"] for a in have["predictions"]] == [b["box"] for b in want["predictions"]]
+    assert json.loads(next((tmp_path / "default").rglob("disc.json")).read_text())["settings"]["procedure"] == "zoom"
+    run = run_without_torch(
+        f"""
+        import camloc.onnx_runtime as rt
+        sys.exit(rt.main([{str(small_graph)!r}, {picture!r}, '--out', {str(tmp_path)!r}, '--zoom', 'on',
+                          '--map-sizes', '96']))
+        """
+    )
+    assert run.returncode == 2 and run.stderr.strip() == (
+        "camloc-onnx: error: give either a zoom or map sizes, not both (map sizes turn the zoom off)"
+    )
+
+
 def test_runtime_cli_errors_are_one_line(tmp_path, picture) -> None:
     not_a_graph = tmp_path / "x.onnx"
     not_a_graph.write_bytes(b"garbage")
@@ -125,8 +212,8 @@ def test_runtime_cli_errors_are_one_line(tmp_path, picture) -> None:
 
 def test_same_pictures_as_explain(default_model, default_graph, tmp_path) -> None:
     """The overlay PNG of the runtime is the one `camloc explain` writes, up to a few colormap levels."""
-    image = load_image(EXAMPLES[1])
-    ref = camloc.explain(default_model, [image], top_k=5, zoom=False)  # the runtime has no zoom yet
+    image = load_image(EXAMPLES[0])  # the astronaut: one class zoomed
+    ref = camloc.explain(default_model, [image], top_k=5)
     writers.write_pictures(ref, 0, image, tmp_path, "torch")
     cam = OnnxCam(default_graph[0], threads=1)
     got = cam.explain([image])[0]
@@ -162,6 +249,31 @@ def test_fixed_size_graph_squashes_the_image(small_model, picture, tmp_path) -> 
 
     with pytest.raises(InputError, match="fixed input size"):
         cam.explain([image], map_sizes=(96,))
+    assert result.settings["procedure"] == "classification pass"  # the default zoom falls back, as in explain
+    with pytest.raises(InputError, match="so the zoom cannot run"):
+        cam.explain([image], zoom=True)
+
+
+def test_graph_without_classes_input(small_graph, picture, tmp_path) -> None:
+    """A graph whose `classes` input was removed (its default kept as a constant) still runs the classification
+    pass; what needs the first pass's classes at another input (here a zoom on every class) is one clear error."""
+    import onnx
+
+    from camloc.errors import InputError
+
+    proto = onnx.load(str(small_graph))
+    kept = [i for i in proto.graph.input if i.name != "classes"]
+    del proto.graph.input[:]
+    proto.graph.input.extend(kept)
+    path = tmp_path / "no_classes.onnx"
+    onnx.save(proto, str(path))
+    cam, full = OnnxCam(path, threads=1), OnnxCam(small_graph, threads=1)
+    assert not cam.takes_classes and full.takes_classes
+    image = load_image(picture)
+    native, ref = cam.explain([image], map_sizes=())[0], full.explain([image], map_sizes=())[0]
+    assert native.boxes.tolist() == ref.boxes.tolist() and np.array_equal(native.maps, ref.maps)
+    with pytest.raises(InputError, match="has no 'classes' input, so it cannot map"):
+        cam.explain([image], zoom=Zoom(1.0, 1.0, 96))
 
 
 def test_images_batched_at_224_but_not_at_640(small_graph) -> None:

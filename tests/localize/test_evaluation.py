@@ -185,6 +185,26 @@ def test_model_evaluation_library(default_model, tmp_path):
     assert np.load(tmp_path / "maps" / "0.jpg.npy").shape == (80, 96)  # original image size
 
 
+def test_model_maps_come_without_boxes(default_model, tmp_path, monkeypatch):
+    """evaluate boxes the maps it scores itself, so its explain calls box nothing (and the maps are explain's)."""
+    import camloc
+    from camloc.data import open_dataset
+    from camloc.explainer import passes
+    from camloc.localize.evaluation import iter_model_maps
+
+    root = _write_image_fixture(tmp_path, n=2)
+    ds = open_dataset(f"wsol:{root / 'meta'}", images=root / "img")
+    calls = []
+    monkeypatch.setattr(passes, "boxes_from_maps", lambda *a, **k: calls.append(1))
+    items = list(iter_model_maps(default_model, ds, map_sizes=()))
+    assert not calls and len(items) == 2
+    monkeypatch.undo()
+    sample, _, _, classes, maps = items[1]
+    ref = camloc.explain(default_model, str(sample.image), map_sizes=())
+    assert np.array_equal(ref.classes[0].numpy(), classes)
+    assert all(np.array_equal(m, r.numpy()) for m, r in zip(maps, ref.maps[0], strict=True))
+
+
 @pytest.mark.slow
 def test_model_run_and_saved_maps_give_the_same_numbers(tmp_path, capsys):
     root = _write_image_fixture(tmp_path)

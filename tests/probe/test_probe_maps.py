@@ -58,8 +58,9 @@ def test_probe_classifies_discs_and_squares(discs_and_squares) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 11 item 6: the probe's maps peak on the object (native 7x7 map), but its evidence spreads over "
-    "the neighbouring 32-px cells, so 20% of the max keeps about twice the object; larger map passes did not help",
+    reason="issue 11 item 6: the map's evidence spreads a cell (32 px) past the object, the finer passes magnify a "
+    "noise the probe never saw, and a binary probe's disc map is minus its square map (docs/probe.md, "
+    "benchmarks/probe_maps.py)",
 )
 def test_probe_boxes_on_discs_and_squares(discs_and_squares) -> None:
     probe, images, _, gt = discs_and_squares

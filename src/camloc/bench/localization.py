@@ -80,6 +80,7 @@ def train_or_reuse(
 
 
 def raise_mismatch(run_dir: Path) -> None:
+    """Refuse to resume a net whose saved settings differ from this study's (one-line `InputError`)."""
     from camloc.errors import InputError
 
     raise InputError(f"{run_dir}: holds a net trained with other settings; remove it or use another --out")
@@ -104,7 +105,7 @@ def score_regressor(model: torch.nn.Module, view: TensorView, arr: ClutteredArra
 
 
 def fix_box(box: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Clip a predicted box into the image and give it at least one pixel."""
+    """Clip a predicted box (4,) [x0, y0, x1, y1) into a w x h image and give it at least one pixel; (4,) int64."""
     x0, y0, x1, y1 = np.clip(box, 0, [w - 1, h - 1, w, h])
     return np.array([x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)], dtype=np.int64)
 
@@ -117,9 +118,9 @@ def box_map(box: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def reference_maps(h: int, w: int) -> dict[str, np.ndarray]:
-    """Box-free references: the whole image (a flat map; one corner pixel 0 so that every threshold keeps the
-    rest) and a centred Gaussian (sigma = side / 6; its thresholds give centred boxes of every size), both min-max
-    normalised like every map the benchmark boxes."""
+    """Box-free reference maps, (h, w) float32 each: the whole image (a flat map; one corner pixel 0 so that every
+    threshold keeps the rest) and a centred Gaussian (sigma = side / 6; its thresholds give centred boxes of every
+    size), both min-max normalised like every map the benchmark boxes."""
     whole = np.ones((h, w), dtype=np.float32)
     whole[0, 0] = 0.0
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
@@ -129,7 +130,8 @@ def reference_maps(h: int, w: int) -> dict[str, np.ndarray]:
 
 
 def score_reference(heatmap: np.ndarray, arr: ClutteredArrays, preds: np.ndarray) -> Scorer:
-    """Scorer of a box-free reference map (the same map and box for every image of the split)."""
+    """Scorer of a box-free reference heatmap (H, W) (the same map and box for every image of the split), given
+    the split's top-1 predictions (N,)."""
     scorer = Scorer()
     box = paper_box(heatmap)
     for i in range(len(arr)):

@@ -10,6 +10,7 @@ from camloc.io import atomic_path, write_json, write_text
 
 
 def fmt(value: float | None) -> str:
+    """A table cell: one decimal, "n/a" for None."""
     return "n/a" if value is None else f"{value:.1f}"
 
 

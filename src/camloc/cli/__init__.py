@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `camloc` parser: --version and one subcommand per module of `COMMANDS` (each sets `run`)."""
     parser = argparse.ArgumentParser(
         prog="camloc", description="Class activation maps and weakly-supervised localization for PyTorch classifiers."
     )
@@ -52,6 +53,8 @@ def setup_logging(quiet: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `camloc` command: parse, run the subcommand, and turn an `InputError` into one line on stderr and
+    exit status 2. Returns the exit status."""
     from camloc.errors import InputError
 
     args_in = sys.argv[1:] if argv is None else argv

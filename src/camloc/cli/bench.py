@@ -12,6 +12,7 @@ import torch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc bench localization`, its options and help, on the subcommand parser `sub`."""
     p = sub.add_parser(
         "bench",
         help="benchmarks (localization on Cluttered Fashion-MNIST)",
@@ -53,6 +54,7 @@ def default_threads() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train and score the study (resuming what `--out` holds), write results.json / .md / the plot; 0."""
     from camloc.bench.localization import FULL, QUICK, run_study
     from camloc.bench.report import write_all
     from camloc.data.idx import find_idx_dir

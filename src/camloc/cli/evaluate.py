@@ -18,6 +18,7 @@ log = logging.getLogger("camloc")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc evaluate`, its options and help, on the subcommand parser `sub`."""
     p = sub.add_parser(
         "evaluate",
         help="localization (MaxBoxAcc, PxAP, top-1/GT-known loc) and faithfulness metrics of score maps or a model",
@@ -155,6 +156,8 @@ def format_table(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Open the data, evaluate the model or the saved maps, print the table and write the report / COCO results;
+    1 if an output file could not be written (the table is printed first), else 0."""
     from camloc.data import FORMATS, open_dataset
     from camloc.data.base import accepts_option
     from camloc.distributed import pick_device

@@ -16,7 +16,7 @@ from camloc.cli._options import add_box_rule_options, box_rule_from, parse_zoom
 from camloc.distributed import barrier, setup, teardown
 from camloc.errors import InputError
 from camloc.explainer.inputs import iter_sources
-from camloc.explainer.passes import DEFAULT_MAP_SIZES, DEFAULT_ZOOM
+from camloc.explainer.passes import DEFAULT_MAP_SIZES
 from camloc.explainer.runner import ExplainOptions, OutputOptions, RunSummary, check_batch_size, explain_files
 from camloc.explainer.shards import RecordSink, merge, rank_summary
 from camloc.explainer.stop import StopOnSignals
@@ -25,9 +25,11 @@ from camloc.methods import METHODS
 from camloc.models.zoo import load
 from camloc.preprocess import parse_map_sizes
 from camloc.viz import COLORMAPS
+from camloc.zoom import ZOOM_HELP
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc explain`, its options and help, on the subcommand parser `sub`."""
     p = sub.add_parser(
         "explain",
         help="class activation maps, boxes and pictures for images",
@@ -86,9 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--zoom",
         default=None,
-        help="the map procedure (default: 'on', the coarse-to-fine zoom measured in docs/resolution.md: "
-        f"EXPAND,MAX_AREA,SIZE = {DEFAULT_ZOOM.expand},{DEFAULT_ZOOM.max_area},{DEFAULT_ZOOM.size}); "
-        "'off' for map passes at --map-sizes; or EXPAND,MAX_AREA,SIZE[,largest|all] to set its parameters",
+        help=ZOOM_HELP,
     )
     p.add_argument(
         "--map-sizes",

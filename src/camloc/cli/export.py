@@ -17,6 +17,7 @@ MAX_DIFF = 1e-4
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc export`, its options and help, on the subcommand parser `sub`."""
     p = sub.add_parser(
         "export",
         help="export a model with its CAMs as one ONNX graph",
@@ -48,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export the model to ONNX and check onnxruntime against PyTorch; 1 when the graph does not reproduce it."""
     if args.input_size is not None and min(args.input_size) < 32:
         raise InputError(f"--input-size: both sides must be at least 32, got {args.input_size[0]} {args.input_size[1]}")
     model = load(args.model)

@@ -14,6 +14,8 @@ from camloc.probe.fit import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc probe`, its options and help, on the subcommand parser `sub`."""
+    # (one subcommand today: `camloc probe fit`)
     p = sub.add_parser(
         "probe",
         help="linear probes on a frozen GAP net (CAMs for new classes)",
@@ -64,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_cs(text: str | None) -> list[float] | None:
+    """`--C 0.1,1,10` -> [0.1, 1.0, 10.0] (None: the fit's default grid); positive numbers only."""
     if text is None:
         return None
     try:
@@ -76,6 +79,8 @@ def parse_cs(text: str | None) -> list[float] | None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    """`camloc probe fit`: fit a linear probe on the backbone's pooled features of the data (cached), save it as
+    a checkpoint folder in `--out`; 0."""
     if args.folds < 2:
         raise InputError("--folds must be at least 2")
     cs = parse_cs(args.cs)

@@ -9,6 +9,7 @@ from camloc.io import InputError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc serve`, its options and help, on the subcommand parser `sub`."""
     p = sub.add_parser(
         "serve",
         help="explain images in the browser: a page and a JSON API",
@@ -42,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Load the model and serve the page and the JSON API with uvicorn until stopped; 0."""
     try:
         import uvicorn
 

@@ -13,6 +13,7 @@ from camloc.errors import InputError
 
 
 def parse_ints(text: str, what: str) -> list[int]:
+    """'32,64,96' -> [32, 64, 96]; an `InputError` naming the option `what` otherwise."""
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -20,6 +21,7 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 def parse_range(text: str, what: str) -> tuple[float, float]:
+    """'LOW,HIGH' -> (LOW, HIGH), one number x -> (x, x); an `InputError` naming the option `what` otherwise."""
     try:
         parts = [float(v) for v in text.split(",")]
     except ValueError:
@@ -43,6 +45,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `camloc train`, its options and help, on the subcommand parser `sub`."""
     p = sub.add_parser(
         "train",
         help="train a GAP net (CAM-ready) on Cluttered Fashion-MNIST",
@@ -86,6 +89,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train (or `--resume`) a net on generated Cluttered Fashion-MNIST (DDP under torchrun), checkpoint and
+    training state in `--out`; prints the last epoch's numbers as one JSON line; 0."""
     from camloc import distributed as D
     from camloc.data.cluttered import CLASSES, ClutteredFashionMNIST, ClutterSpec, TensorView
     from camloc.models.builder import model_for_training

@@ -97,7 +97,8 @@ def accepts_option(fmt: str, key: str) -> bool:
 
 
 def open_dataset(spec: str, class_map: str | os.PathLike | None = None, **opts) -> Dataset:
-    """Open `FORMAT:PATH` (formats: see `FORMATS`) and apply an optional class map file.
+    """Open `FORMAT:PATH` (formats: see `FORMATS`) and apply an optional class map file. Returns a `Dataset` of
+    `Sample`s (GT boxes (n, 4) float64 [x0, y0, x1, y1] in original pixels, masks (H, W) bool where given).
 
     class_map: a text file of `dataset_index,model_index` lines (or `class_name,model_index`).
     Other keyword options go to the format's opener (e.g. `images=`, `mask_root=`, `split=`); a given (not None)

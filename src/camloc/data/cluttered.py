@@ -123,7 +123,7 @@ def render(
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray:
-    """Tight box [x0, y0, x1, y1] (exclusive) of a non-empty boolean mask."""
+    """Tight box [x0, y0, x1, y1] (exclusive), (4,) int64, of a non-empty (H, W) boolean mask."""
     ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     return np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], dtype=np.int64)
 

@@ -27,7 +27,8 @@ _DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """The array stored in one IDX file (gzip or plain). Raises `InputError` naming the file if malformed."""
+    """The array stored in one IDX file (gzip or plain), with the file's dimensions and dtype, e.g. (n, 28, 28)
+    uint8 images or (n,) uint8 labels. Raises `InputError` naming the file if malformed."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such IDX file")

@@ -26,7 +26,7 @@ output group.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from os import PathLike
 from typing import Literal
 
@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, Components, box_iou, boxes_from_maps, zoom_window
+from camloc.boxes import DEFAULT_BOX_RULE, BoxRule, boxes_from_maps
 from camloc.engine import combine_passes, min_max, normalize, upsample
 from camloc.errors import InputError
 from camloc.explainer.result import Result
@@ -44,6 +44,7 @@ from camloc.models.adapters import as_logits, eval_mode
 from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
 from camloc.preprocess import MAP_SIZE_RANGE, image_to_tensor, resize_batch, resize_exact, scaled_size
+from camloc.zoom import DEFAULT_ZOOM, Zoom, compose, share_windows, zoom_setting, zoom_windows
 
 ImageInput = str | PathLike | Image.Image
 Inputs = Tensor | ImageInput | Sequence[ImageInput]
@@ -51,33 +52,6 @@ Inputs = Tensor | ImageInput | Sequence[ImageInput]
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
 DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)  # the map-size procedure's default (`zoom=False`)
 DEFAULT_RELU = False
-SHARE_WINDOW_IOU = 0.5  # classes of one image whose zoom windows overlap this much share one window
-
-
-@dataclass(frozen=True)
-class Zoom:
-    """The coarse-to-fine procedure's settings (see the module docstring).
-
-    expand: window side / the pass-1 box's longer side; max_area: no zoom when the window would cover more of the
-    image (the object is large); size: shorter side of the window's pass; components: the box rule ("all": every
-    kept pixel, "largest": the paper's largest component)."""
-
-    expand: float = 1.0
-    max_area: float = 0.5
-    size: int = 320
-    components: Components = "all"
-
-    def __post_init__(self) -> None:
-        if not (self.expand > 0 and 0 < self.max_area <= 1 and 32 <= self.size <= 4096):
-            raise InputError(
-                f"zoom: expand must be > 0, max_area in (0, 1], size in 32..4096; got expand={self.expand}, "
-                f"max_area={self.max_area}, size={self.size}"
-            )
-        if self.components not in ("all", "largest"):
-            raise InputError(f"zoom: components must be 'all' or 'largest', got '{self.components}'")
-
-
-DEFAULT_ZOOM = Zoom()
 
 # Shorter sides a map pass may have: below 32 a CNN has no spatial map left; above 4096 one pass of one image
 # needs gigabytes.
@@ -122,6 +96,7 @@ def explain(
     box_rule: BoxRule = DEFAULT_BOX_RULE,
     scores: ScoreKind = "softmax",
     min_score: float | None = None,
+    boxes: bool = True,
 ) -> Result:
     """Classify and explain images with class activation maps and boxes.
 
@@ -136,8 +111,10 @@ def explain(
     used. scores: "softmax" (one label per image) or "sigmoid"
     (multi-label models: each class its own probability). min_score: map every class whose score reaches it, best
     first (the best class alone when none does) instead of the top-k; images may then get different numbers of
-    classes, and the per-class fields become lists of per-image tensors. The model is left as found (train/eval
-    flags restored).
+    classes, and the per-class fields become lists of per-image tensors. boxes=False: skip the final boxes
+    (`Result.boxes` is None; maps, classes and scores are unchanged, the zoom still boxes pass 1 to place its
+    windows), for callers that box the maps themselves, as `camloc evaluate` does. The model is left as found
+    (train/eval flags restored).
     """
     if scores not in SCORE_KINDS:
         raise InputError(f"scores must be one of {', '.join(SCORE_KINDS)}, got '{scores}'")
@@ -146,9 +123,9 @@ def explain(
     check_top_k(top_k)
     info = info_of(model)
     mapper = get_method(method, layer=layer)
-    zoom_setting = _zoom_setting(zoom, map_sizes)
+    chosen_zoom = zoom_setting(zoom, map_sizes)
     sizes_setting = check_map_sizes(map_sizes)
-    if zoom_setting is not None:
+    if chosen_zoom is not None:
         sizes_setting = ()
     fixed = fixed_input_size(model)
     native = info.preprocess.input_size if fixed is None else min(fixed)
@@ -162,12 +139,12 @@ def explain(
         sizes_setting = ()
         if zoom:  # asked for explicitly; the default falls back to the classification pass
             raise InputError(f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, so the zoom cannot run")
-        zoom_setting = None
+        chosen_zoom = None
     settings = {
         "method": getattr(mapper, "name", str(method)),
         "layer": mapper.layer_name(model),
-        "procedure": "zoom" if zoom_setting else ("map sizes" if sizes_setting else "classification pass"),
-        "zoom": None if zoom_setting is None else asdict(zoom_setting),
+        "procedure": "zoom" if chosen_zoom else ("map sizes" if sizes_setting else "classification pass"),
+        "zoom": None if chosen_zoom is None else asdict(chosen_zoom),
         "map_sizes": list(sizes_setting),
         "relu": relu,
         "threshold": box_rule.threshold,
@@ -234,31 +211,34 @@ def explain(
         group_maps, group_boxes, group_ranges = [], [], []
         for g, g_passes in enumerate(passes):
             combined = combine_passes(g_passes, relu=relu)
-            if zoom_setting is not None:
+            if chosen_zoom is not None:
                 idx_g = out_groups[g]
                 maps_g, boxes_g, ranges_g = _zoom(
-                    model, mapper, batch, _stack(image_classes, idx_g), combined, images, idx_g, zoom_setting,
-                    relu, box_rule, device, dtype,
+                    model, mapper, batch, _stack(image_classes, idx_g), combined, images, idx_g, chosen_zoom,
+                    relu, box_rule, device, dtype, boxes,
                 )  # fmt: skip
             else:
-                maps_g, boxes_g, ranges_g = _maps_and_boxes(combined, box_rule)
+                maps_g, boxes_g, ranges_g = _maps_and_boxes(combined, box_rule, boxes)
             group_maps.append(maps_g)
-            group_boxes.append(boxes_g.to(device))
+            if boxes_g is not None:
+                group_boxes.append(boxes_g.to(device))
             group_ranges.append(ranges_g)
 
     where = {i: (g, j) for g, idx in enumerate(out_groups) for j, i in enumerate(idx)}
     out_classes: Tensor | list[Tensor]  # a list of (k_i,) when images have different numbers of classes
-    out_boxes: Tensor | list[Tensor]
+    out_boxes: Tensor | list[Tensor] | None = None
     out_ranges: Tensor | list[Tensor]  # each map's [min, max] before normalisation, shaped like the boxes
     # one output group: the batched tensors are the result, no re-stacking
     maps = group_maps[0] if len(out_groups) == 1 else [group_maps[where[i][0]][where[i][1]] for i in range(n)]
     if len(set(counts)) == 1:
         out_classes = torch.stack(image_classes)
-        out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
+        if boxes:
+            out_boxes = _in_order(list(zip(out_groups, group_boxes, strict=True)), list(range(n)))
         out_ranges = _in_order(list(zip(out_groups, group_ranges, strict=True)), list(range(n)))
     else:
         out_classes = image_classes
-        out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
+        if boxes:
+            out_boxes = [group_boxes[where[i][0]][where[i][1]] for i in range(n)]
         out_ranges = [group_ranges[where[i][0]][where[i][1]] for i in range(n)]
     raw_out: Tensor | list[Tensor]
     if len(raw_buckets) == 1:
@@ -313,12 +293,12 @@ def _classes_above(
     return out
 
 
-def _maps_and_boxes(combined: Tensor, rule: BoxRule) -> tuple[Tensor, Tensor, Tensor]:
-    """Normalised maps, boxes and [min, max] (b, k, 2) of a batch of combined maps (b, k, H, W) of one size;
-    `combined` is ours (made by the upsampling or the combination) and is normalised in place, after the boxes are
-    taken from it."""
+def _maps_and_boxes(combined: Tensor, rule: BoxRule, with_boxes: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Normalised maps (b, k, H, W), boxes (b, k, 4) int64 (None without `with_boxes`) and [min, max] (b, k, 2)
+    of a batch of combined maps (b, k, H, W) of one size; `combined` is ours (made by the upsampling or the
+    combination) and is normalised in place, after the boxes are taken from it."""
     lo, hi = min_max(combined)
-    boxes = boxes_from_maps(combined, rule, lo, hi)
+    boxes = boxes_from_maps(combined, rule, lo, hi) if with_boxes else None
     ranges = torch.cat([lo, hi], dim=-1)[..., 0, :].detach()
     # (not under autograd: the extremes' gradients need the maps as they were)
     return normalize(combined, lo=lo, hi=hi, inplace=not combined.requires_grad), boxes, ranges
@@ -405,22 +385,6 @@ def _size_for(model: nn.Module, image: Image.Image, short_side: int) -> tuple[in
     return input_size_for(model, image.height, image.width, scaled_size(image.height, image.width, short_side))
 
 
-def _zoom_setting(zoom: Zoom | bool | None, map_sizes: Sequence[int] | None) -> Zoom | None:
-    """The zoom to run, or None for the map-size procedure."""
-    if zoom is None:
-        return DEFAULT_ZOOM if map_sizes is None else None
-    chosen: Zoom | None
-    if isinstance(zoom, Zoom):
-        chosen = zoom
-    elif isinstance(zoom, bool):
-        chosen = DEFAULT_ZOOM if zoom else None
-    else:
-        raise InputError(f"zoom must be a camloc.Zoom, True, False or None, got {zoom!r}")
-    if chosen is not None and map_sizes is not None:
-        raise InputError("give either a zoom or map sizes, not both (map sizes turn the zoom off)")
-    return chosen
-
-
 def _zoom(
     model: nn.Module,
     mapper: MapMethod,
@@ -434,56 +398,49 @@ def _zoom(
     rule: BoxRule,
     device: torch.device,
     dtype: torch.dtype,
-) -> tuple[Tensor, Tensor, Tensor]:
+    with_boxes: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor]:
     """The zoom procedure on one output group: coarse (b, k, H, W) pass-1 maps of images `idx` (of `images`, or
-    rows of the tensor input `source`) with classes (b, k) -> normalised maps (b, k, H, W), boxes (b, k, 4) and the composite's [min, max] (b, k, 2).
+    rows of the tensor input `source`) with classes (b, k) -> normalised maps (b, k, H, W), boxes (b, k, 4) int64
+    (None without `with_boxes`: the windows still come from `zoom_plan`) and the composite's [min, max] (b, k, 2).
+    The windows and the composition are `camloc.zoom`'s (shared with the ONNX runtime).
 
     Every window is a square, so all windows of the group go through the model as one (n, 3, size, size) batch."""
     per_image = list(coarse.unbind(0))
     per_image = [m.clamp(min=0) if relu else m for m in per_image]
-    boxes = [boxes_from_maps(m, rule, components=zoom.components) for m in per_image]
-    crops, owners = [], []  # one crop per shared window: (image j, window, member classes)
-    for j, m in enumerate(per_image):
-        windows: list[tuple[tuple[int, int, int, int], list[int]]] = []
-        for c, window in enumerate(zoom_plan(m, zoom.expand, zoom.max_area, rule)):
-            if window is None:
-                continue
-            w = torch.tensor([window])
-            shared = next((s for s in windows if float(box_iou(torch.tensor([s[0]]), w)) >= SHARE_WINDOW_IOU), None)
-            if shared is None:
-                windows.append((window, [c]))
-            else:
-                shared[1].append(c)
-        for window, members in windows:
-            owners.append((j, window, members))
+    boxes = [boxes_from_maps(m, rule, components=zoom.components) if with_boxes else None for m in per_image]
+    plans = [share_windows(zoom_plan(m, zoom.expand, zoom.max_area, rule)) for m in per_image]
+    crops = []  # one crop per shared window, in the order of the plans
+    for j, plan in enumerate(plans):
+        for (x0, y0, x1, y1), _members in plan:
             if images is not None:
-                crop = images[idx[j]].crop(window)
+                crop = images[idx[j]].crop((x0, y0, x1, y1))
                 crops.append(
                     image_to_tensor(crop, zoom.size, info_of(model).preprocess, _size_for(model, crop, zoom.size))
                 )
             else:
                 assert source is not None
-                x0, y0, x1, y1 = window
                 crops.append(resize_exact(source[idx[j], :, y0:y1, x0:x1], (zoom.size, zoom.size)))
-    out = [(m / m.flatten(-2).abs().amax(-1).clamp(min=1e-12)[..., None, None]).clone() for m in per_image]
+    fines: list[list[Tensor]] = [[] for _ in plans]  # per image, per window: (k, side, side) at the window's size
     if crops:
         batch = torch.stack(crops).to(device=device, dtype=dtype)
-        chosen = torch.stack([classes[j] for j, _, _ in owners])
-        fine_raw = mapper.maps_only(model, batch, chosen).float()
-        for (j, (x0, y0, x1, y1), members), fine in zip(owners, fine_raw, strict=True):
-            fine = upsample(fine[None], (y1 - y0, x1 - x0))[0]
-            fine = fine.clamp(min=0) if relu else fine
-            fine_boxes = boxes_from_maps(fine, rule, components=zoom.components)
-            scale = fine.flatten(-2).abs().amax(-1).clamp(min=1e-12)[..., None, None]
-            for c in members:
-                box = fine_boxes[c]
-                if box[2] > box[0]:
-                    boxes[j][c] = box + torch.tensor([x0, y0, x0, y0])
-                out[j][c, y0:y1, x0:x1] = fine[c] / scale[c]
+        chosen = torch.stack([classes[j] for j, plan in enumerate(plans) for _ in plan])
+        fine_raw = iter(mapper.maps_only(model, batch, chosen).float())
+        for j, plan in enumerate(plans):
+            for (x0, y0, x1, y1), _members in plan:
+                fine = upsample(next(fine_raw)[None], (y1 - y0, x1 - x0))[0]
+                fines[j].append(fine.clamp(min=0) if relu else fine)
+    out = [
+        compose(
+            m, b, plan, f, [boxes_from_maps(x, rule, components=zoom.components) for x in f] if with_boxes else None
+        )
+        for m, b, plan, f in zip(per_image, boxes, plans, fines, strict=True)
+    ]
     stacked = torch.stack(out)
     lo, hi = min_max(stacked)  # the composite's extremes (each map divided by its largest magnitude)
     ranges = torch.cat([lo, hi], dim=-1)[..., 0, :].detach()
-    return normalize(stacked, lo=lo, hi=hi), torch.stack(boxes).to(device), ranges
+    box_out = torch.stack([b for b in boxes if b is not None]).to(device) if with_boxes else None
+    return normalize(stacked, lo=lo, hi=hi), box_out, ranges
 
 
 def zoom_plan(
@@ -493,18 +450,11 @@ def zoom_plan(
     rule: BoxRule = DEFAULT_BOX_RULE,
 ) -> list[tuple[int, int, int, int] | None]:
     """Where a coarse-to-fine pass looks again, per map: coarse (k, H, W) maps of one image at its size -> k
-    windows (`boxes.zoom_window` around each map's box) or None where the window would cover more than
-    `max_area` of the image (the object is large: the coarse map already serves) or the map has no box."""
+    windows (`camloc.zoom.zoom_windows`: `boxes.zoom_window` around each map's largest-component box) or None
+    where the window would cover more than `max_area` of the image (the object is large: the coarse map already
+    serves) or the map has no box."""
     h, w = coarse.shape[-2:]
-    out: list[tuple[int, int, int, int] | None] = []
-    for box in boxes_from_maps(coarse.reshape(-1, h, w), rule):
-        if box[2] <= box[0] or box[3] <= box[1]:
-            out.append(None)
-            continue
-        window = zoom_window(box, h, w, expand)
-        side = window[2] - window[0]
-        out.append(window if side * side <= max_area * h * w else None)
-    return out
+    return zoom_windows(boxes_from_maps(coarse.reshape(-1, h, w), rule), h, w, expand, max_area)
 
 
 def _as_batch(inputs: Inputs) -> tuple[list[Image.Image] | None, Tensor | None]:

@@ -14,6 +14,11 @@ from camloc.models.zoo import ModelInfo
 class Result:
     """What `explain` returns. Per-class fields are (B, k), best first; tensors live on the model's device.
 
+    classes (B, k) int64; scores (B, k) (softmax or sigmoid) and logits (B, k) of those classes; raw (B, k, h, w)
+    unnormalised maps at feature resolution; maps (B, k, H, W) in [0, 1] at each image's size; boxes (B, k, 4)
+    int64 [x0, y0, x1, y1) (x1, y1 exclusive) in image pixels, None with boxes=False; all_logits (B, K);
+    sizes: (H, W) of each image.
+
     `raw` and `maps` are stacked tensors when every image has the same size, else lists of per-image tensors;
     `classes`, `scores`, `logits` and `boxes` are lists of per-image tensors (k_i, ...) when images have different
     numbers of classes (`min_score`). Index by image (`res.classes[i]`) to work with either.
@@ -27,7 +32,7 @@ class Result:
     logits: Tensor | list[Tensor]
     raw: Tensor | list[Tensor]
     maps: Tensor | list[Tensor]
-    boxes: Tensor | list[Tensor]
+    boxes: Tensor | list[Tensor] | None  # None when explain ran with boxes=False
     all_logits: Tensor
     sizes: list[tuple[int, int]]
     info: ModelInfo

@@ -131,9 +131,12 @@ class RunSummary:
 
     @property
     def seen(self) -> int:
+        """Inputs looked at so far: done + skipped + failed."""
         return self.done + self.skipped + len(self.failed)
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as a JSON object: counts, the failures' lines and why the run stopped (each rank's part of
+        `explain-summary.json` under torchrun)."""
         return {
             "done": self.done,
             "skipped": self.skipped,

@@ -20,10 +20,12 @@ MERGED_SUMMARY = "explain-summary.json"
 
 
 def rank_records(out_dir: Path, rank: int) -> Path:
+    """Rank `rank`'s records file in `out_dir` (hidden, removed by `merge`)."""
     return out_dir / f".explain.rank{rank}.tmp.jsonl"
 
 
 def rank_summary(out_dir: Path, rank: int) -> Path:
+    """Rank `rank`'s summary file in `out_dir` (hidden, removed by `merge`)."""
     return out_dir / f".explain.rank{rank}.tmp.summary.json"
 
 
@@ -39,6 +41,7 @@ class RecordSink:
         self._fh.write(json.dumps({"index": index, "record": record}) + "\n")
 
     def close(self) -> None:
+        """Close the records file (written lines are kept for `merge`)."""
         self._fh.close()
 
 

@@ -18,6 +18,8 @@ from camloc import viz
 from camloc.io import write_image, write_json, write_npz
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from camloc.explainer.result import Result
 
 
@@ -33,7 +35,7 @@ def record(result: Result, i: int, image_name: str) -> dict[str, Any]:
         classes,
         result.scores[i].tolist(),
         result.logits[i].tolist(),
-        result.boxes[i].tolist(),
+        boxes_of(result, i).tolist(),
         [result.info.label(int(c)) for c in classes],
         result.settings,
     )
@@ -76,6 +78,13 @@ def image_record(
     }
 
 
+def boxes_of(result: Result, i: int) -> Tensor:
+    """(k, 4) int64 boxes [x0, y0, x1, y1) of image i; a result made with boxes=False has none to write."""
+    if result.boxes is None:
+        raise ValueError("this Result has no boxes (camloc.explain ran with boxes=False)")
+    return result.boxes[i]
+
+
 def maps_of(result: Result, i: int) -> np.ndarray:
     """(k, H, W) float32 normalised maps of image i, on the CPU."""
     return result.maps[i].detach().float().cpu().numpy()
@@ -92,7 +101,9 @@ def write_pictures(
     """`<stem>_overlay.png` (top class) and `<stem>_grid.png` (every mapped class, with label and score)."""
     titles = picture_titles(result.labels(i), result.scores[i].tolist())
     rgb = np.asarray(image.convert("RGB"))
-    return write_picture_arrays(rgb, maps_of(result, i), result.boxes[i].cpu().numpy(), titles, out_dir, stem, colormap)
+    return write_picture_arrays(
+        rgb, maps_of(result, i), boxes_of(result, i).cpu().numpy(), titles, out_dir, stem, colormap
+    )
 
 
 def picture_titles(labels: Sequence[str], scores: Sequence[float]) -> list[str]:

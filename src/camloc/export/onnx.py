@@ -62,6 +62,8 @@ class CamGraph(nn.Module):
         self.map_size = map_size
 
     def forward(self, image: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """image (B, 3, H, W), classes (B, k) int64 (-1: the top-k) -> logits (B, K), classes (B, k), softmax
+        scores (B, k), CAMs (B, k, h, w) (at the input's (H, W) with `upsample`, at `map_size` if set)."""
         features, logits = self.adapter.forward(image)
         top = logits.topk(self.top_k, dim=1).indices
         chosen = torch.where(classes < 0, top, classes)

@@ -1,2 +1,3 @@
 """Localization evaluation: `evaluation` (datasets -> maps -> report, torchrun-aware), `metrics` (MaxBoxAcc,
-MaxBoxAccV2, PxAP, top-k loc, as wsolevaluation), `scoring` (the benchmark's scorer); `_*` are compiled kernels."""
+MaxBoxAccV2, PxAP, top-k loc, as wsolevaluation), `faithfulness` (deletion / insertion, drop / increase, ROAD,
+pointing game), `scoring` (the benchmark's scorer); `_*` are internal (compiled kernels, the release's boxes)."""

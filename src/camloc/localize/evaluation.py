@@ -215,12 +215,14 @@ class Evaluator:
 
     # merging
     def counts(self) -> np.ndarray:
-        """All counters as one int64 vector (sum two of them to merge two evaluators)."""
+        """All counters as one (m,) int64 vector: box, PxAP and paper counters, problem counts, number of images
+        (sum two of them to merge two evaluators; m is fixed by the settings)."""
         return np.concatenate(
             [self.box.counts(), self.pxap.counts(), self.loc.counts(), self.problems, [self.n_images]]
         ).astype(np.int64)
 
     def set_counts(self, vector: np.ndarray) -> None:
+        """Replace every counter by those of a (m,) `counts()` vector (after an all-reduce across processes)."""
         parts = np.cumsum([len(self.box.counts()), len(self.pxap.counts()), len(self.loc.counts()), len(PROBLEMS)])
         box, pxap, loc, problems, n = np.split(np.asarray(vector, dtype=np.int64), parts)
         self.box.set_counts(box)
@@ -230,6 +232,7 @@ class Evaluator:
         self.n_images = int(n[0])
 
     def merge(self, other: Evaluator) -> None:
+        """Add another evaluator's counters (same settings) to this one's."""
         self.set_counts(self.counts() + other.counts())
 
     def report(self, calibration: Evaluator | None = None, calibration_source: str = "") -> dict[str, Any]:
@@ -299,7 +302,8 @@ class Evaluator:
 
 
 def load_map(maps_dir: Path, image_id: str) -> np.ndarray:
-    """`<maps_dir>/<image_id>.npy` as a 2-D array (leading singleton axes dropped); InputError naming the file."""
+    """`<maps_dir>/<image_id>.npy` as an (H, W) array of its stored dtype (leading singleton axes dropped);
+    InputError naming the file."""
     path = maps_dir / f"{image_id}.npy"
     try:
         arr = np.load(path, allow_pickle=False)
@@ -315,7 +319,7 @@ def load_map(maps_dir: Path, image_id: str) -> np.ndarray:
 
 
 def save_map(maps_dir: Path, image_id: str, heatmap: np.ndarray) -> None:
-    """Write a map where `load_map` reads it (float32, atomically)."""
+    """Write a map (H, W) where `load_map` reads it (float32, atomically)."""
     from camloc.io import atomic_path
 
     path = maps_dir / f"{image_id}.npy"
@@ -333,11 +337,12 @@ def iter_model_maps(
     box_rule: BoxRule = DEFAULT_BOX_RULE,
     with_images: bool = False,
 ) -> Iterable[tuple]:
-    """(sample, GT-class map, GT model class, top-k classes, their maps) per image, maps at the original size;
-    with_images: the decoded PIL image as a sixth element.
+    """(sample, GT-class map (H, W), GT model class, top-k classes (k,) int64, their k maps (H, W)) per image,
+    float32 maps in [0, 1] at the original size (H, W); with_images: the decoded PIL image as a sixth element.
 
     One `camloc.explain` call per batch for the top-k classes; images whose true class is not among them get
-    one more call with `targets=[[true class]]`.
+    one more call with `targets=[[true class]]`. Both ask for no boxes: `Evaluator.add` boxes the maps it scores,
+    so that saved maps re-evaluate to the same numbers (docs/evaluation.md).
     """
     from camloc.explainer.passes import explain
 
@@ -354,7 +359,8 @@ def iter_model_maps(
         images = [as_rgb_image(s.image, exif_orientation=False) for s in batch if s.image is not None]
         batch = [s if s.size is not None else replace(s, size=img.size) for s, img in zip(batch, images, strict=False)]
         gts = [dataset.to_model(s.label) for s in batch]
-        res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule)
+        # boxes=False: the Evaluator boxes the maps it scores (and saves); box_rule still places the zoom's windows
+        res = explain(model, images, top_k=top_k, method=method, map_sizes=map_sizes, box_rule=box_rule, boxes=False)
         classes = cast(Tensor, res.classes).cpu().numpy()  # top-k (no min_score): one (B, k) tensor
         maps = as_list(res.maps)
         missing = [i for i, g in enumerate(gts) if g not in classes[i]]
@@ -367,6 +373,7 @@ def iter_model_maps(
                 method=method,
                 map_sizes=map_sizes,
                 box_rule=box_rule,
+                boxes=False,
             )
             extra = {i: m[0] for i, m in zip(missing, as_list(res2.maps), strict=False)}
         for i, s in enumerate(batch):
@@ -394,12 +401,14 @@ def evaluate(
     results: list | None = None,
     faithfulness: FaithfulnessSettings | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a dataset from saved maps (`maps_dir`) or a model; returns the report dict.
+    """Evaluate a dataset from saved maps (`maps_dir`: one `<image_id>.npy` (H, W) map each) or a model; returns
+    the report dict.
 
     calibration: another split (same map source) whose best CAM thresholds are reported on this one.
     distributed: split the images across `torch.distributed` processes and sum the counts (None: when the
-    `WORLD_SIZE` environment variable of torchrun is > 1). results: a list that receives one dict per image
-    (image id, class, boxes) for results files. faithfulness: also score the maps' faithfulness
+    `WORLD_SIZE` environment variable of torchrun is > 1). results: a list that receives one dict per image for
+    results files: "image_id", "label" (model class), "gt_known_box" [x0, y0, x1, y1) in original pixels, "guesses"
+    [(class, box), ...]. faithfulness: also score the maps' faithfulness
     (`camloc.localize.faithfulness`; the perturbation metrics need a model, the pointing game does not).
     """
     if (maps_dir is None) == (model is None):

@@ -533,7 +533,7 @@ class FaithfulnessAccumulator:
         self.values[self.names.index(name)] += value
 
     def add_scores(self, scores: dict[str, Tensor]) -> None:
-        """Add the output of `faithfulness_scores`."""
+        """Add the output of `faithfulness_scores` for B images: its (B,) and (B, F) tensors, summed over images."""
         self._add("n_scored", len(scores["score"]))
         self._add("score", float(scores["score"].double().sum()))
         self._add("correct", float(scores["correct"].sum()))
@@ -547,6 +547,7 @@ class FaithfulnessAccumulator:
                     self._add(f"road_{o}_correct_{i}", float(scores[f"road_{o}_correct"][:, i].sum()))
 
     def add_pointing(self, hit: bool, difficult: bool) -> None:
+        """One image's pointing game: a hit or not, and whether the object is small ("difficult")."""
         self._add("pointing_n", 1)
         self._add("pointing_hits", float(hit))
         if difficult:
@@ -554,9 +555,11 @@ class FaithfulnessAccumulator:
             self._add("pointing_difficult_hits", float(hit))
 
     def sums(self) -> np.ndarray:
+        """Every sum as one (12 + 4 F,) float64 vector, F = len(road_fractions) (add two to merge)."""
         return self.values.copy()
 
     def set_sums(self, vector: np.ndarray) -> None:
+        """Replace the sums by a (12 + 4 F,) `sums()` vector (after an all-reduce across processes)."""
         self.values = np.asarray(vector, dtype=np.float64).copy()
 
     def report(self) -> dict:

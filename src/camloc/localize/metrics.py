@@ -168,13 +168,16 @@ class BoxAccuracy:
 
     # merging (sums of counters)
     def counts(self) -> np.ndarray:
+        """The counters as one (2 * n_iou * T + 1,) int64 vector: hits (2, n_iou, T) raveled, then n."""
         return np.concatenate([self.hits.ravel(), [self.n]])
 
     def set_counts(self, vector: np.ndarray) -> None:
+        """Replace the counters by a `counts()` vector (2 * n_iou * T + 1,)."""
         self.hits = np.asarray(vector[:-1], dtype=np.int64).reshape(self.hits.shape).copy()
         self.n = int(vector[-1])
 
     def merge(self, other: BoxAccuracy) -> None:
+        """Add another accumulator's counters (same thresholds and IoU levels)."""
         self.set_counts(self.counts() + other.counts())
 
     # results
@@ -215,12 +218,15 @@ class PixelAP:
         self.hist += masked_histograms(scoremap, foreground, ignore, self.edges)
 
     def counts(self) -> np.ndarray:
+        """The histograms (2, T + 2) raveled: a (2 * (T + 2),) int64 vector."""
         return self.hist.ravel().copy()
 
     def set_counts(self, vector: np.ndarray) -> None:
+        """Replace the histograms (2, T + 2) by a raveled `counts()` vector."""
         self.hist = np.asarray(vector, dtype=np.int64).reshape(self.hist.shape).copy()
 
     def merge(self, other: PixelAP) -> None:
+        """Add another accumulator's histograms (same thresholds)."""
         self.hist += other.hist
 
     def value(self) -> float | None:
@@ -280,13 +286,16 @@ class ClassLocAccuracy:
         self.n_classified += 1
 
     def counts(self) -> np.ndarray:
+        """The counters as one (7,) int64 vector: the 5 `KEYS` hits, n, n_classified."""
         return np.concatenate([self.hits, [self.n, self.n_classified]])
 
     def set_counts(self, vector: np.ndarray) -> None:
+        """Replace the counters by a (7,) `counts()` vector."""
         self.hits = np.asarray(vector[:-2], dtype=np.int64).copy()
         self.n, self.n_classified = int(vector[-2]), int(vector[-1])
 
     def merge(self, other: ClassLocAccuracy) -> None:
+        """Add another accumulator's counters."""
         self.set_counts(self.counts() + other.counts())
 
     def summary(self) -> dict[str, float]:

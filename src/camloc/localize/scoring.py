@@ -89,7 +89,9 @@ class Scorer:
 class BatchSource(Protocol):
     """What `score_cam` reads a split through: `get_batch(indices) -> (inputs, labels, boxes)`."""
 
-    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """indices (B,) -> (inputs (B, 3, H, W) float, labels (B,) int64, boxes (B, 4) [x0, y0, x1, y1) pixels)."""
+        ...
 
 
 EVAL_BATCH = 200  # images per forward pass when scoring a split
@@ -97,7 +99,7 @@ EVAL_BATCH = 200  # images per forward pass when scoring a split
 
 @torch.no_grad()
 def score_cam(model: torch.nn.Module, view: BatchSource, arr: ClutteredArrays) -> tuple[Scorer, np.ndarray]:
-    """Scorer of a CAM net on one split, and its top-1 predictions."""
+    """Scorer of a CAM net on one split of N images, and its top-1 predictions (N,) int64."""
     adapter = get_adapter(model)
     scorer, preds = Scorer(), []
     size = tuple(arr.images.shape[1:])

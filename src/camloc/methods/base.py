@@ -55,7 +55,8 @@ class MapMethod(ABC):
         return resolve_layer(model, self.layer).name
 
     def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
-        """Raw maps of given classes (a pass at another input size); methods may skip work they don't need."""
+        """Raw maps (B, k, h, w) of given classes (B, k) for x (B, C_in, H, W) (a pass at another input size);
+        methods may skip work they don't need."""
         return self.run(model, x, classes)[2]
 
 
@@ -63,7 +64,7 @@ def input_layout(x: Tensor, channels_last: bool = True) -> Tensor:
     """The input batch in the memory layout the model runs fastest with: channels-last (NHWC) for a 4-D float
     batch on a CPU, where oneDNN's convolutions are faster in that layout (EfficientNet-Lite0: "forward
     channels-last" in benchmarks/bench_methods.py, docs/methods.md); unchanged elsewhere. Same values; outputs
-    differ by the float round-off of other kernels. Differentiable (a copy)."""
+    differ by the float round-off of other kernels. Differentiable (a copy). x (B, C, H, W) -> the same shape."""
     if channels_last and x.dim() == 4 and x.device.type == "cpu" and x.is_floating_point():
         return x.contiguous(memory_format=torch.channels_last)
     return x
@@ -88,7 +89,8 @@ def get_method(method: str | MapMethod | type[MapMethod], layer: str | None = No
 
 
 def select_classes(logits: Tensor, classes: Tensor | None, top_k: int) -> Tensor:
-    """Explicit classes (validated) or the top-k of each row, best first."""
+    """Classes (B, k) int64: explicit `classes` (B, k) (validated against logits (B, K)) or the top-k of each row
+    of logits, best first (k = min(top_k, K))."""
     num_classes = logits.shape[1]
     if classes is None:
         return logits.topk(min(max(int(top_k), 1), num_classes), dim=1).indices

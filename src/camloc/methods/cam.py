@@ -34,6 +34,7 @@ class CAM(MapMethod):
     def run(
         self, model: nn.Module, x: Tensor, classes: Tensor | None = None, top_k: int = 5
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, C_in, H, W) -> (logits (B, K), classes (B, k), CAMs (B, k, h, w) at the pooled layer), one pass."""
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
         with torch.set_grad_enabled(self.differentiable):
             features, logits = adapter.forward(input_layout(x, self.channels_last))
@@ -46,7 +47,8 @@ class CAM(MapMethod):
         return adapter.feature_layer or "forward_features"
 
     def maps_only(self, model: nn.Module, x: Tensor, classes: Tensor) -> Tensor:
-        """Raw maps of given classes at another input size (no logits needed)."""
+        """CAMs (B, k, h, w) of given classes (B, k) for x (B, C_in, H, W) at another input size (no logits
+        needed)."""
         adapter = get_adapter(model, feature_layer=self.layer, linear_layer=self.linear_layer)
         with torch.set_grad_enabled(self.differentiable):
             return adapter.maps(adapter.features(input_layout(x, self.channels_last)), classes)

@@ -60,6 +60,7 @@ class GradientMethod(MapMethod):
     def run(
         self, model: nn.Module, x: Tensor, classes: Tensor | None = None, top_k: int = 5
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, C_in, H, W) -> (logits (B, K), classes (B, k), maps (B, k, h, w) at the layer's resolution)."""
         target = resolve_layer(model, self.layer)
         logits, chosen, acts, grads = activations_and_gradients(
             model,
@@ -166,6 +167,7 @@ class GradCAM(GradientMethod):
     name = "gradcam"
 
     def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        """A (B, C, h, w), G (B, k, C, h, w) -> sum_k alpha_ck A_k (B, k, h, w), alpha = G's spatial mean."""
         alpha = gradients.mean(dim=(-2, -1))  # (B, k, C)
         return torch.einsum("bchw,bkc->bkhw", activations, alpha)
 
@@ -185,6 +187,7 @@ class GradCAMPlusPlus(GradientMethod):
     name = "gradcam++"
 
     def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        """A (B, C, h, w), G (B, k, C, h, w) -> sum_k w_ck A_k (B, k, h, w) with eq. 19's weights."""
         g2 = gradients.pow(2)
         sum_a = activations.sum(dim=(-2, -1))[:, None, :, None, None]  # (B, 1, C, 1, 1)
         alpha = _safe_divide(g2, 2 * g2 + sum_a * g2 * gradients)
@@ -204,6 +207,7 @@ class XGradCAM(GradientMethod):
     name = "xgradcam"
 
     def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        """A (B, C, h, w), G (B, k, C, h, w) -> sum_k w_ck A_k (B, k, h, w), w = G weighted by A's share."""
         num = torch.einsum("bkchw,bchw->bkc", gradients, activations)
         weights = _safe_divide(num, activations.sum(dim=(-2, -1))[:, None, :])
         return torch.einsum("bchw,bkc->bkhw", activations, weights)
@@ -219,4 +223,5 @@ class LayerCAM(GradientMethod):
     name = "layercam"
 
     def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        """A (B, C, h, w), G (B, k, C, h, w) -> sum_k ReLU(G_k) A_k (B, k, h, w), weighted per position."""
         return torch.einsum("bkchw,bchw->bkhw", gradients.clamp(min=0), activations)

@@ -41,6 +41,7 @@ class ScoreCAM(MapMethod):
     def run(
         self, model: nn.Module, x: Tensor, classes: Tensor | None = None, top_k: int = 5
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, C_in, H, W) -> (logits (B, K), classes (B, k), maps (B, k, h, w) at the layer's resolution)."""
         target = resolve_layer(model, self.layer)
         x = input_layout(x, self.channels_last)
         with torch.no_grad(), eval_mode(model):

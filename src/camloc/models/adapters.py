@@ -76,11 +76,13 @@ class CamAdapter:
 
     @property
     def bias(self) -> Tensor | None:
+        """(K,) the linear layer's bias, or None."""
         bias = cast("Tensor | None", self.linear.bias)
         return bias
 
     @property
     def num_classes(self) -> int:
+        """K, the number of classes (rows of the linear weights)."""
         return int(self.weight.shape[0])
 
     @property
@@ -127,7 +129,8 @@ class CamAdapter:
         return out if beta is None else out + beta.to(out.dtype)
 
     def forward_raw(self, x: Tensor) -> tuple[Tensor, Tensor, MapLayout]:
-        """(the feature layer's own output, logits, its layout): the tensor autograd can differentiate."""
+        """x (B, C_in, H, W) -> (the feature layer's own output, logits (B, K), its layout): the output as the
+        layer gives it ((B, C, h, w), (B, h, w, C) or (B, N, C) tokens), the tensor autograd can differentiate."""
         if self.use_timm:
             timm_model: Any = self.model  # timm's forward_features / forward_head
             raw = timm_model.forward_features(x)
@@ -140,11 +143,12 @@ class CamAdapter:
         return (F.relu(feats) if self.post_relu else feats), logits, NCHW
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, C_in, H, W) -> (features (B, C, h, w), the model's logits (B, K)) from one pass."""
         raw, logits, layout = self.forward_raw(x)
         return layout.apply(raw), logits
 
     def features(self, x: Tensor) -> Tensor:
-        """Only the feature map (a later pass at another size needs no logits)."""
+        """Only the feature map (B, C, h, w) of x (B, C_in, H, W) (a later pass at another size needs no logits)."""
         if self.use_timm:
             raw = cast(Any, self.model).forward_features(x)
             return infer_layout(raw, self.model, tuple(x.shape[-2:]), "forward_features").apply(raw)
@@ -169,6 +173,8 @@ def is_pooled_norm(m: nn.Module) -> bool:
 
 
 def as_logits(out: object) -> Tensor:
+    """A model's output as its (B, K) logits; anything else (a tuple, a dict, a 4-D tensor) is a `HeadError` saying
+    to wrap the model."""
     if isinstance(out, Tensor) and out.dim() == 2:
         return out
     kind = type(out).__name__ if not isinstance(out, Tensor) else f"a tensor of shape {tuple(out.shape)}"

@@ -20,11 +20,14 @@ class GapHeadMixin:
         return pooled if pre_logits else self.fc(pooled)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, C_in, H, W) -> logits (B, K): `forward_features`, then GAP and `fc`."""
         return self.forward_head(self.forward_features(x))  # type: ignore[attr-defined]
 
     def get_classifier(self) -> nn.Module:
+        """The linear layer `fc` (timm's interface)."""
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
+        """A fresh `fc` for `num_classes` classes (timm's interface; the trunk is kept)."""
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes)

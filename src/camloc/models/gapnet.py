@@ -97,6 +97,7 @@ class BoxRegressor(nn.Module):
         self.box = nn.Linear(backbone.num_features, 4)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, C_in, H, W) -> (logits (B, K), boxes (B, 4) [x0, y0, x1, y1] as fractions of the width / height)."""
         pooled = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
         return self.backbone.fc(pooled), torch.sigmoid(self.box(pooled))
 

@@ -25,6 +25,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in the model, not given by the file
 
     def summary(self) -> str:
+        """One line of counts: tensors loaded, skipped from the file, left at their initial values."""
         return (
             f"loaded {len(self.loaded)} tensors, skipped {len(self.skipped)} from the file, "
             f"{len(self.missing)} left at their initial values"

@@ -41,6 +41,7 @@ class GoogLeNetInput(nn.Module):
     """torchvision GoogLeNet's `transform_input` (ImageNet-normalised input -> the Inception scaling)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) ImageNet-normalised -> (B, 3, H, W) as torchvision's GoogLeNet scales its input."""
         ch0 = x[:, 0:1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
         ch1 = x[:, 1:2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
         ch2 = x[:, 2:3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
@@ -63,6 +64,7 @@ class GapSurgeryNet(GapHeadMixin, nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
+        """x (B, 3, H, W) -> the map GAP pools, (B, width, h, w) after the ReLU (h, w: the trunk's output grid)."""
         return self.extra(self.features(x))
 
 

@@ -47,6 +47,7 @@ class MapLayout:
         return _channels_first(patches.reshape(*patches.shape[:-2], h, w, patches.shape[-1]))
 
     def describe(self) -> str:
+        """A short human-readable statement of the layout ("NCHW", "NHWC", "tokens: 1 prefix + 14x14 patches")."""
         if self.kind == "tokens":
             return f"tokens: {self.prefix} prefix + {self.grid[0]}x{self.grid[1]} patches"
         return self.kind.upper()

@@ -81,7 +81,8 @@ def load_default() -> nn.Module:
 
 
 def map_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename `source`'s tensors to `target`'s keys by position, refusing any count or shape mismatch."""
+    """Rename `source`'s tensors to `target`'s keys by position, refusing any count or shape mismatch (tensors of
+    any shape; each keeps its own, which must equal its target's)."""
     if len(source) != len(target):
         raise InputError(f"weights have {len(source)} tensors, the model expects {len(target)}")
     out = {}

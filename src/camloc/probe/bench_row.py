@@ -40,6 +40,8 @@ class ProbeView:
         return len(self.arrays)
 
     def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """indices (B,) -> (x (B, 3, H, W) float at the model's input size, labels (B,), boxes (B, 4) in the
+        split's pixels)."""
         idx = indices.tolist()
         x = torch.stack([image_to_tensor(as_pil(self.arrays.images[i]), self.pre.input_size, self.pre) for i in idx])
         return x, torch.as_tensor(self.arrays.labels[idx]), torch.as_tensor(self.arrays.boxes[idx])

@@ -53,7 +53,7 @@ def model_key(architecture: str, model: nn.Module, pre: Preprocess) -> str:
 
 def source_id(source: str | os.PathLike | Image.Image | np.ndarray) -> str:
     """Identity of an image: path + size + mtime for files (raises OSError if missing), pixels for in-memory
-    images (PIL or arrays)."""
+    images (PIL, or arrays of any shape and dtype, e.g. (H, W, 3) uint8: dtype and shape are part of it)."""
     if isinstance(source, np.ndarray):
         h = hashlib.sha256(f"{source.dtype}|{source.shape}|".encode())
         h.update(np.ascontiguousarray(source).tobytes())
@@ -79,7 +79,7 @@ class FeatureCache:
         return self.folder / digest[:2] / f"{digest}.npy"
 
     def get(self, ident: str) -> np.ndarray | None:
-        """The cached vector of an image, or None (also for an unreadable cache file)."""
+        """The cached (C,) float32 pooled vector of an image, or None (also for an unreadable cache file)."""
         if self.folder is None:
             return None
         path = self._path(ident)
@@ -91,6 +91,7 @@ class FeatureCache:
             return None
 
     def put(self, ident: str, vector: np.ndarray) -> None:
+        """Store an image's (C,) pooled vector as given (atomically; nothing without a root)."""
         if self.folder is None:
             return
         path = self._path(ident)

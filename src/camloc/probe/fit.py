@@ -309,6 +309,8 @@ class Probe:
     seconds: dict[str, float]
 
     def config(self) -> dict[str, Any]:
+        """The checkpoint's config.json: architecture "probe" with the backbone recipe, labels, preprocessing, and
+        what the fit was (classifier, C, cross-validated accuracy, images, seconds)."""
         info = info_of(self.model)
         return {
             "architecture": "probe",

@@ -76,6 +76,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, file: str | None = None, errors: list | None = None, headers=None):
+    """The JSON error answer {"error", "file"[, "errors"]} with `status` (every error of the API has this form)."""
     body: dict[str, Any] = {"error": message, "file": file}
     if errors is not None:
         body["errors"] = errors

@@ -37,7 +37,9 @@ class BatchSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+    def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """indices (B,) -> (inputs (B, 3, H, W) float, labels (B,) int64, boxes (B, 4) [x0, y0, x1, y1) pixels)."""
+        ...
 
 
 @dataclass
@@ -68,7 +70,11 @@ def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
 def loss_and_correct(
     out: Tensor | tuple[Tensor, Tensor], labels: Tensor, boxes: Tensor, size: tuple[int, int], box_weight: float
 ) -> tuple[Tensor, Tensor]:
-    """Mean loss of a batch and its number of correct top-1 classes."""
+    """Mean loss of a batch and its number of correct top-1 classes, two scalar tensors.
+
+    out: logits (B, K), or (logits, boxes (B, 4) as fractions) of a box regressor, whose L1 loss to the true
+    boxes (B, 4) in pixels of an input of `size` (h, w), divided by that size, is added with `box_weight`;
+    labels (B,) int64."""
     logits = out[0] if isinstance(out, tuple) else out
     loss = F.cross_entropy(logits.float(), labels)
     if isinstance(out, tuple):

@@ -83,7 +83,8 @@ def restore(
     optimizer: torch.optim.Optimizer,
     where: str,
 ) -> None:
-    """Load saved tensors into `model` and `optimizer` (in place)."""
+    """Load saved tensors ("model.<name>" and "optim.<param index>.<name>" keys, any shape each) into `model` and
+    `optimizer` (in place); weights that do not fit are an `InputError` naming `where`."""
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd)
