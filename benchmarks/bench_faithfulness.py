@@ -416,7 +416,7 @@ def print_cost(caches: dict[str, Cache]) -> dict:
         total = sum(fam.values())
         out[m] = {"n": len(done), "maps": maps, **fam, "ratio": total / maps}
         cells = " | ".join(f"{v:.2f}" for v in fam.values())
-        print(f"| {m} | {len(done)} | {maps:.3f} | {cells} | {total:.2f} | {total / maps:.0f}x |")
+        print(f"| {m} | {len(done)} | {maps:.3f} | {cells} | {total:.2f} | {total / maps:.3g}x |")
     return out
 
 
@@ -430,11 +430,12 @@ def print_rows(rows: dict, title: str) -> None:
     )
     print("|---|---:|---|" + "---|" * len(MAIN_GROUPS) + "---:|---|---:|---:|---:|---:|---|---:|---:|")
     for m, r in rows.items():
-        groups = " | ".join(f"{r[g][0]:.1f} [{r[g][1]:.0f}-{r[g][2]:.0f}]" for g in MAIN_GROUPS)
+        groups = " | ".join(f"{r[g][0]:.1f} [{r[g][1]:.0f}-{r[g][2]:.0f}]" if r[g][3] else "-" for g in MAIN_GROUPS)
+        pd = "-" if r["n difficult"] == 0 else f"{r['pointing difficult']:.1f}"
         di, ad, road = r.get("deletion+insertion"), r.get("average-drop+increase"), r.get("road")
         print(
             f"| {m} | {r['n']} | {r['loc']:.1f} [{r['loc ci'][0]:.0f}-{r['loc ci'][1]:.0f}] | {groups} | "
-            f"{r['v2']:.1f} | {r['pointing']:.1f} ({r['pointing difficult']:.1f}) | "
+            f"{r['v2']:.1f} | {r['pointing']:.1f} ({pd}) | "
             + (f"{di['deletion_auc']:.4f} | {di['insertion_auc']:.4f} | " if di else "- | - | ")
             + (f"{ad['average_drop']:.1f} | {ad['increase_in_confidence']:.1f} | " if ad else "- | - | ")
             + (f"{road['road']['morf']:.3f} / {road['road']['lerf']:.3f} | " if road else "- | ")
