@@ -90,10 +90,10 @@ bench-methods-imagenet: locset
 
 # the table of docs/methods.md: localization + faithfulness per method on the 431-image set at the default (zoom),
 # 1 thread; resumes from bench-results/faithfulness/locset-zoom/*.jsonl (delete them to re-measure). Deletion /
-# insertion and ROAD run on a stratified prefix that grows while it runs (--n-perturb caps it; the table says n)
+# insertion and ROAD on the first 72 images of a stratified order (--n-perturb; the table says n)
 bench-faithfulness: locset
 	mkdir -p bench-results/faithfulness
-	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_faithfulness.py table --n-scorecam 8 | tee bench-results/faithfulness.md
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_faithfulness.py table --n-scorecam 8 --n-perturb 72 | tee bench-results/faithfulness.md
 
 # the issue's cost target: all metrics for 100 images and one method against the cost of its maps (the zoom)
 bench-faithfulness-speed: locset
