@@ -120,6 +120,8 @@ def main() -> None:
             f"\nmap level two cells or more from the object, over the peak (native): "
             f"{background_level(native.raw[:, 0], gt):.3f}"
         )
+        print(f"first test image's native map (object box {gt[0].tolist()}, 32 px cells):")
+        print(np.array2string(native.raw[0, 0].numpy(), precision=1, suppress_small=True))
         print(
             f"classes right when the image is given at 448 x 448: {int((at448.classes[:, 0].numpy() == truth).sum())}/10"
         )
