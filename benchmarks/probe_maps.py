@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.probe.test_probe_maps import CLASSES, SIDE, disc_or_square
@@ -41,25 +40,6 @@ PROCEDURES = {
     "448": {"map_sizes": (448,)},
     "640": {"map_sizes": (640,)},
 }
-
-
-def smooth_disc_or_square(rng: np.random.Generator, label: int) -> tuple[Image.Image, list[int]]:
-    """The test's layout on smooth noise: returns the image and the object's box [x0, y0, x1, y1)."""
-    noise = rng.integers(0, 256, (SIDE // 8, SIDE // 8, 3)).astype(np.uint8)
-    a = np.asarray(Image.fromarray(noise).resize((SIDE, SIDE), Image.Resampling.BICUBIC)).copy()
-    for _ in range(6):
-        y, x = (int(v) for v in rng.integers(0, SIDE - 20, 2))
-        h, w = (int(v) for v in rng.integers(4, 20, 2))
-        a[y : y + h, x : x + w] = rng.integers(0, 256, 3)
-    s = int(rng.integers(40, 81))
-    y0, x0 = (int(v) for v in rng.integers(0, SIDE - s, 2))
-    if label == 0:
-        yy, xx = np.mgrid[:SIDE, :SIDE]
-        r = s / 2
-        a[(yy - y0 - r + 0.5) ** 2 + (xx - x0 - r + 0.5) ** 2 <= r * r] = (220, 30, 30)
-    else:
-        a[y0 : y0 + s, x0 : x0 + s] = (30, 30, 220)
-    return Image.fromarray(a), [x0, y0, x0 + s, y0 + s]
 
 
 def summary(boxes: torch.Tensor, gt: torch.Tensor, labels: np.ndarray) -> str:
@@ -110,12 +90,12 @@ def layer_probe(model: torch.nn.Module, train, labels, test, block: int) -> tupl
 
 def main() -> None:
     torch.set_num_threads(2)
-    for name, make in (("per-pixel noise (the test)", disc_or_square), ("smooth noise", smooth_disc_or_square)):
+    for name, background in (("per-pixel noise (the test)", "pixels"), ("smooth noise", "smooth")):
         rng = np.random.default_rng(0)
-        train = [make(rng, label)[0] for label in (0, 1) for _ in range(30)]
+        train = [disc_or_square(rng, label, background)[0] for label in (0, 1) for _ in range(30)]
         labels = [0] * 30 + [1] * 30
         probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default")
-        test = [make(rng, i % 2) for i in range(10)]
+        test = [disc_or_square(rng, i % 2, background) for i in range(10)]
         images, gt = [im for im, _ in test], torch.tensor([box for _, box in test])
         truth = np.array([i % 2 for i in range(10)])
         print(f"\n## {name}\n")
@@ -140,6 +120,8 @@ def main() -> None:
             f"\nmap level two cells or more from the object, over the peak (native): "
             f"{background_level(native.raw[:, 0], gt):.3f}"
         )
+        print(f"first test image's native map (object box {gt[0].tolist()}, 32 px cells):")
+        print(np.array2string(native.raw[0, 0].numpy(), precision=1, suppress_small=True))
         print(
             f"classes right when the image is given at 448 x 448: {int((at448.classes[:, 0].numpy() == truth).sum())}/10"
         )

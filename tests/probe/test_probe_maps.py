@@ -18,10 +18,15 @@ SIDE = 224
 CLASSES = ["disc", "square"]
 
 
-def disc_or_square(rng: np.random.Generator, label: int) -> tuple[Image.Image, list[int]]:
+def disc_or_square(rng: np.random.Generator, label: int, background: str = "pixels") -> tuple[Image.Image, list[int]]:
     """A SIDE x SIDE noise image with six small random-colour rectangles (clutter) and one object of 40-80 px:
-    a red disc (label 0) or a blue square (label 1). Returns the image and the object's box [x0, y0, x1, y1)."""
-    a = rng.integers(0, 256, (SIDE, SIDE, 3)).astype(np.uint8)
+    a red disc (label 0) or a blue square (label 1). Returns the image and the object's box [x0, y0, x1, y1).
+    background: "pixels" (per-pixel noise, the test's) or "smooth" (random SIDE/8-square colours, bicubic)."""
+    if background == "smooth":
+        noise = rng.integers(0, 256, (SIDE // 8, SIDE // 8, 3)).astype(np.uint8)
+        a = np.asarray(Image.fromarray(noise).resize((SIDE, SIDE), Image.Resampling.BICUBIC)).copy()
+    else:
+        a = rng.integers(0, 256, (SIDE, SIDE, 3)).astype(np.uint8)
     for _ in range(6):
         y, x = (int(v) for v in rng.integers(0, SIDE - 20, 2))
         h, w = (int(v) for v in rng.integers(4, 20, 2))
