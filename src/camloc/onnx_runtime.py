@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,17 @@ from camloc.explainer import writers
 from camloc.explainer.inputs import iter_sources
 from camloc.io import load_image, write_json, write_npz
 from camloc.preprocess import Preprocess, image_to_array, parse_map_sizes
-from camloc.zoom import ZOOM_HELP, Window, Zoom, compose, parse_zoom, share_windows, zoom_setting, zoom_windows
+from camloc.zoom import (
+    ZOOM_HELP,
+    Window,
+    Zoom,
+    compose,
+    parse_zoom,
+    run_settings,
+    share_windows,
+    zoom_setting,
+    zoom_windows,
+)
 
 # `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
 # tests/export/test_onnx_runtime.py checks that they agree).
@@ -175,20 +185,18 @@ class OnnxCam:
                     f"{self.path}: the graph has a fixed input size ({fixed[0]}x{fixed[1]}), so the zoom cannot run"
                 )
             sizes, chosen_zoom = (), None
-        settings: dict[str, Any] = {
-            "method": "cam",
-            "layer": self.meta.get("layer", ""),
-            "procedure": "zoom" if chosen_zoom else ("map sizes" if sizes else "classification pass"),
-            "zoom": None if chosen_zoom is None else asdict(chosen_zoom),
-            "map_sizes": list(sizes),
-            "relu": relu,
-            "threshold": box_rule.threshold,
-            "threshold_mode": box_rule.mode,
-            "native_size": native,
-            "scores": scores,
-        }
-        if fixed is not None:
-            settings["fixed_input_size"] = list(fixed)
+        settings = run_settings(
+            method="cam",
+            layer=self.meta.get("layer", ""),
+            zoom=chosen_zoom,
+            map_sizes=sizes,
+            relu=relu,
+            threshold=box_rule.threshold,
+            threshold_mode=box_rule.mode,
+            native_size=native,
+            scores=scores,
+            fixed_input_size=fixed,
+        )
         pictures = [im.convert("RGB") if isinstance(im, Image.Image) else load_image(im) for im in images]
         if not pictures:
             raise InputError("no images given")

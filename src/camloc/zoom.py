@@ -15,7 +15,7 @@ arithmetic's namespace differs, so both paths compute the same numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,38 @@ def zoom_setting(zoom: Zoom | bool | None, map_sizes: Sequence[int] | None) -> Z
     if chosen is not None and map_sizes is not None:
         raise InputError("give either a zoom or map sizes, not both (map sizes turn the zoom off)")
     return chosen
+
+
+def run_settings(
+    *,
+    method: str,
+    layer: str,
+    zoom: Zoom | None,
+    map_sizes: Sequence[int],
+    relu: bool,
+    threshold: float,
+    threshold_mode: str,
+    native_size: int,
+    scores: str,
+    fixed_input_size: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """`Result.settings` / the JSON's "settings": what ran, written once for `camloc.explain` and the ONNX runtime
+    so that both record the same keys in the same order."""
+    settings: dict[str, Any] = {
+        "method": method,
+        "layer": layer,
+        "procedure": "zoom" if zoom else ("map sizes" if map_sizes else "classification pass"),
+        "zoom": None if zoom is None else asdict(zoom),
+        "map_sizes": list(map_sizes),
+        "relu": relu,
+        "threshold": threshold,
+        "threshold_mode": threshold_mode,
+        "native_size": native_size,
+        "scores": scores,
+    }
+    if fixed_input_size is not None:
+        settings["fixed_input_size"] = list(fixed_input_size)
+    return settings
 
 
 def parse_zoom(text: str | None) -> Zoom | bool | None:

@@ -26,7 +26,6 @@ output group.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from os import PathLike
 from typing import Literal
 
@@ -44,7 +43,7 @@ from camloc.models.adapters import as_logits, eval_mode
 from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
 from camloc.preprocess import MAP_SIZE_RANGE, image_to_tensor, resize_batch, resize_exact, scaled_size
-from camloc.zoom import DEFAULT_ZOOM, Zoom, compose, share_windows, zoom_setting, zoom_windows
+from camloc.zoom import DEFAULT_ZOOM, Zoom, compose, run_settings, share_windows, zoom_setting, zoom_windows
 
 ImageInput = str | PathLike | Image.Image
 Inputs = Tensor | ImageInput | Sequence[ImageInput]
@@ -140,22 +139,20 @@ def explain(
         if zoom:  # asked for explicitly; the default falls back to the classification pass
             raise InputError(f"{info.name} takes {fixed[0]}x{fixed[1]} inputs only, so the zoom cannot run")
         chosen_zoom = None
-    settings = {
-        "method": getattr(mapper, "name", str(method)),
-        "layer": mapper.layer_name(model),
-        "procedure": "zoom" if chosen_zoom else ("map sizes" if sizes_setting else "classification pass"),
-        "zoom": None if chosen_zoom is None else asdict(chosen_zoom),
-        "map_sizes": list(sizes_setting),
-        "relu": relu,
-        "threshold": box_rule.threshold,
-        "threshold_mode": box_rule.mode,
-        "native_size": native,
-        "scores": scores,
-    }
+    settings = run_settings(
+        method=getattr(mapper, "name", str(method)),
+        layer=mapper.layer_name(model),
+        zoom=chosen_zoom,
+        map_sizes=sizes_setting,
+        relu=relu,
+        threshold=box_rule.threshold,
+        threshold_mode=box_rule.mode,
+        native_size=native,
+        scores=scores,
+        fixed_input_size=fixed,
+    )
     if min_score is not None:
         settings["min_score"] = float(min_score)
-    if fixed is not None:
-        settings["fixed_input_size"] = list(fixed)
     images, batch = _as_batch(inputs)
     n = len(images) if images is not None else len(batch) if batch is not None else 0
     if fixed is not None and batch is not None and tuple(batch.shape[-2:]) != fixed:
