@@ -1,6 +1,7 @@
 """Why a probe's boxes miss small objects (issue 11, item 6): red discs vs blue squares, 40-80 px in 224 x 224.
 
     python benchmarks/probe_maps.py            # about 3 minutes on 2 CPU cores
+    python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 20 minutes
 
 The images are those of `tests/probe/test_probe_maps.py` (30 training images per class, 10 test images; per-pixel
 noise with six random rectangles of clutter), and the same layout on smooth noise (random 28 x 28 colours upsampled
@@ -14,11 +15,20 @@ per class and the mean ratio box side / object side, for the native pass, the de
   zoom magnify the image);
 - probes fitted at earlier, finer layers of the same frozen backbone (blocks.2, stride 8; blocks.4, stride 16),
   their maps computed with the CAM formula at that layer (GAP + linear there is CAM-exact as well).
+
+With --fits it prints, instead, the refits of benchmarks/probe_cells.py against the plain probe, explained with
+the default settings, on three sets of the test's generator (per-pixel noise): the test's own (seed 0, 10 test
+images) and seeds 1 and 2 (30 + 30 training, 20 test images each), so that a refit is not judged on 10 images.
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import sys
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.probe.test_probe_maps import CLASSES, SIDE, disc_or_square
 
 import camloc
@@ -33,6 +44,7 @@ from camloc.boxes import box_iou, boxes_from_maps
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 from camloc.probe.fit import ProbeSet, fit_linear, fit_probe
+from probe_cells import CellFit, background_refit, fit_cells, peak_crop_refit, pooled_at, window_refit
 
 PROCEDURES = {
     "native": {"map_sizes": ()},
@@ -88,8 +100,75 @@ def layer_probe(model: torch.nn.Module, train, labels, test, block: int) -> tupl
     return F.interpolate(maps, size=(SIDE, SIDE), mode="bilinear", align_corners=False), pred
 
 
+IMAGE_WEIGHTS = (0.0, 0.005, 0.02, 0.1, 1.0)  # the cell fit's weight of the images' term
+
+
+def refits(train: list, labels: list[int], pooled: np.ndarray) -> dict[str, Callable[[torch.nn.Module], object] | None]:
+    """The procedures of the --fits table by name, each refitting a copy of the plain probe in place (None: the
+    plain probe itself)."""
+    procedures: dict[str, Callable[[torch.nn.Module], object] | None] = {
+        "plain (pooled, native)": None,
+        "window refit (a, 2 rounds)": lambda m: window_refit(m, train, labels, pooled),
+        "peak crops 64-160 px (a)": lambda m: peak_crop_refit(m, train, labels, pooled),
+        "background class (b)": lambda m: background_refit(m, train, labels, pooled),
+    }
+    for lam in IMAGE_WEIGHTS:
+        procedures[f"cell fit, image weight {lam:g} (c)"] = partial(
+            fit_cells, images=train, labels=labels, pooled=pooled, fit=CellFit(image_weight=lam)
+        )
+    return procedures
+
+
+def fits_table() -> None:
+    """The refits of benchmarks/probe_cells.py on three sets (module docstring): classes right, box hits
+    (IoU >= 0.5) of discs and squares, mean IoU, fit seconds."""
+    print("| set | probe | classes right | disc hits | square hits | mean IoU | refit s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    totals: dict[str, list[int]] = {}
+    for seed, n_test in ((0, 10), (1, 20), (2, 20)):
+        rng = np.random.default_rng(seed)
+        train = [disc_or_square(rng, label)[0] for label in (0, 1) for _ in range(30)]
+        labels = [0] * 30 + [1] * 30
+        test = [disc_or_square(rng, i % 2) for i in range(n_test)]
+        images, gt = [im for im, _ in test], torch.tensor([box for _, box in test])
+        truth = np.array([i % 2 for i in range(n_test)])
+        probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default")
+        pooled = pooled_at(probe.model, train, SIDE)
+        procedures = refits(train, labels, pooled)
+        name = "the test's (seed 0)" if seed == 0 else f"seed {seed}"
+        for proc, refit in procedures.items():
+            model = copy.deepcopy(probe.model)
+            t0 = time.perf_counter()
+            if refit is not None:
+                refit(model)
+            seconds = time.perf_counter() - t0
+            res = camloc.explain(model, images, top_k=1)
+            iou = box_iou(res.boxes[:, 0].cpu(), gt).diagonal().numpy()
+            right = int((res.classes[:, 0].numpy() == truth).sum())
+            hits = [int((iou[truth == c] >= 0.5).sum()) for c in (0, 1)]
+            half = n_test // 2
+            print(
+                f"| {name} | {proc} | {right}/{n_test} | {hits[0]}/{half} | {hits[1]}/{half} | {iou.mean():.2f} | "
+                f"{seconds:.0f} |",
+                flush=True,
+            )
+            total = totals.setdefault(proc, [0, 0, 0])
+            total[0] += right
+            total[1] += hits[0] + hits[1]
+            total[2] += n_test
+    print("\n| probe | classes right | box hits (all 50 test images) |\n|---|---:|---:|")
+    for proc, (right, hit, n) in totals.items():
+        print(f"| {proc} | {right}/{n} | {hit}/{n} |")
+
+
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--fits", action="store_true", help="the refits of benchmarks/probe_cells.py instead")
+    args = p.parse_args()
     torch.set_num_threads(2)
+    if args.fits:
+        fits_table()
+        return
     for name, background in (("per-pixel noise (the test)", "pixels"), ("smooth noise", "smooth")):
         rng = np.random.default_rng(0)
         train = [disc_or_square(rng, label, background)[0] for label in (0, 1) for _ in range(30)]
