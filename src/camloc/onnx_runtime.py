@@ -39,6 +39,8 @@ from camloc.explainer.inputs import iter_sources
 from camloc.io import load_image, write_json, write_npz
 from camloc.preprocess import Preprocess, image_to_array, parse_map_sizes
 from camloc.zoom import (
+    DEFAULT_MAP_SIZES,
+    SCORE_KINDS,
     ZOOM_HELP,
     Window,
     Zoom,
@@ -50,10 +52,6 @@ from camloc.zoom import (
     zoom_windows,
 )
 
-# `camloc.explain`'s default map passes (camloc.explainer.passes imports torch, so the number is repeated here;
-# tests/export/test_onnx_runtime.py checks that they agree).
-DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
-SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid")
 EPS = 1e-12
 METADATA_KEY = "camloc"
 

@@ -53,6 +53,10 @@ class Zoom:
 
 
 DEFAULT_ZOOM = Zoom()
+# The map-size procedure's default (`zoom=False` / `--zoom off`), chosen on the localization set of
+# benchmarks/bench_resolution.py (docs/resolution.md); here, torch-free, for `camloc.explain` and the ONNX runtime.
+DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)
+SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid")  # how a run turns logits into scores
 ZOOM_HELP = (  # --zoom of `camloc explain` and `camloc-onnx`
     "the map procedure (default: 'on', the coarse-to-fine zoom measured in docs/resolution.md: "
     f"EXPAND,MAX_AREA,SIZE = {DEFAULT_ZOOM.expand},{DEFAULT_ZOOM.max_area},{DEFAULT_ZOOM.size}); "

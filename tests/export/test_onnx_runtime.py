@@ -17,20 +17,15 @@ from PIL import Image
 import camloc
 from camloc.boxes import BoxRule
 from camloc.engine import upsample
-from camloc.explainer import passes, writers
+from camloc.explainer import writers
 from camloc.explainer.passes import zoom_plan
 from camloc.io import load_image
-from camloc.onnx_runtime import DEFAULT_MAP_SIZES, SCORE_KINDS, OnnxCam
+from camloc.onnx_runtime import OnnxCam
 from camloc.zoom import DEFAULT_ZOOM, Zoom, share_windows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob("*.jpg"))
 SRC = str(Path(camloc.__file__).resolve().parents[1])
-
-
-def test_defaults_agree_with_explain() -> None:
-    assert DEFAULT_MAP_SIZES == passes.DEFAULT_MAP_SIZES
-    assert SCORE_KINDS == passes.SCORE_KINDS
 
 
 def assert_same_records(ref, got, cam: OnnxCam, names: list[str], map_tol: float = 1e-4) -> None:

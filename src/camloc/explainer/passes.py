@@ -43,13 +43,22 @@ from camloc.models.adapters import as_logits, eval_mode
 from camloc.models.tokens import fixed_input_size, input_size_for
 from camloc.models.zoo import info_of
 from camloc.preprocess import MAP_SIZE_RANGE, image_to_tensor, resize_batch, resize_exact, scaled_size
-from camloc.zoom import DEFAULT_ZOOM, Zoom, compose, run_settings, share_windows, zoom_setting, zoom_windows
+from camloc.zoom import (
+    DEFAULT_MAP_SIZES,
+    DEFAULT_ZOOM,
+    SCORE_KINDS,
+    Zoom,
+    compose,
+    run_settings,
+    share_windows,
+    zoom_setting,
+    zoom_windows,
+)
 
 ImageInput = str | PathLike | Image.Image
 Inputs = Tensor | ImageInput | Sequence[ImageInput]
 
 # Defaults chosen by measurement on the localization set of benchmarks/bench_resolution.py (docs/resolution.md).
-DEFAULT_MAP_SIZES: tuple[int, ...] = (640,)  # the map-size procedure's default (`zoom=False`)
 DEFAULT_RELU = False
 
 # Shorter sides a map pass may have: below 32 a CNN has no spatial map left; above 4096 one pass of one image
@@ -78,7 +87,6 @@ def check_map_sizes(map_sizes: object) -> tuple[int, ...]:
 
 
 ScoreKind = Literal["softmax", "sigmoid"]
-SCORE_KINDS: tuple[str, ...] = ("softmax", "sigmoid")
 
 
 def explain(
