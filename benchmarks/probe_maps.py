@@ -1,7 +1,7 @@
 """Why a probe's boxes miss small objects (issue 11, item 6): red discs vs blue squares, 40-80 px in 224 x 224.
 
     python benchmarks/probe_maps.py            # about 3 minutes on 2 CPU cores
-    python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 20 minutes
+    python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 25 minutes
 
 The images are those of `tests/probe/test_probe_maps.py` (30 training images per class, 10 test images; per-pixel
 noise with six random rectangles of clutter), and the same layout on smooth noise (random 28 x 28 colours upsampled
@@ -43,7 +43,7 @@ import camloc
 from camloc.boxes import box_iou, boxes_from_maps
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
-from camloc.probe.fit import ProbeSet, fit_linear, fit_probe
+from camloc.probe.fit import ProbeSet, extract_features, fit_linear, fit_probe
 from probe_cells import CellFit, background_refit, fit_cells, peak_crop_refit, pooled_at, window_refit
 
 PROCEDURES = {
@@ -116,6 +116,14 @@ def refits(train: list, labels: list[int], pooled: np.ndarray) -> dict[str, Call
         procedures[f"cell fit, image weight {lam:g} (c)"] = partial(
             fit_cells, images=train, labels=labels, pooled=pooled, fit=CellFit(image_weight=lam)
         )
+    procedures["cell fit, image weight 0.02, one round (c)"] = partial(
+        fit_cells, images=train, labels=labels, pooled=pooled, fit=CellFit(image_weight=0.02, rounds=1)
+    )
+    # the same fit as "image weight 0.02" but for the pooled features' round-off: computed by the probe's own
+    # extractor (batches of 32) instead of one batch of 60
+    procedures["cell fit, image weight 0.02, pooled features in batches of 32 (c)"] = lambda m: fit_cells(
+        m, train, labels, extract_features(m, train)[0], CellFit(image_weight=0.02)
+    )
     return procedures
 
 
