@@ -19,6 +19,7 @@ import torch
 from camloc.data.cluttered import ClutteredFashionMNIST, ClutterSpec
 from camloc.io import write_json
 from camloc.probe.bench_row import bench_row
+from camloc.probe.fit import CLASSIFIERS
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     p.add_argument("--train", type=int, default=2000)
     p.add_argument("--val", type=int, default=1000)
     p.add_argument("--test", type=int, default=5000)
-    p.add_argument("--classifier", choices=["logreg", "svm"], default="logreg")
+    p.add_argument("--classifier", choices=CLASSIFIERS, default="logreg")
     p.add_argument("--idx-dir", default=None, help="folder with the four Fashion-MNIST IDX files")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", type=Path, default=None, help="also write the row (and run info) as JSON here")

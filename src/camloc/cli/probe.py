@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--classifier",
         choices=CLASSIFIERS,
         default="logreg",
-        help="logreg (logistic regression, default) or svm (linear SVM, as in the paper)",
+        help="logreg (logistic regression, default), svm (linear SVM, as in the paper) or span (each class a "
+        "non-negative mix of the backbone's own classifier rows: maps that localize small objects; docs/probe.md)",
     )
     f.add_argument(
         "--C",

@@ -36,14 +36,16 @@ from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
+from camloc.probe.span import fit_span
 
 log = logging.getLogger("camloc")
 
 Source = str | PathLike | Image.Image | np.ndarray
-CLASSIFIERS = ("logreg", "svm")
+CLASSIFIERS = ("logreg", "svm", "span")
 DEFAULT_CS: dict[str, tuple[float, ...]] = {
     "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
     "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+    "span": (1e-2, 1e-1, 1.0, 10.0),
 }
 
 
@@ -66,8 +68,9 @@ class LinearFit:
     """A linear classifier on raw pooled features: logits = features @ weight.T + bias.
 
     weight: (K, C) with K >= 2 (a binary classifier becomes two rows, -w/2 and +w/2, so that logit_1 - logit_0 is
-    its decision function and the softmax is its logistic probability). `estimator` is the fitted scikit-learn
-    pipeline (never saved: its numbers live in `weight` and `bias`).
+    its decision function and the softmax is its logistic probability; "span" fits K rows of its own).
+    `estimator` is the fitted scikit-learn pipeline or `camloc.probe.span.SpanModel` (never saved: its numbers live
+    in `weight` and `bias`).
     """
 
     weight: np.ndarray
@@ -218,9 +221,12 @@ def fit_linear(
     Cs: Sequence[float] | None = None,
     folds: int = 5,
     seed: int = 0,
+    backbone_classifier: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> LinearFit:
     """Standardise features, fit logistic regression (or a linear SVM), C chosen by stratified k-fold
-    cross-validation on accuracy, then fold the standardisation into the weights (exact, so CAMs stay exact)."""
+    cross-validation on accuracy, then fold the standardisation into the weights (exact, so CAMs stay exact).
+    classifier "span" (`camloc.probe.span`) needs `backbone_classifier`: the backbone's own weight (J, C) and bias
+    (J,) or None."""
     try:
         from sklearn.exceptions import ConvergenceWarning
     except ImportError:
@@ -240,6 +246,13 @@ def fit_linear(
     n_splits = int(min(folds, np.bincount(y).min()))
     if n_splits < 2:
         raise InputError("every class needs at least 2 images to choose C by cross-validation")
+    if classifier == "span":
+        if backbone_classifier is None:
+            raise InputError("the span classifier needs the backbone's own classifier (weight and bias)")
+        span, best_c, accuracy = fit_span(features, y, *backbone_classifier, Cs, n_splits, seed)
+        return LinearFit(
+            span.weight.astype(np.float32), span.bias.astype(np.float32), classifier, best_c, accuracy, n_splits, span
+        )
     clf = (
         LogisticRegression(max_iter=2000)
         if classifier == "logreg"
@@ -362,7 +375,15 @@ def fit_probe(
     labels = [data.labels[i] for i in kept]
     check_labels(labels, data.classes, data.name, readable=True)
     t1 = time.perf_counter()
-    fit = fit_linear(feats, labels, classifier, Cs, folds)
+    own = None
+    if classifier == "span":  # the backbone's classifier, before attach_head replaces it
+        adapter = get_adapter(model)
+        own_bias = adapter.bias
+        own = (
+            adapter.weight.detach().double().cpu().numpy(),
+            None if own_bias is None else own_bias.detach().double().cpu().numpy(),
+        )
+    fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
     t2 = time.perf_counter()
     info = info_of(model)
     attach_head(model, fit)
