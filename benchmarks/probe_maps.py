@@ -2,6 +2,7 @@
 
     python benchmarks/probe_maps.py            # about 3 minutes on 2 CPU cores
     python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 25 minutes
+    python benchmarks/probe_maps.py --fits --only span    # the plain probe and the span classifier, 3 minutes
 
 The images are those of `tests/probe/test_probe_maps.py` (30 training images per class, 10 test images; per-pixel
 noise with six random rectangles of clutter), and the same layout on smooth noise (random 28 x 28 colours upsampled
@@ -41,10 +42,12 @@ from tests.probe.test_probe_maps import CLASSES, SIDE, disc_or_square
 
 import camloc
 from camloc.boxes import box_iou, boxes_from_maps
+from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
-from camloc.probe.fit import ProbeSet, extract_features, fit_linear, fit_probe
-from probe_cells import CellFit, background_refit, fit_cells, peak_crop_refit, pooled_at, window_refit
+from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
+from camloc.probe.span import fit_span
+from probe_cells import CellFit, background_refit, fit_cells, peak_crop_refit, pooled_at, set_head, window_refit
 
 PROCEDURES = {
     "native": {"map_sizes": ()},
@@ -119,6 +122,7 @@ def refits(train: list, labels: list[int], pooled: np.ndarray) -> dict[str, Call
     procedures["cell fit, image weight 0.02, one round (c)"] = partial(
         fit_cells, images=train, labels=labels, pooled=pooled, fit=CellFit(image_weight=0.02, rounds=1)
     )
+    procedures["span classifier (d; `camloc probe fit --classifier span`)"] = lambda m: span_refit(m, labels, pooled)
     # the same fit as "image weight 0.02" but for the pooled features' round-off: computed by the probe's own
     # extractor (batches of 32) instead of one batch of 60
     procedures["cell fit, image weight 0.02, pooled features in batches of 32 (c)"] = lambda m: fit_cells(
@@ -127,7 +131,23 @@ def refits(train: list, labels: list[int], pooled: np.ndarray) -> dict[str, Call
     return procedures
 
 
-def fits_table() -> None:
+def span_refit(model: torch.nn.Module, labels: list[int], pooled: np.ndarray) -> None:
+    """The library's span classifier (camloc/probe/span.py) on the plain probe's training features, in place: what
+    `fit_probe(..., classifier="span")` fits, with its default C values and folds."""
+    own = get_adapter(camloc.load("default"))
+    bias = own.bias
+    span, _, _ = fit_span(
+        pooled,
+        labels,
+        own.weight.detach().double().numpy(),
+        None if bias is None else bias.detach().double().numpy(),
+        DEFAULT_CS["span"],
+        5,
+    )
+    set_head(model, span.weight, span.bias)
+
+
+def fits_table(only: str | None = None) -> None:
     """The refits of benchmarks/probe_cells.py on three sets (module docstring): classes right, box hits
     (IoU >= 0.5) of discs and squares, mean IoU, fit seconds."""
     print("| set | probe | classes right | disc hits | square hits | mean IoU | refit s |")
@@ -142,7 +162,7 @@ def fits_table() -> None:
         truth = np.array([i % 2 for i in range(n_test)])
         probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default")
         pooled = pooled_at(probe.model, train, SIDE)
-        procedures = refits(train, labels, pooled)
+        procedures = {k: v for k, v in refits(train, labels, pooled).items() if v is None or not only or only in k}
         name = "the test's (seed 0)" if seed == 0 else f"seed {seed}"
         for proc, refit in procedures.items():
             model = copy.deepcopy(probe.model)
@@ -172,10 +192,11 @@ def fits_table() -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fits", action="store_true", help="the refits of benchmarks/probe_cells.py instead")
+    p.add_argument("--only", default=None, help="with --fits: only the refits whose name contains this (and plain)")
     args = p.parse_args()
     torch.set_num_threads(2)
     if args.fits:
-        fits_table()
+        fits_table(args.only)
         return
     for name, background in (("per-pixel noise (the test)", "pixels"), ("smooth noise", "smooth")):
         rng = np.random.default_rng(0)
