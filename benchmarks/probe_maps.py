@@ -42,11 +42,10 @@ from tests.probe.test_probe_maps import CLASSES, SIDE, disc_or_square
 
 import camloc
 from camloc.boxes import box_iou, boxes_from_maps
-from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
-from camloc.probe.span import fit_span
+from camloc.probe.span import backbone_classifier, fit_span
 from probe_cells import CellFit, background_refit, fit_cells, peak_crop_refit, pooled_at, set_head, window_refit
 
 PROCEDURES = {
@@ -134,16 +133,7 @@ def refits(train: list, labels: list[int], pooled: np.ndarray) -> dict[str, Call
 def span_refit(model: torch.nn.Module, labels: list[int], pooled: np.ndarray) -> None:
     """The library's span classifier (camloc/probe/span.py) on the plain probe's training features, in place: what
     `fit_probe(..., classifier="span")` fits, with its default C values and folds."""
-    own = get_adapter(camloc.load("default"))
-    bias = own.bias
-    span, _, _ = fit_span(
-        pooled,
-        labels,
-        own.weight.detach().double().numpy(),
-        None if bias is None else bias.detach().double().numpy(),
-        DEFAULT_CS["span"],
-        5,
-    )
+    span, _, _ = fit_span(pooled, labels, *backbone_classifier(camloc.load("default")), DEFAULT_CS["span"], 5)
     set_head(model, span.weight, span.bias)
 
 

@@ -36,7 +36,7 @@ from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
-from camloc.probe.span import fit_span
+from camloc.probe.span import backbone_classifier, fit_span
 
 log = logging.getLogger("camloc")
 
@@ -375,14 +375,7 @@ def fit_probe(
     labels = [data.labels[i] for i in kept]
     check_labels(labels, data.classes, data.name, readable=True)
     t1 = time.perf_counter()
-    own = None
-    if classifier == "span":  # the backbone's classifier, before attach_head replaces it
-        adapter = get_adapter(model)
-        own_bias = adapter.bias
-        own = (
-            adapter.weight.detach().double().cpu().numpy(),
-            None if own_bias is None else own_bias.detach().double().cpu().numpy(),
-        )
+    own = backbone_classifier(model) if classifier == "span" else None  # before attach_head replaces it
     fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
     t2 = time.perf_counter()
     info = info_of(model)

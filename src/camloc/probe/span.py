@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from torch import nn
 
 from camloc.errors import InputError
+from camloc.models.adapters import get_adapter
 
 
 @dataclass
@@ -59,6 +61,7 @@ def nonnegative_softmax_fit(
     """Softmax regression with non-negative weights: z (N, J), labels (N,) in 0..K-1 -> a (K, J) >= 0, d (K,)
     minimising C * sum of cross-entropies + |a|^2 / 2 (scikit-learn's convention; divided by C * N here)."""
     from scipy.optimize import minimize
+    from scipy.special import log_softmax
 
     n, dim = z.shape
     k = n_classes
@@ -67,12 +70,9 @@ def nonnegative_softmax_fit(
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         a, d = theta[: k * dim].reshape(k, dim), theta[k * dim :]
-        s = z @ a.T + d
-        s -= s.max(axis=1, keepdims=True)
-        p = np.exp(s)
-        p /= p.sum(axis=1, keepdims=True)
-        value = -float(np.mean(np.log(p[np.arange(n), labels] + 1e-12))) + penalty * float((a * a).sum())
-        g = (p - onehot) / n
+        log_p = log_softmax(z @ a.T + d, axis=1)
+        value = -float(log_p[np.arange(n), labels].mean()) + penalty * float((a * a).sum())
+        g = (np.exp(log_p) - onehot) / n
         return value, np.concatenate([(g.T @ z + 2.0 * penalty * a).ravel(), g.sum(axis=0)])
 
     bounds = [(0.0, None)] * (k * dim) + [(None, None)] * k
@@ -80,15 +80,23 @@ def nonnegative_softmax_fit(
     return res.x[: k * dim].reshape(k, dim), res.x[k * dim :]
 
 
-def fit_on(
-    features: np.ndarray, labels: np.ndarray, n_classes: int, weight: np.ndarray, bias: np.ndarray, C: float
-) -> SpanModel:
-    """One span fit: pooled features (N, C), labels (N,), the backbone classifier weight (J, C) and bias (J,)."""
-    logits = features @ weight.T + bias
+def fit_logits(logits: np.ndarray, labels: np.ndarray, n_classes: int, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """One span fit on the backbone's logits (N, J) of the training images -> rows (K, J) >= 0 and offsets (K,)
+    such that the probe's logits are logits @ rows.T + offsets (the standardisation folded in)."""
     mean, spread = logits.mean(axis=0), logits.std(axis=0) + 1e-6
     a, d = nonnegative_softmax_fit((logits - mean) / spread, labels, n_classes, C)
     rows = a / spread
-    return SpanModel(weight, bias, rows, d - rows @ mean)
+    return rows, d - rows @ mean
+
+
+def backbone_classifier(model: nn.Module) -> tuple[np.ndarray, np.ndarray | None]:
+    """The classifier a span probe mixes: the model's own linear weight (J, C) and bias (J,) or None, float64."""
+    adapter = get_adapter(model)
+    bias = adapter.bias
+    return (
+        adapter.weight.detach().double().cpu().numpy(),
+        None if bias is None else bias.detach().double().cpu().numpy(),
+    )
 
 
 def fit_span(
@@ -101,8 +109,10 @@ def fit_span(
     seed: int = 0,
 ) -> tuple[SpanModel, float, float]:
     """Choose C by stratified `n_splits`-fold cross-validation on the held-out log-loss (accuracy ties whenever the
-    classes separate, as two-class probes often do), then fit on all images. features (N, C) pooled, classifier_weight (J, C) of the backbone, classifier_bias (J,) or
-    None. Returns (model, C, cross-validated accuracy)."""
+    classes separate, as two-class probes often do), then fit on all images. features (N, C) pooled,
+    classifier_weight (J, C) of the backbone, classifier_bias (J,) or None. Returns (model, C, cross-validated
+    accuracy)."""
+    from scipy.special import log_softmax
     from sklearn.model_selection import StratifiedKFold
 
     x = np.asarray(features, dtype=np.float64)
@@ -114,17 +124,19 @@ def fit_span(
             f"found weights of shape {tuple(weight.shape)}"
         )
     bias = np.zeros(len(weight)) if classifier_bias is None else np.asarray(classifier_bias, dtype=np.float64)
+    logits = x @ weight.T + bias  # once: every fold and every C fits on these
     k = int(y.max()) + 1
     folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(x, y))
     losses, accuracies = [], []
     for c in Cs:
         nll, right = 0.0, 0
         for train, val in folds:
-            logits = fit_on(x[train], y[train], k, weight, bias, c).decision_function(x[val])
-            logits -= logits.max(axis=1, keepdims=True)
-            nll -= float((logits[np.arange(len(val)), y[val]] - np.log(np.exp(logits).sum(axis=1))).sum())
-            right += int((logits.argmax(axis=1) == y[val]).sum())
+            rows, offsets = fit_logits(logits[train], y[train], k, c)
+            log_p = log_softmax(logits[val] @ rows.T + offsets, axis=1)
+            nll -= float(log_p[np.arange(len(val)), y[val]].sum())
+            right += int((log_p.argmax(axis=1) == y[val]).sum())
         losses.append(nll / len(y))
         accuracies.append(right / len(y))
     best = int(np.argmin(losses))
-    return fit_on(x, y, k, weight, bias, Cs[best]), float(Cs[best]), float(accuracies[best])
+    rows, offsets = fit_logits(logits, y, k, Cs[best])
+    return SpanModel(weight, bias, rows, offsets), float(Cs[best]), float(accuracies[best])
