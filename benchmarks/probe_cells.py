@@ -94,7 +94,7 @@ class CellFit:
 DEFAULT_CELL_FIT = CellFit()
 
 
-def _cell_features(model: nn.Module, views: list[tuple[Image.Image, int]]) -> list[np.ndarray]:
+def cell_features(model: nn.Module, views: list[tuple[Image.Image, int]]) -> list[np.ndarray]:
     """Feature maps (C, h, w) of each (image, shorter side) view, preprocessed as explain's passes; views of equal
     input shape run as one batch."""
     adapter = get_adapter(model)
@@ -161,7 +161,7 @@ def _round_cells(
             ]
             level_np = level.cpu().numpy()
             cells, cell_labels = [], []
-            for feats, win in zip(_cell_features(model, views), windows, strict=True):
+            for feats, win in zip(cell_features(model, views), windows, strict=True):
                 c, y = _label_cells(feats, win, level_np, chunk_labels[j], background, fit)
                 cells.append(c)
                 cell_labels.append(y)
@@ -270,7 +270,7 @@ def fit_cells(
 
 def pooled_at(model: nn.Module, images: Sequence[Image.Image], size: int) -> np.ndarray:
     """Pooled features (N, C) of images preprocessed at shorter side `size` (what the probe's head sees)."""
-    return np.stack([f.mean((1, 2)) for f in _cell_features(model, [(im, size) for im in images])])
+    return np.stack([f.mean((1, 2)) for f in cell_features(model, [(im, size) for im in images])])
 
 
 def _true_class_maps(model: nn.Module, images: Sequence[Image.Image], labels: Sequence[int]) -> list[Tensor]:

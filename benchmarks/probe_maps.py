@@ -1,6 +1,6 @@
 """Why a probe's boxes miss small objects (issue 11, item 6): red discs vs blue squares, 40-80 px in 224 x 224.
 
-    python benchmarks/probe_maps.py            # about 3 minutes on 2 CPU cores
+    python benchmarks/probe_maps.py            # about a minute on 2 CPU cores
     python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 25 minutes
     python benchmarks/probe_maps.py --fits --only span    # the plain probe and the span classifier, 3 minutes
 
@@ -15,7 +15,10 @@ per class and the mean ratio box side / object side, for the native pass, the de
 - whether the probe still picks the right class when the image itself is given at 448 (the map passes and the
   zoom magnify the image);
 - probes fitted at earlier, finer layers of the same frozen backbone (blocks.2, stride 8; blocks.4, stride 16),
-  their maps computed with the CAM formula at that layer (GAP + linear there is CAM-exact as well).
+  their maps computed with the CAM formula at that layer (GAP + linear there is CAM-exact as well);
+- how far the class reaches in the last feature map: a logistic regression on the 7 x 7 cells of the training
+  images, each cell labelled with its image's class, then asked for the class of the test images' cells at least
+  two cells (64 px) from the object: far above chance (50%) means every cell's features carry the object's class.
 
 With --fits it prints, instead, the refits of benchmarks/probe_cells.py against the plain probe, explained with
 the default settings, on three sets of the test's generator (per-pixel noise): the test's own (seed 0, 10 test
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -46,7 +50,16 @@ from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
 from camloc.probe.span import backbone_classifier, fit_span
-from probe_cells import CellFit, background_refit, fit_cells, peak_crop_refit, pooled_at, set_head, window_refit
+from probe_cells import (
+    CellFit,
+    background_refit,
+    cell_features,
+    fit_cells,
+    peak_crop_refit,
+    pooled_at,
+    set_head,
+    window_refit,
+)
 
 PROCEDURES = {
     "native": {"map_sizes": ()},
@@ -100,6 +113,32 @@ def layer_probe(model: torch.nn.Module, train, labels, test, block: int) -> tupl
     true = torch.tensor([i % 2 for i in range(len(test))])
     maps = cams[torch.arange(len(test)), true][:, None]
     return F.interpolate(maps, size=(SIDE, SIDE), mode="bilinear", align_corners=False), pred
+
+
+def far_cells_carry_class(model: torch.nn.Module, train, labels, test, gt: torch.Tensor) -> tuple[int, int]:
+    """(right, total): test cells at least two cells from the object whose class, by a logistic regression fitted
+    on every cell of the training images labelled with its image's class, is the image's class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def cells(images) -> np.ndarray:  # (N, h * w, C)
+        return np.stack([f.reshape(f.shape[0], -1).T for f in cell_features(model, [(im, SIDE) for im in images])])
+
+    x = cells(train)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=1000))
+    clf.fit(x.reshape(-1, x.shape[-1]), np.repeat(labels, x.shape[1]))
+    t = cells(test)
+    side = math.isqrt(t.shape[1])
+    pred = clf.predict(t.reshape(-1, t.shape[-1])).reshape(len(test), side, side)
+    ys, xs = np.mgrid[:side, :side] + 0.5
+    right = total = 0
+    for i in range(len(test)):
+        x0, y0, x1, y1 = (gt[i] * side / SIDE).tolist()
+        far = (xs < x0 - 2) | (xs > x1 + 2) | (ys < y0 - 2) | (ys > y1 + 2)
+        right += int((pred[i][far] == i % 2).sum())
+        total += int(far.sum())
+    return right, total
 
 
 IMAGE_WEIGHTS = (0.0, 0.005, 0.02, 0.1, 1.0)  # the cell fit's weight of the images' term
@@ -220,6 +259,11 @@ def main() -> None:
         )
         print(f"first test image's native map (object box {gt[0].tolist()}, 32 px cells):")
         print(np.array2string(native.raw[0, 0].numpy(), precision=1, suppress_small=True))
+        right, total = far_cells_carry_class(backbone, train, labels, images, gt)
+        print(
+            f"test cells two or more cells from the object classified as the image by a fit on the training images' "
+            f"cells (each labelled with its image's class): {right}/{total} ({100 * right / total:.0f}%; chance 50%)"
+        )
         print(
             f"classes right when the image is given at 448 x 448: {int((at448.classes[:, 0].numpy() == truth).sum())}/10"
         )
