@@ -44,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--classifier",
         choices=CLASSIFIERS,
         default="logreg",
-        help="logreg (logistic regression, default), svm (linear SVM, as in the paper) or span (each class a "
-        "non-negative mix of the backbone's own classifier rows: maps that localize small objects; docs/probe.md)",
+        help="logreg (logistic regression, default), svm (linear SVM, as in the paper), span (each class a "
+        "non-negative mix of the backbone's own classifier rows) or cells (rows fitted on feature cells labelled "
+        "by the span probe's own boxes: the tightest maps of small objects; docs/probe.md)",
     )
     f.add_argument(
         "--C",

@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any, cast
@@ -35,17 +35,19 @@ from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
+from camloc.probe.cells import DEFAULT_CELLS, CellSettings, fit_cells
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
 from camloc.probe.span import backbone_classifier, fit_span
 
 log = logging.getLogger("camloc")
 
 Source = str | PathLike | Image.Image | np.ndarray
-CLASSIFIERS = ("logreg", "svm", "span")
+CLASSIFIERS = ("logreg", "svm", "span", "cells")
 DEFAULT_CS: dict[str, tuple[float, ...]] = {
     "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
     "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     "span": (1e-2, 1e-1, 1.0, 10.0),
+    "cells": (DEFAULT_CELLS.C,),  # one value: the cell fit has no boxes to cross-validate on
 }
 
 
@@ -68,7 +70,8 @@ class LinearFit:
     """A linear classifier on raw pooled features: logits = features @ weight.T + bias.
 
     weight: (K, C) with K >= 2 (a binary classifier becomes two rows, -w/2 and +w/2, so that logit_1 - logit_0 is
-    its decision function and the softmax is its logistic probability; "span" fits K rows of its own).
+    its decision function and the softmax is its logistic probability; "span" and "cells" fit K rows of their own).
+    "cells" (`camloc.probe.cells`) records its stage-one span fit's C grid result as `cv_accuracy`.
     `estimator` is the fitted scikit-learn pipeline or `camloc.probe.span.SpanModel` (never saved: its numbers live
     in `weight` and `bias`).
     """
@@ -288,6 +291,34 @@ def fit_linear(
     )
 
 
+def fit_cells_probe(
+    model: nn.Module,
+    feats: np.ndarray,
+    sources: Sequence[Source],
+    labels: Sequence[int],
+    n_classes: int,
+    Cs: Sequence[float] | None,
+    folds: int,
+    own: tuple[np.ndarray, np.ndarray | None] | None,
+    settings: CellSettings = DEFAULT_CELLS,
+) -> LinearFit:
+    """The "cells" classifier (`camloc.probe.cells`): a span probe on the pooled features `feats` of `sources`
+    first (its C by
+    cross-validation), attached to `model` to box the training images, then the rows fitted on labelled cells
+    with C = `Cs` (one value; default `DEFAULT_CELLS.C`). `model` keeps the span head; the caller attaches the
+    returned fit."""
+    if Cs is not None and len(Cs) != 1:
+        raise InputError("the cells classifier takes one C value (it has no boxes to cross-validate on)")
+    c = float(Cs[0]) if Cs else settings.C
+    if c <= 0:
+        raise InputError("C values must be positive")
+    span = fit_linear(feats, labels, "span", None, folds, backbone_classifier=own)
+    attach_head(model, span)
+    images = [as_pil(src) for src in sources]
+    weight, bias = fit_cells(model, images, labels, n_classes, replace(settings, C=c))
+    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), "cells", c, span.cv_accuracy, span.folds)
+
+
 def decision_logits(fit: LinearFit, features: np.ndarray) -> np.ndarray:
     """(N, K) logits of the fitted pipeline in the probe's layout (binary: [-d/2, d/2])."""
     d = fit.estimator.decision_function(np.asarray(features, dtype=np.float64))
@@ -375,8 +406,11 @@ def fit_probe(
     labels = [data.labels[i] for i in kept]
     check_labels(labels, data.classes, data.name, readable=True)
     t1 = time.perf_counter()
-    own = backbone_classifier(model) if classifier == "span" else None  # before attach_head replaces it
-    fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
+    own = backbone_classifier(model) if classifier in ("span", "cells") else None  # before attach_head replaces it
+    if classifier == "cells":
+        fit = fit_cells_probe(model, feats, [data.sources[i] for i in kept], labels, len(data.classes), Cs, folds, own)
+    else:
+        fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
     t2 = time.perf_counter()
     info = info_of(model)
     attach_head(model, fit)

@@ -1,0 +1,194 @@
+"""The probe classifier "cells": rows fitted on feature cells labelled by the boxes a span probe draws itself.
+
+Why (issue 11, item 6; docs/probe.md): at the native size every cell of the last feature map carries the image's
+class (its receptive field covers the image), so a row fitted on pooled features, or on cells labelled by their
+image, is free to read context and lights up far from the object. Fitted on cells labelled by *boxes* (object
+cells against background cells) the same linear layer boxes small objects well: with the true boxes, 46 of the
+50 test objects of `benchmarks/probe_maps.py`. A user has no boxes, but the span probe (`camloc.probe.span`) draws
+good enough ones, so:
+
+1. fit the span probe and explain each training image for its own class with explain's default: one box each;
+2. views of each image: the whole image at the native size, and square windows of `expands` times the box's
+   longer side (`camloc.boxes.zoom_window`) at the zoom's pass size, as explain's zoom looks at objects;
+3. each view's feature cells are labelled by where their centres fall: inside the box shrunk to `shrink` of its
+   sides -> the image's class; outside the box grown by 1 / `shrink` -> background; between -> left out;
+4. one multinomial logistic regression on the standardised cells, K classes + background (balanced class
+   weights, scikit-learn's C); class c's row becomes w_c - w_background, its bias likewise.
+
+The model stays GAP + one linear layer, so the CAM identity holds exactly; each class map is the cell's log-odds
+of that class against background.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from camloc.boxes import zoom_window
+from camloc.errors import InputError
+from camloc.explainer.passes import explain
+from camloc.models.adapters import eval_mode, get_adapter
+from camloc.models.zoo import info_of
+from camloc.preprocess import image_to_tensor
+from camloc.zoom import DEFAULT_ZOOM
+
+Box = tuple[float, float, float, float]
+Window = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """The cell fit's settings (module docstring): window expansions, the label box's shrink, the logistic fit's C,
+    at most `max_background` background cells kept per image (a seeded random subset: they outnumber object cells),
+    and images per batch. The defaults are those measured in docs/probe.md."""
+
+    expands: tuple[float, ...] = (2.0, 2.7)
+    shrink: float = 0.7
+    C: float = 0.01
+    max_background: int = 128
+    batch: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.expands or min(self.expands) <= 0 or not 0 < self.shrink <= 1:
+            raise InputError("cell fit: window expansions must be positive and shrink in (0, 1]")
+        if self.C <= 0 or self.max_background < 1 or self.batch < 1:
+            raise InputError("cell fit: C must be positive, max_background and batch at least 1")
+
+
+DEFAULT_CELLS = CellSettings()
+
+
+def cell_features(model: nn.Module, views: Sequence[tuple[Image.Image, int]]) -> list[np.ndarray]:
+    """Feature maps (C, h, w) float32 of each (image, shorter side) view, preprocessed as explain's passes; views
+    of equal input shape run as one batch."""
+    adapter = get_adapter(model)
+    pre = info_of(model).preprocess
+    tensors = [image_to_tensor(im, size, pre) for im, size in views]
+    out: list[np.ndarray] = [np.empty(0, np.float32)] * len(views)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(tuple(t.shape), []).append(i)
+    device, dtype = adapter.weight.device, adapter.weight.dtype
+    with eval_mode(model), torch.no_grad():
+        for idx in groups.values():
+            x = torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)
+            for i, f in zip(idx, adapter.features(x).float().cpu().numpy(), strict=True):
+                out[i] = f
+    return out
+
+
+def scaled_box(box: Box, factor: float) -> Box:
+    """`box` (x0, y0, x1, y1) scaled by `factor` about its centre."""
+    x0, y0, x1, y1 = box
+    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) * factor / 2, (y1 - y0) * factor / 2
+    return cx - hw, cy - hh, cx + hw, cy + hh
+
+
+def cell_centres(window: Window, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image coordinates (h, w) of the centres of an h x w feature map's cells over `window`."""
+    x0, y0, x1, y1 = window
+    ys = y0 + (np.arange(h) + 0.5) * (y1 - y0) / h
+    xs = x0 + (np.arange(w) + 0.5) * (x1 - x0) / w
+    return np.meshgrid(ys, xs, indexing="ij")
+
+
+def inside(box: Box, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Which points (ys, xs) lie in `box`."""
+    return (xs >= box[0]) & (xs < box[2]) & (ys >= box[1]) & (ys < box[3])
+
+
+def label_cells(
+    feats: np.ndarray, window: Window, box: Box, label: int, background: int, shrink: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cells (n, C) of one view's features (C, h, w) over `window`, labelled by `box` (step 3 of the module
+    docstring) -> (cells, labels); the cells between the two boxes are left out."""
+    c, h, w = feats.shape
+    ys, xs = cell_centres(window, h, w)
+    obj = inside(scaled_box(box, shrink), ys, xs).reshape(-1)
+    bg = ~inside(scaled_box(box, 1.0 / shrink), ys, xs).reshape(-1)
+    cells = feats.reshape(c, -1).T
+    return (
+        np.concatenate([cells[obj], cells[bg]]),
+        np.concatenate([np.full(int(obj.sum()), label), np.full(int(bg.sum()), background)]),
+    )
+
+
+def image_cells(
+    model: nn.Module, image: Image.Image, box: Box, label: int, background: int, settings: CellSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """One training image's labelled cells over its views (step 2), at most `max_background` of them background."""
+    x0, y0, x1, y1 = box
+    windows: list[Window] = [(0, 0, image.width, image.height)]
+    sizes = [info_of(model).preprocess.input_size]
+    if x1 > x0 and y1 > y0:
+        for e in settings.expands:
+            windows.append(zoom_window(np.asarray(box), image.height, image.width, e))
+            sizes.append(DEFAULT_ZOOM.size)
+    views = [(image if k == 0 else image.crop(win), s) for k, (win, s) in enumerate(zip(windows, sizes, strict=True))]
+    cells, labels = zip(
+        *(
+            label_cells(f, win, box, label, background, settings.shrink)
+            for f, win in zip(cell_features(model, views), windows, strict=True)
+        ),
+        strict=True,
+    )
+    x, y = np.concatenate(cells), np.concatenate(labels)
+    bg = np.flatnonzero(y == background)
+    if len(bg) > settings.max_background:
+        rng = np.random.default_rng([settings.seed, label, image.width, image.height, len(bg)])
+        drop = rng.choice(bg, len(bg) - settings.max_background, replace=False)
+        keep = np.setdiff1d(np.arange(len(y)), drop)
+        x, y = x[keep], y[keep]
+    return x, y
+
+
+def fit_rows(cells: np.ndarray, labels: np.ndarray, n_classes: int, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4: logistic regression of cells (n, C) on labels 0..K (K: background), features standardised (folded
+    back in) -> the probe's weight (K, C) and bias (K,), each row against the background's."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    present = np.unique(labels)
+    if len(present) != n_classes + 1:
+        missing = sorted(set(range(n_classes + 1)) - set(present.tolist()))
+        raise InputError(f"cell fit: no labelled cells for class(es) {missing} (every image's box was empty?)")
+    x = np.asarray(cells, dtype=np.float64)
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    clf = LogisticRegression(C=C, max_iter=2000, class_weight="balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit((x - mean) / scale, labels)
+    weight = clf.coef_ / scale
+    bias = clf.intercept_ - weight @ mean
+    return weight[:n_classes] - weight[n_classes], bias[:n_classes] - bias[n_classes]
+
+
+def fit_cells(
+    span_probe: nn.Module,
+    images: Sequence[Image.Image],
+    labels: Sequence[int],
+    n_classes: int,
+    settings: CellSettings = DEFAULT_CELLS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-4 on `span_probe` (the backbone with the span classifier as its head): boxes from explain's default
+    for each image's class, labelled cells of its views, one fit -> weight (K, C) and bias (K,) float64."""
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for start in range(0, len(images), settings.batch):
+        chunk = list(images[start : start + settings.batch])
+        chunk_labels = [int(c) for c in labels[start : start + settings.batch]]
+        boxes = explain(span_probe, chunk, targets=[[c] for c in chunk_labels]).boxes
+        assert boxes is not None  # explain boxes unless told not to
+        for j, (im, c) in enumerate(zip(chunk, chunk_labels, strict=True)):
+            b = [float(v) for v in (boxes[j][0] if isinstance(boxes, list) else boxes[j, 0]).tolist()]
+            x, y = image_cells(span_probe, im, (b[0], b[1], b[2], b[3]), c, n_classes, settings)
+            xs.append(x)
+            ys.append(y)
+    return fit_rows(np.concatenate(xs), np.concatenate(ys), n_classes, settings.C)
