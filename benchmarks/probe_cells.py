@@ -55,9 +55,9 @@ from camloc.engine import upsample
 from camloc.errors import InputError
 from camloc.explainer.passes import explain
 from camloc.io import as_rgb_image
-from camloc.models.adapters import eval_mode, get_adapter
+from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of
-from camloc.preprocess import image_to_tensor
+from camloc.probe.cells import cell_features
 from camloc.zoom import DEFAULT_ZOOM
 
 log = logging.getLogger("camloc")
@@ -92,25 +92,6 @@ class CellFit:
 
 
 DEFAULT_CELL_FIT = CellFit()
-
-
-def cell_features(model: nn.Module, views: list[tuple[Image.Image, int]]) -> list[np.ndarray]:
-    """Feature maps (C, h, w) of each (image, shorter side) view, preprocessed as explain's passes; views of equal
-    input shape run as one batch."""
-    adapter = get_adapter(model)
-    pre = info_of(model).preprocess
-    tensors = [image_to_tensor(im, size, pre) for im, size in views]
-    out: list[np.ndarray | None] = [None] * len(views)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault(tuple(t.shape), []).append(i)
-    device, dtype = adapter.weight.device, adapter.weight.dtype
-    with eval_mode(model), torch.no_grad():
-        for idx in groups.values():
-            x = torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)
-            for i, f in zip(idx, adapter.features(x).float().cpu().numpy(), strict=True):
-                out[i] = f
-    return [f for f in out if f is not None]
 
 
 def _label_cells(

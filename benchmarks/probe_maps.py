@@ -3,6 +3,7 @@
     python benchmarks/probe_maps.py            # about a minute on 2 CPU cores
     python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 25 minutes
     python benchmarks/probe_maps.py --fits --only span    # the plain probe and the span classifier, 3 minutes
+    python benchmarks/probe_maps.py --fits --only span,cells   # span, cells and the cells fit on true boxes
 
 The images are those of `tests/probe/test_probe_maps.py` (30 training images per class, 10 test images; per-pixel
 noise with six random rectangles of clutter), and the same layout on smooth noise (random 28 x 28 colours upsampled
@@ -48,6 +49,7 @@ import camloc
 from camloc.boxes import box_iou, boxes_from_maps
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
+from camloc.probe import cells as cell_probe
 from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
 from camloc.probe.span import backbone_classifier, fit_span
 from probe_cells import (
@@ -144,9 +146,11 @@ def far_cells_carry_class(model: torch.nn.Module, train, labels, test, gt: torch
 IMAGE_WEIGHTS = (0.0, 0.005, 0.02, 0.1, 1.0)  # the cell fit's weight of the images' term
 
 
-def refits(train: list, labels: list[int], pooled: np.ndarray) -> dict[str, Callable[[torch.nn.Module], object] | None]:
+def refits(
+    train: list, labels: list[int], pooled: np.ndarray, boxes: list[list[int]] | None = None
+) -> dict[str, Callable[[torch.nn.Module], object] | None]:
     """The procedures of the --fits table by name, each refitting a copy of the plain probe in place (None: the
-    plain probe itself)."""
+    plain probe itself); `boxes`, the training images' true boxes, adds the oracle (a user has none)."""
     procedures: dict[str, Callable[[torch.nn.Module], object] | None] = {
         "plain (pooled, native)": None,
         "window refit (a, 2 rounds)": lambda m: window_refit(m, train, labels, pooled),
@@ -161,6 +165,13 @@ def refits(train: list, labels: list[int], pooled: np.ndarray) -> dict[str, Call
         fit_cells, images=train, labels=labels, pooled=pooled, fit=CellFit(image_weight=0.02, rounds=1)
     )
     procedures["span classifier (d; `camloc probe fit --classifier span`)"] = lambda m: span_refit(m, labels, pooled)
+    procedures["cells classifier (e; `camloc probe fit --classifier cells`)"] = lambda m: cells_refit(
+        m, train, labels, pooled
+    )
+    if boxes is not None:
+        procedures["cells labelled by the true boxes (e, oracle: uses boxes)"] = lambda m: oracle_refit(
+            m, train, labels, boxes
+        )
     # the same fit as "image weight 0.02" but for the pooled features' round-off: computed by the probe's own
     # extractor (batches of 32) instead of one batch of 60
     procedures["cell fit, image weight 0.02, pooled features in batches of 32 (c)"] = lambda m: fit_cells(
@@ -176,6 +187,30 @@ def span_refit(model: torch.nn.Module, labels: list[int], pooled: np.ndarray) ->
     set_head(model, span.weight, span.bias)
 
 
+def cells_refit(model: torch.nn.Module, train: list, labels: list[int], pooled: np.ndarray) -> None:
+    """The library's cells classifier (camloc/probe/cells.py), in place: the span probe first, its boxes of the
+    training images label their cells, then the rows on the cells (what `fit_probe(..., classifier="cells")` fits)."""
+    span_refit(model, labels, pooled)
+    weight, bias = cell_probe.fit_cells(model, train, labels, len(CLASSES))
+    set_head(model, weight, bias)
+
+
+def oracle_refit(model: torch.nn.Module, train: list, labels: list[int], boxes: list[list[int]]) -> None:
+    """The cells classifier's fit with the training images' true boxes in place of the span probe's: how well a
+    linear row on these features can box the objects at all."""
+    cells = [
+        cell_probe.image_cells(model, im, tuple(map(float, box)), c, len(CLASSES), cell_probe.DEFAULT_CELLS)
+        for im, box, c in zip(train, boxes, labels, strict=True)
+    ]  # type: ignore[arg-type]
+    weight, bias = cell_probe.fit_rows(
+        np.concatenate([x for x, _ in cells]),
+        np.concatenate([y for _, y in cells]),
+        len(CLASSES),
+        cell_probe.DEFAULT_CELLS.C,
+    )
+    set_head(model, weight, bias)
+
+
 def fits_table(only: str | None = None) -> None:
     """The refits of benchmarks/probe_cells.py on three sets (module docstring): classes right, box hits
     (IoU >= 0.5) of discs and squares, mean IoU, fit seconds."""
@@ -184,14 +219,20 @@ def fits_table(only: str | None = None) -> None:
     totals: dict[str, list[int]] = {}
     for seed, n_test in ((0, 10), (1, 20), (2, 20)):
         rng = np.random.default_rng(seed)
-        train = [disc_or_square(rng, label)[0] for label in (0, 1) for _ in range(30)]
+        boxed = [disc_or_square(rng, label) for label in (0, 1) for _ in range(30)]
+        train, boxes = [im for im, _ in boxed], [box for _, box in boxed]
         labels = [0] * 30 + [1] * 30
         test = [disc_or_square(rng, i % 2) for i in range(n_test)]
         images, gt = [im for im, _ in test], torch.tensor([box for _, box in test])
         truth = np.array([i % 2 for i in range(n_test)])
         probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default")
         pooled = pooled_at(probe.model, train, SIDE)
-        procedures = {k: v for k, v in refits(train, labels, pooled).items() if v is None or not only or only in k}
+        wanted = only.split(",") if only else []
+        procedures = {
+            k: v
+            for k, v in refits(train, labels, pooled, boxes).items()
+            if v is None or not wanted or any(w in k for w in wanted)
+        }
         name = "the test's (seed 0)" if seed == 0 else f"seed {seed}"
         for proc, refit in procedures.items():
             model = copy.deepcopy(probe.model)
@@ -221,7 +262,11 @@ def fits_table(only: str | None = None) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fits", action="store_true", help="the refits of benchmarks/probe_cells.py instead")
-    p.add_argument("--only", default=None, help="with --fits: only the refits whose name contains this (and plain)")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="with --fits: only the refits whose name contains one of these (comma-separated; and plain)",
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     if args.fits:
