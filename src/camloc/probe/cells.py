@@ -123,7 +123,8 @@ def label_cells(
 def image_cells(
     model: nn.Module, image: Image.Image, box: Box, label: int, background: int, settings: CellSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One training image's labelled cells over its views (step 2), at most `max_background` of them background."""
+    """One training image's labelled cells over its views (step 2) -> cells (n, C) float32 and labels (n,), at most
+    `max_background` of them background."""
     x0, y0, x1, y1 = box
     windows: list[Window] = [(0, 0, image.width, image.height)]
     sizes = [info_of(model).preprocess.input_size]

@@ -302,7 +302,7 @@ def fit_cells_probe(
     own: tuple[np.ndarray, np.ndarray | None] | None,
     settings: CellSettings = DEFAULT_CELLS,
 ) -> LinearFit:
-    """The "cells" classifier (`camloc.probe.cells`): a span probe on the pooled features `feats` of `sources`
+    """The "cells" classifier (`camloc.probe.cells`): a span probe on the pooled features `feats` (N, C) of `sources`
     first (its C by
     cross-validation), attached to `model` to box the training images, then the rows fitted on labelled cells
     with C = `Cs` (one value; default `DEFAULT_CELLS.C`). `model` keeps the span head; the caller attaches the
