@@ -21,18 +21,22 @@ of that class against background.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from os import PathLike
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
 from camloc.boxes import zoom_window
 from camloc.errors import InputError
 from camloc.explainer.passes import explain
+from camloc.io import as_rgb_image
 from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
@@ -40,6 +44,7 @@ from camloc.zoom import DEFAULT_ZOOM
 
 Box = tuple[float, float, float, float]
 Window = tuple[int, int, int, int]
+ImageSource = str | PathLike | Image.Image | np.ndarray  # what `as_rgb_image` decodes
 
 
 @dataclass(frozen=True)
@@ -173,17 +178,20 @@ def fit_rows(cells: np.ndarray, labels: np.ndarray, n_classes: int, C: float) ->
 
 def fit_cells(
     span_probe: nn.Module,
-    images: Sequence[Image.Image],
+    images: Sequence[ImageSource],
     labels: Sequence[int],
     n_classes: int,
     settings: CellSettings = DEFAULT_CELLS,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steps 1-4 on `span_probe` (the backbone with the span classifier as its head): boxes from explain's default
-    for each image's class, labelled cells of its views, one fit -> weight (K, C) and bias (K,) float64."""
+    for each image's class, labelled cells of its views, one fit -> weight (K, C) and bias (K,) float64.
+    `progress`: a progress bar over the images on stderr."""
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
+    bar = tqdm(total=len(images), desc="cells", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(images), settings.batch):
-        chunk = list(images[start : start + settings.batch])
+        chunk = [as_rgb_image(im) for im in images[start : start + settings.batch]]  # decoded a batch at a time
         chunk_labels = [int(c) for c in labels[start : start + settings.batch]]
         boxes = explain(span_probe, chunk, targets=[[c] for c in chunk_labels]).boxes
         assert boxes is not None  # explain boxes unless told not to
@@ -192,4 +200,6 @@ def fit_cells(
             x, y = image_cells(span_probe, im, (b[0], b[1], b[2], b[3]), c, n_classes, settings)
             xs.append(x)
             ys.append(y)
+        bar.update(len(chunk))
+    bar.close()
     return fit_rows(np.concatenate(xs), np.concatenate(ys), n_classes, settings.C)

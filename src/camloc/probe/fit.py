@@ -301,6 +301,7 @@ def fit_cells_probe(
     folds: int,
     own: tuple[np.ndarray, np.ndarray | None] | None,
     settings: CellSettings = DEFAULT_CELLS,
+    progress: bool = False,
 ) -> LinearFit:
     """The "cells" classifier (`camloc.probe.cells`): a span probe on the pooled features `feats` (N, C) of `sources`
     first (its C by
@@ -314,8 +315,7 @@ def fit_cells_probe(
         raise InputError("C values must be positive")
     span = fit_linear(feats, labels, "span", None, folds, backbone_classifier=own)
     attach_head(model, span)
-    images = [as_pil(src) for src in sources]
-    weight, bias = fit_cells(model, images, labels, n_classes, replace(settings, C=c))
+    weight, bias = fit_cells(model, sources, labels, n_classes, replace(settings, C=c), progress)
     return LinearFit(weight.astype(np.float32), bias.astype(np.float32), "cells", c, span.cv_accuracy, span.folds)
 
 
@@ -408,7 +408,9 @@ def fit_probe(
     t1 = time.perf_counter()
     own = backbone_classifier(model) if classifier in ("span", "cells") else None  # before attach_head replaces it
     if classifier == "cells":
-        fit = fit_cells_probe(model, feats, [data.sources[i] for i in kept], labels, len(data.classes), Cs, folds, own)
+        fit = fit_cells_probe(
+            model, feats, [data.sources[i] for i in kept], labels, len(data.classes), Cs, folds, own, progress=progress
+        )
     else:
         fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
     t2 = time.perf_counter()
