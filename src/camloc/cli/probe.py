@@ -106,7 +106,8 @@ def run_fit(args: argparse.Namespace) -> int:
         fit = probe.fit
         print(
             f"camloc: probe ({fit.classifier}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
-            f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); "
+            f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds"
+            f"{' of its span stage' if fit.classifier == 'cells' else ''}); "
             f"saved to {args.out}/",
             file=sys.stderr,
         )
