@@ -54,7 +54,7 @@ class CellSettings:
     and images per batch. The defaults are those measured in docs/probe.md."""
 
     expands: tuple[float, ...] = (2.0, 2.7)
-    shrink: float = 0.7
+    shrink: float = 0.5
     C: float = 0.01
     max_background: int = 128
     batch: int = 16
