@@ -3,9 +3,9 @@
 Why (issue 11, item 6; docs/probe.md): at the native size every cell of the last feature map carries the image's
 class (its receptive field covers the image), so a row fitted on pooled features, or on cells labelled by their
 image, is free to read context and lights up far from the object. Fitted on cells labelled by *boxes* (object
-cells against background cells) the same linear layer boxes small objects well: with the true boxes, 46 of the
-50 test objects of `benchmarks/probe_maps.py`. A user has no boxes, but the span probe (`camloc.probe.span`) draws
-good enough ones, so:
+cells against background cells) the same linear layer boxes small objects well: with the true boxes, 102 of the
+110 test objects of `benchmarks/probe_maps.py --fits --seeds 0,1,2,3,4,5`. A user has no boxes, so the span probe
+(`camloc.probe.span`) draws them:
 
 1. fit the span probe and explain each training image for its own class with explain's default: one box each;
 2. views of each image: the whole image at the native size, and square windows of `expands` times the box's

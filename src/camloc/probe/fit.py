@@ -71,7 +71,7 @@ class LinearFit:
 
     weight: (K, C) with K >= 2 (a binary classifier becomes two rows, -w/2 and +w/2, so that logit_1 - logit_0 is
     its decision function and the softmax is its logistic probability; "span" and "cells" fit K rows of their own).
-    "cells" (`camloc.probe.cells`) records its stage-one span fit's C grid result as `cv_accuracy`.
+    "cells" (`camloc.probe.cells`) has no cross-validation of its own: `cv_accuracy` is its span stage's.
     `estimator` is the fitted scikit-learn pipeline or `camloc.probe.span.SpanModel` (never saved: its numbers live
     in `weight` and `bias`).
     """
@@ -303,11 +303,10 @@ def fit_cells_probe(
     settings: CellSettings = DEFAULT_CELLS,
     progress: bool = False,
 ) -> LinearFit:
-    """The "cells" classifier (`camloc.probe.cells`): a span probe on the pooled features `feats` (N, C) of `sources`
-    first (its C by
-    cross-validation), attached to `model` to box the training images, then the rows fitted on labelled cells
-    with C = `Cs` (one value; default `DEFAULT_CELLS.C`). `model` keeps the span head; the caller attaches the
-    returned fit."""
+    """The "cells" classifier (`camloc.probe.cells`): first a span probe on the pooled features `feats` (N, C) of
+    `sources` (its C by cross-validation), attached to `model` to box the training images; then the rows fitted
+    on labelled cells with C = `Cs` (one value; default `DEFAULT_CELLS.C`). `model` keeps the span head; the
+    caller attaches the returned fit."""
     if Cs is not None and len(Cs) != 1:
         raise InputError("the cells classifier takes one C value (it has no boxes to cross-validate on)")
     c = float(Cs[0]) if Cs else settings.C
