@@ -57,7 +57,7 @@ from camloc.explainer.passes import explain
 from camloc.io import as_rgb_image
 from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of
-from camloc.probe.cells import cell_features
+from camloc.probe.views import cell_features
 from camloc.zoom import DEFAULT_ZOOM
 
 log = logging.getLogger("camloc")

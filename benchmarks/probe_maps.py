@@ -51,6 +51,7 @@ from camloc.boxes import box_iou, boxes_from_maps
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 from camloc.probe import cells as cell_probe
+from camloc.probe.contrast import contrast_boxes
 from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
 from camloc.probe.span import backbone_classifier, fit_span
 from probe_cells import (
@@ -166,12 +167,15 @@ def refits(
         fit_cells, images=train, labels=labels, pooled=pooled, fit=CellFit(image_weight=0.02, rounds=1)
     )
     procedures["span classifier (d; `camloc probe fit --classifier span`)"] = lambda m: span_refit(m, labels, pooled)
+    procedures["cells fit on the span probe's boxes (e, before)"] = lambda m: span_boxes_cells_refit(
+        m, train, labels, pooled
+    )
     procedures["cells classifier (e; `camloc probe fit --classifier cells`)"] = lambda m: cells_refit(
         m, train, labels, pooled
     )
     if boxes is not None:
-        procedures["cells labelled by the true boxes (e, oracle: uses boxes)"] = lambda m: oracle_refit(
-            m, train, labels, boxes
+        procedures["cells labelled by the true boxes (e, oracle: uses boxes)"] = lambda m: boxed_cells_refit(
+            m, train, labels, [[float(v) for v in box] for box in boxes]
         )
     # the same fit as "image weight 0.02" but for the pooled features' round-off: computed by the probe's own
     # extractor (batches of 32) instead of one batch of 60
@@ -189,27 +193,35 @@ def span_refit(model: torch.nn.Module, labels: list[int], pooled: np.ndarray) ->
 
 
 def cells_refit(model: torch.nn.Module, train: list, labels: list[int], pooled: np.ndarray) -> None:
-    """The library's cells classifier (camloc/probe/cells.py), in place: the span probe first, its boxes of the
-    training images label their cells, then the rows on the cells (what `fit_probe(..., classifier="cells")` fits)."""
-    span_refit(model, labels, pooled)
-    weight, bias = cell_probe.fit_cells(model, train, labels, len(CLASSES))
-    set_head(model, weight, bias)
+    """The library's cells classifier (camloc/probe/cells.py), in place: the contrast boxes of the training images
+    label their cells, then the rows on the cells (what `fit_probe(..., classifier="cells")` fits)."""
+    per_image = cell_probe.labelled_cells(model, train, labels, len(CLASSES))
+    set_head(model, *cell_probe.fit_image_cells(per_image, len(CLASSES), cell_probe.DEFAULT_CELLS.C))
 
 
-def oracle_refit(model: torch.nn.Module, train: list, labels: list[int], boxes: list[list[int]]) -> None:
-    """The cells classifier's fit with the training images' true boxes in place of the span probe's: how well a
-    linear row on these features can box the objects at all."""
-    cells = [
-        cell_probe.image_cells(model, im, tuple(map(float, box)), c, len(CLASSES), cell_probe.DEFAULT_CELLS)
+def boxed_cells_refit(model: torch.nn.Module, train: list, labels: list[int], boxes: list[list[float]]) -> None:
+    """The cells classifier's fit with the given boxes of the training images in place of its contrast boxes."""
+    per_image = [
+        cell_probe.image_cells(model, im, (box[0], box[1], box[2], box[3]), c, len(CLASSES), cell_probe.DEFAULT_CELLS)
         for im, box, c in zip(train, boxes, labels, strict=True)
-    ]  # type: ignore[arg-type]
-    weight, bias = cell_probe.fit_rows(
-        np.concatenate([x for x, _ in cells]),
-        np.concatenate([y for _, y in cells]),
-        len(CLASSES),
-        cell_probe.DEFAULT_CELLS.C,
-    )
-    set_head(model, weight, bias)
+    ]
+    set_head(model, *cell_probe.fit_image_cells(per_image, len(CLASSES), cell_probe.DEFAULT_CELLS.C))
+
+
+def span_boxes_cells_refit(model: torch.nn.Module, train: list, labels: list[int], pooled: np.ndarray) -> None:
+    """The cells fit on the span probe's boxes of the training images (explain's default for each image's class):
+    the cells classifier before the contrast boxes."""
+    span_refit(model, labels, pooled)
+    boxes = camloc.explain(model, train, targets=[[c] for c in labels]).boxes
+    assert boxes is not None
+    boxed_cells_refit(model, train, labels, boxes[:, 0].double().tolist())
+
+
+def contrast_box_hits(train: list, labels: list[int], boxes: list[list[int]]) -> str:
+    """How many of the training images' contrast boxes (camloc/probe/contrast.py) hit the true box, mean IoU."""
+    found = contrast_boxes(camloc.load("default"), train, labels)
+    iou = box_iou(torch.from_numpy(found).double(), torch.tensor(boxes).double()).diagonal()
+    return f"{int((iou >= 0.5).sum())}/{len(train)} at IoU >= 0.5, mean IoU {float(iou.mean()):.2f}"
 
 
 def fits_table(only: str | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
@@ -218,6 +230,7 @@ def fits_table(only: str | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> N
     print("| set | probe | classes right | disc hits | square hits | mean IoU | refit s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     totals: dict[str, list[int]] = {}
+    contrast_notes: list[str] = []
     for seed in seeds:
         n_test = 10 if seed == 0 else 20  # seed 0: the test's set
         rng = np.random.default_rng(seed)
@@ -236,6 +249,8 @@ def fits_table(only: str | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> N
             if v is None or not wanted or any(w in k for w in wanted)
         }
         name = "the test's (seed 0)" if seed == 0 else f"seed {seed}"
+        if any("cells classifier" in k for k in procedures):
+            contrast_notes.append(f"{name}: {contrast_box_hits(train, labels, boxes)}")
         for proc, refit in procedures.items():
             model = copy.deepcopy(probe.model)
             t0 = time.perf_counter()
@@ -261,6 +276,9 @@ def fits_table(only: str | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> N
     )
     for proc, (right, hit, n) in totals.items():
         print(f"| {proc} | {right}/{n} | {hit}/{n} |")
+    if contrast_notes:
+        print("\nthe contrast boxes of the training images (what labels the cells classifier's cells):")
+        print("\n".join(f"- {note}" for note in contrast_notes))
 
 
 def main() -> None:

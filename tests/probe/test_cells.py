@@ -1,5 +1,6 @@
 """The "cells" probe classifier (camloc/probe/cells.py): the cell labels by hand, the rows against a direct
-scikit-learn fit, the CAM identity of the fitted probe, and issue 11 item 6's case (red discs vs blue squares)."""
+scikit-learn fit, the CAM identity of the fitted probe, its cross-validated accuracy, and issue 11 item 6's case
+(red discs vs blue squares)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from camloc.boxes import box_iou
 from camloc.engine import check_identity
 from camloc.errors import InputError
 from camloc.models.adapters import get_adapter
-from camloc.probe.cells import CellSettings, fit_rows, label_cells, scaled_box
+from camloc.probe.cells import CellSettings, cross_validated_accuracy, fit_rows, label_cells, scaled_box
 from camloc.probe.fit import ProbeSet, fit_probe
 from tests.probe.test_probe_maps import CLASSES, disc_or_square
 
@@ -56,6 +57,23 @@ def test_cell_settings_refuse_nonsense() -> None:
         CellSettings(C=-1)
 
 
+def test_cross_validated_accuracy_classifies_held_out_images_by_their_pooled_features() -> None:
+    # 2 classes x 6 images; each image's cells: 3 object cells near +-e_k (its class k) and 3 background cells near 0
+    rng = np.random.default_rng(0)
+    labels = [0] * 6 + [1] * 6
+    per_image = []
+    for c in labels:
+        obj = np.eye(2)[c] * 3 + rng.normal(0, 0.1, (3, 2))
+        per_image.append((np.concatenate([obj, rng.normal(0, 0.1, (3, 2))]), np.array([c] * 3 + [2] * 3)))
+    pooled = np.stack([np.eye(2)[c] for c in labels])
+    accuracy, folds = cross_validated_accuracy(per_image, pooled, labels, n_classes=2, C=1.0, folds=3)
+    assert (accuracy, folds) == (1.0, 3)
+    # the same cells, the pooled features of each image swapped to the other class's: every held-out image wrong
+    assert cross_validated_accuracy(per_image, pooled[:, ::-1], labels, 2, 1.0, 3)[0] == 0.0
+    # folds are capped by the smallest class
+    assert cross_validated_accuracy(per_image, pooled, labels, 2, 1.0, 10)[1] == 6
+
+
 @pytest.fixture(scope="module")
 def cells_probe():
     """The cells probe on the training images of tests/probe/test_probe_maps.py, and its 10 test images."""
@@ -82,11 +100,20 @@ def test_cells_probe_keeps_the_cam_identity_and_reloads(cells_probe, tmp_path) -
 
 
 def test_cells_probe_boxes_discs_and_squares(cells_probe) -> None:
-    """Every image classified; 7 of the 10 boxes at IoU >= 0.5 with explain's default (every disc, 2 of the 5
-    squares; the plain probe boxes 1 of 10): docs/probe.md, `python benchmarks/probe_maps.py --fits --only cells`."""
+    """Every image classified; at least 9 of the 10 boxes at IoU >= 0.5 with explain's default (10 of 10 here, the
+    lowest IoU 0.51; the plain probe boxes 1 of 10): docs/probe.md, `python benchmarks/probe_maps.py --fits --only
+    cells`."""
     probe, images, gt = cells_probe
     res = camloc.explain(probe.model, images, top_k=1)
     assert res.classes[:, 0].tolist() == [i % 2 for i in range(10)]
-    hits = (box_iou(res.boxes[:, 0].cpu(), gt).diagonal() >= 0.5).tolist()
-    assert hits[0::2] == [True] * 5, hits
-    assert sum(hits) >= 7, hits
+    iou = box_iou(res.boxes[:, 0].cpu(), gt).diagonal()
+    assert int((iou >= 0.5).sum()) >= 9 and float(iou.mean()) > 0.65, iou.tolist()
+
+
+def test_cells_probe_cross_validates_its_accuracy(cells_probe) -> None:
+    """The cell fit's accuracy is held out: 5 folds over the 60 training images, each classified by its pooled
+    features (59 of 60 right here)."""
+    probe, _, _ = cells_probe
+    assert probe.fit.folds == 5
+    assert 0.9 <= probe.fit.cv_accuracy <= 1.0
+    assert probe.config()["probe"]["cv_accuracy"] == round(probe.fit.cv_accuracy, 6)

@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="logreg",
         help="logreg (logistic regression, default), svm (linear SVM, as in the paper), span (each class a "
         "non-negative mix of the backbone's own classifier rows) or cells (rows fitted on feature cells labelled "
-        "by the span probe's own boxes: the tightest maps of small objects; docs/probe.md)",
+        "by boxes the training images draw themselves: the tightest maps of small objects; docs/probe.md)",
     )
     f.add_argument(
         "--C",
@@ -106,9 +106,7 @@ def run_fit(args: argparse.Namespace) -> int:
         fit = probe.fit
         print(
             f"camloc: probe ({fit.classifier}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
-            f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds"
-            f"{' of its span stage' if fit.classifier == 'cells' else ''}); "
-            f"saved to {args.out}/",
+            f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); saved to {args.out}/",
             file=sys.stderr,
         )
         if probe.n_skipped:

@@ -1,13 +1,13 @@
-"""The probe classifier "cells": rows fitted on feature cells labelled by the boxes a span probe draws itself.
+"""The probe classifier "cells": rows fitted on feature cells labelled by boxes the training images draw themselves.
 
 Why (issue 11, item 6; docs/probe.md): at the native size every cell of the last feature map carries the image's
 class (its receptive field covers the image), so a row fitted on pooled features, or on cells labelled by their
 image, is free to read context and lights up far from the object. Fitted on cells labelled by *boxes* (object
-cells against background cells) the same linear layer boxes small objects well: with the true boxes, 102 of the
-110 test objects of `benchmarks/probe_maps.py --fits --seeds 0,1,2,3,4,5`. A user has no boxes, so the span probe
-(`camloc.probe.span`) draws them:
+cells against background cells) the same linear layer boxes small objects well. A user has no boxes, so the
+training images draw them (`camloc.probe.contrast`: where an image's cells are near its own class's cells and far
+from the other classes'):
 
-1. fit the span probe and explain each training image for its own class with explain's default: one box each;
+1. one box per training image from the contrast of its cells (box-free: classes only);
 2. views of each image: the whole image at the native size, and square windows of `expands` times the box's
    longer side (`camloc.boxes.zoom_window`) at the zoom's pass size, as explain's zoom looks at objects;
 3. each view's feature cells are labelled by where their centres fall: inside the box shrunk to `shrink` of its
@@ -25,26 +25,22 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from os import PathLike
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from camloc.boxes import zoom_window
 from camloc.errors import InputError
-from camloc.explainer.passes import explain
 from camloc.io import as_rgb_image
-from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.zoo import info_of
-from camloc.preprocess import image_to_tensor
+from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastSettings, contrast_bank
+from camloc.probe.views import ImageSource, cell_features
 from camloc.zoom import DEFAULT_ZOOM
 
 Box = tuple[float, float, float, float]
 Window = tuple[int, int, int, int]
-ImageSource = str | PathLike | Image.Image | np.ndarray  # what `as_rgb_image` decodes
 
 
 @dataclass(frozen=True)
@@ -68,25 +64,6 @@ class CellSettings:
 
 
 DEFAULT_CELLS = CellSettings()
-
-
-def cell_features(model: nn.Module, views: Sequence[tuple[Image.Image, int]]) -> list[np.ndarray]:
-    """Feature maps (C, h, w) float32 of each (image, shorter side) view, preprocessed as explain's passes; views
-    of equal input shape run as one batch."""
-    adapter = get_adapter(model)
-    pre = info_of(model).preprocess
-    tensors = [image_to_tensor(im, size, pre) for im, size in views]
-    out: list[np.ndarray] = [np.empty(0, np.float32)] * len(views)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault(tuple(t.shape), []).append(i)
-    device, dtype = adapter.weight.device, adapter.weight.dtype
-    with eval_mode(model), torch.no_grad():
-        for idx in groups.values():
-            x = torch.stack([tensors[i] for i in idx]).to(device=device, dtype=dtype)
-            for i, f in zip(idx, adapter.features(x).float().cpu().numpy(), strict=True):
-                out[i] = f
-    return out
 
 
 def scaled_box(box: Box, factor: float) -> Box:
@@ -176,30 +153,59 @@ def fit_rows(cells: np.ndarray, labels: np.ndarray, n_classes: int, C: float) ->
     return weight[:n_classes] - weight[n_classes], bias[:n_classes] - bias[n_classes]
 
 
-def fit_cells(
-    span_probe: nn.Module,
-    images: Sequence[ImageSource],
+def labelled_cells(
+    model: nn.Module,
+    sources: Sequence[ImageSource],
     labels: Sequence[int],
     n_classes: int,
     settings: CellSettings = DEFAULT_CELLS,
+    contrast: ContrastSettings = DEFAULT_CONTRAST,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 1-4 on `span_probe` (the backbone with the span classifier as its head): boxes from explain's default
-    for each image's class, labelled cells of its views, one fit -> weight (K, C) and bias (K,) float64.
-    `progress`: a progress bar over the images on stderr."""
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    bar = tqdm(total=len(images), desc="cells", unit="img", disable=not progress, file=sys.stderr)
-    for start in range(0, len(images), settings.batch):
-        chunk = [as_rgb_image(im) for im in images[start : start + settings.batch]]  # decoded a batch at a time
-        chunk_labels = [int(c) for c in labels[start : start + settings.batch]]
-        boxes = explain(span_probe, chunk, targets=[[c] for c in chunk_labels]).boxes
-        assert boxes is not None  # explain boxes unless told not to
-        for j, (im, c) in enumerate(zip(chunk, chunk_labels, strict=True)):
-            b = [float(v) for v in (boxes[j][0] if isinstance(boxes, list) else boxes[j, 0]).tolist()]
-            x, y = image_cells(span_probe, im, (b[0], b[1], b[2], b[3]), c, n_classes, settings)
-            xs.append(x)
-            ys.append(y)
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Steps 1-3 with `model`'s backbone (its head is not read): each image's labelled cells (n, C) and labels (n,)
+    of its views, boxed by the contrast. Images are decoded a batch at a time; `progress`: a bar on stderr."""
+    bank = contrast_bank(model, sources, labels, contrast, progress)
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    bar = tqdm(total=len(sources), desc="cells", unit="img", disable=not progress, file=sys.stderr)
+    for start in range(0, len(sources), settings.batch):
+        idx = list(range(start, min(start + settings.batch, len(sources))))
+        chunk = [as_rgb_image(sources[i]) for i in idx]
+        chunk_labels = [int(labels[i]) for i in idx]
+        boxes = bank.boxes(model, chunk, chunk_labels, idx, contrast)
+        for im, box, c in zip(chunk, boxes.astype(float).tolist(), chunk_labels, strict=True):
+            out.append(image_cells(model, im, (box[0], box[1], box[2], box[3]), c, n_classes, settings))
         bar.update(len(chunk))
     bar.close()
-    return fit_rows(np.concatenate(xs), np.concatenate(ys), n_classes, settings.C)
+    return out
+
+
+def fit_image_cells(
+    per_image: Sequence[tuple[np.ndarray, np.ndarray]], n_classes: int, C: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4 on the labelled cells of some images -> weight (K, C) and bias (K,) float64."""
+    return fit_rows(np.concatenate([x for x, _ in per_image]), np.concatenate([y for _, y in per_image]), n_classes, C)
+
+
+def cross_validated_accuracy(
+    per_image: Sequence[tuple[np.ndarray, np.ndarray]],
+    pooled: np.ndarray,
+    labels: Sequence[int],
+    n_classes: int,
+    C: float,
+    folds: int,
+    seed: int = 0,
+) -> tuple[float, int]:
+    """Held-out classification accuracy of the cell fit: stratified folds over images, rows fitted on the other
+    folds' cells, each held-out image classified by its pooled features `pooled` (N, C) as the probe would
+    (logits = pooled @ weight.T + bias). -> (accuracy, folds used)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(labels, dtype=np.int64)
+    n_splits = int(min(folds, np.bincount(y).min()))
+    if n_splits < 2:
+        raise InputError("every class needs at least 2 images to cross-validate the cell fit")
+    right = 0
+    for train, held in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(pooled, y):
+        weight, bias = fit_image_cells([per_image[i] for i in train], n_classes, C)
+        right += int(((pooled[held] @ weight.T + bias).argmax(axis=1) == y[held]).sum())
+    return right / len(y), n_splits

@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +35,7 @@ from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
-from camloc.probe.cells import DEFAULT_CELLS, CellSettings, fit_cells
+from camloc.probe.cells import DEFAULT_CELLS, CellSettings, cross_validated_accuracy, fit_image_cells, labelled_cells
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
 from camloc.probe.span import backbone_classifier, fit_span
 
@@ -47,7 +47,7 @@ DEFAULT_CS: dict[str, tuple[float, ...]] = {
     "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
     "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     "span": (1e-2, 1e-1, 1.0, 10.0),
-    "cells": (DEFAULT_CELLS.C,),  # one value: the cell fit has no boxes to cross-validate on
+    "cells": (DEFAULT_CELLS.C,),  # one value: the cell fit has no boxes to choose C on
 }
 
 
@@ -71,7 +71,7 @@ class LinearFit:
 
     weight: (K, C) with K >= 2 (a binary classifier becomes two rows, -w/2 and +w/2, so that logit_1 - logit_0 is
     its decision function and the softmax is its logistic probability; "span" and "cells" fit K rows of their own).
-    "cells" (`camloc.probe.cells`) has no cross-validation of its own: `cv_accuracy` is its span stage's.
+    "cells" (`camloc.probe.cells`) takes one C; its `cv_accuracy` is cross-validated over images all the same.
     `estimator` is the fitted scikit-learn pipeline or `camloc.probe.span.SpanModel` (never saved: its numbers live
     in `weight` and `bias`).
     """
@@ -299,23 +299,21 @@ def fit_cells_probe(
     n_classes: int,
     Cs: Sequence[float] | None,
     folds: int,
-    own: tuple[np.ndarray, np.ndarray | None] | None,
     settings: CellSettings = DEFAULT_CELLS,
     progress: bool = False,
 ) -> LinearFit:
-    """The "cells" classifier (`camloc.probe.cells`): first a span probe on the pooled features `feats` (N, C) of
-    `sources` (its C by cross-validation), attached to `model` to box the training images; then the rows fitted
-    on labelled cells with C = `Cs` (one value; default `DEFAULT_CELLS.C`). `model` keeps the span head; the
-    caller attaches the returned fit."""
+    """The "cells" classifier (`camloc.probe.cells`): the rows fitted on the cells of `sources`, labelled by their
+    contrast boxes, with C = `Cs` (one value; default `DEFAULT_CELLS.C`); its accuracy cross-validated over
+    images, each held-out image classified by its pooled features `feats` (N, C)."""
     if Cs is not None and len(Cs) != 1:
-        raise InputError("the cells classifier takes one C value (it has no boxes to cross-validate on)")
+        raise InputError("the cells classifier takes one C value (it has no boxes to choose C on)")
     c = float(Cs[0]) if Cs else settings.C
     if c <= 0:
         raise InputError("C values must be positive")
-    span = fit_linear(feats, labels, "span", None, folds, backbone_classifier=own)
-    attach_head(model, span)
-    weight, bias = fit_cells(model, sources, labels, n_classes, replace(settings, C=c), progress)
-    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), "cells", c, span.cv_accuracy, span.folds)
+    per_image = labelled_cells(model, sources, labels, n_classes, settings, progress=progress)
+    accuracy, n_splits = cross_validated_accuracy(per_image, feats, labels, n_classes, c, folds)
+    weight, bias = fit_image_cells(per_image, n_classes, c)
+    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), "cells", c, accuracy, n_splits)
 
 
 def decision_logits(fit: LinearFit, features: np.ndarray) -> np.ndarray:
@@ -405,10 +403,10 @@ def fit_probe(
     labels = [data.labels[i] for i in kept]
     check_labels(labels, data.classes, data.name, readable=True)
     t1 = time.perf_counter()
-    own = backbone_classifier(model) if classifier in ("span", "cells") else None  # before attach_head replaces it
+    own = backbone_classifier(model) if classifier == "span" else None  # before attach_head replaces it
     if classifier == "cells":
         fit = fit_cells_probe(
-            model, feats, [data.sources[i] for i in kept], labels, len(data.classes), Cs, folds, own, progress=progress
+            model, feats, [data.sources[i] for i in kept], labels, len(data.classes), Cs, folds, progress=progress
         )
     else:
         fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
