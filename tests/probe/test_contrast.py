@@ -44,7 +44,7 @@ def test_reference_images_share_the_cap_between_classes_reproducibly() -> None:
 def test_contrast_settings_refuse_nonsense() -> None:
     for bad in ({"threshold": 1.0}, {"k": 0}, {"size": 8}, {"max_reference": 1}):
         with pytest.raises(InputError):
-            ContrastSettings(**bad)  # type: ignore[arg-type]
+            ContrastSettings(**bad)
 
 
 def test_contrast_boxes_find_the_training_objects() -> None:
