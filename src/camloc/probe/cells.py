@@ -194,10 +194,11 @@ def cross_validated_accuracy(
     C: float,
     folds: int,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[float, int]:
     """Held-out classification accuracy of the cell fit: stratified folds over images, rows fitted on the other
     folds' cells, each held-out image classified by its pooled features `pooled` (N, C) as the probe would
-    (logits = pooled @ weight.T + bias). -> (accuracy, folds used)."""
+    (logits = pooled @ weight.T + bias). -> (accuracy, folds used). `progress`: a bar over the folds on stderr."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(labels, dtype=np.int64)
@@ -205,7 +206,8 @@ def cross_validated_accuracy(
     if n_splits < 2:
         raise InputError("every class needs at least 2 images to cross-validate the cell fit")
     right = 0
-    for train, held in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(pooled, y):
+    splits = StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(pooled, y)
+    for train, held in tqdm(splits, total=n_splits, desc="cross-validation", disable=not progress, file=sys.stderr):
         weight, bias = fit_image_cells([per_image[i] for i in train], n_classes, C)
         right += int(((pooled[held] @ weight.T + bias).argmax(axis=1) == y[held]).sum())
     return right / len(y), n_splits

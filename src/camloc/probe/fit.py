@@ -311,7 +311,7 @@ def fit_cells_probe(
     if c <= 0:
         raise InputError("C values must be positive")
     per_image = labelled_cells(model, sources, labels, n_classes, settings, progress=progress)
-    accuracy, n_splits = cross_validated_accuracy(per_image, feats, labels, n_classes, c, folds)
+    accuracy, n_splits = cross_validated_accuracy(per_image, feats, labels, n_classes, c, folds, progress=progress)
     weight, bias = fit_image_cells(per_image, n_classes, c)
     return LinearFit(weight.astype(np.float32), bias.astype(np.float32), "cells", c, accuracy, n_splits)
 
