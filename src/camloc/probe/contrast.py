@@ -38,7 +38,8 @@ from camloc.probe.views import ImageSource, cell_features
 @dataclass(frozen=True)
 class ContrastSettings:
     """The contrast's settings (module docstring): the views' shorter side, neighbours per side, the box threshold
-    (fraction of the score map's max), reference images per class, images per batch and the subset's seed."""
+    (fraction of the score map's max), reference images in all (`reference_images`), images per batch and the
+    subset's seed."""
 
     size: int = 448
     k: int = 5
