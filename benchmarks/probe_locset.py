@@ -2,6 +2,7 @@
 
     make locset                                   # builds .cache/locset when missing
     python benchmarks/probe_locset.py             # logreg, span and cells: about 6 minutes on 2 CPU cores
+    python benchmarks/probe_locset.py --classifiers cells --contrast-threshold 0.3   # cells, lower box threshold
 
 The set of docs/resolution.md (`benchmarks/build_locset.py`) pastes real objects at many scales onto real
 backgrounds. Its objects with 29 images or more (12: apple, butterfly, cat, espresso, kitten, mandrill, motorcycle,
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import camloc
 from camloc.boxes import box_iou
+from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_settings
 from camloc.probe.fit import CLASSIFIERS, ProbeSet, fit_probe
 
 MIN_IMAGES = 29  # the objects pasted at every scale and background; the rest are single real photos
@@ -52,6 +54,9 @@ def main() -> None:
     p.add_argument("--set", type=Path, default=Path(".cache/locset"), help="a folder built by build_locset.py")
     p.add_argument("--classifiers", default="logreg,span,cells", help=f"comma-separated, of {', '.join(CLASSIFIERS)}")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--contrast-threshold", type=float, default=None, help="the cells classifier's (default: the library's, 0.7)"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     manifest = json.loads((args.set / "manifest.json").read_text(encoding="utf-8"))
@@ -65,8 +70,11 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|" + "---:|" * len(groups))
     for classifier in args.classifiers.split(","):
         t0 = time.perf_counter()
+        contrast = DEFAULT_CONTRAST if args.contrast_threshold is None else contrast_settings(args.contrast_threshold)
         probe = fit_probe(
-            ProbeSet([str(args.set / item["file"]) for item in train], y_train, classes), classifier=classifier
+            ProbeSet([str(args.set / item["file"]) for item in train], y_train, classes),
+            classifier=classifier,
+            contrast=contrast,
         )
         seconds = time.perf_counter() - t0
         top1 = camloc.explain(probe.model, test_paths, top_k=1, map_sizes=())
@@ -82,7 +90,7 @@ def main() -> None:
             totals[item["group"]] += 1
         cells = " | ".join(f"{hits[g]}/{totals[g]}" for g in groups)
         print(
-            f"| {classifier} | {seconds:.0f} | {probe.fit.cv_accuracy:.3f} | {right}/{len(test)} | "
+            f"| {classifier}{'' if classifier != 'cells' else f' (contrast {contrast.threshold:g})'} | {seconds:.0f} | {probe.fit.cv_accuracy:.3f} | {right}/{len(test)} | "
             f"{sum(hits.values())}/{len(test)} | {cells} |",
             flush=True,
         )

@@ -93,7 +93,7 @@ def test_cells_probe_keeps_the_cam_identity_and_reloads(cells_probe, tmp_path) -
     bias = get_adapter(probe.model).bias.detach()
     for i in range(len(images)):
         assert float(check_identity(res.raw[i][None], res.all_logits[i : i + 1], res.classes[i : i + 1], bias)) < 1e-4
-    assert probe.config()["probe"]["classifier"] == "cells"
+    assert probe.config()["probe"]["classifier"] == "cells" and probe.config()["probe"]["contrast_threshold"] == 0.7
     probe.save(tmp_path / "probe")
     again = camloc.explain(camloc.load(tmp_path / "probe"), images[:3], top_k=2, map_sizes=())
     np.testing.assert_allclose(again.all_logits.numpy(), res.all_logits[:3].numpy(), atol=1e-5)

@@ -3,6 +3,7 @@ timm test net for speed, plus one run on the real default backbone."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -395,3 +396,22 @@ def test_probe_row_in_the_localization_bench(tmp_path, monkeypatch):
     write_all(tmp_path / "out", rows, info, "test")
     assert "| probe (logreg, 30 train images)" in (tmp_path / "out" / "results.md").read_text()
     assert (tmp_path / "out" / "resolution.png").stat().st_size > 0
+
+
+def test_cli_cells_takes_a_contrast_threshold(tmp_path, capsys):
+    """`--contrast-threshold` reaches the cells fit and its config; with another classifier, or out of (0, 1), it
+    is a one-line error."""
+    root = make_folder(tmp_path / "data", n_classes=2, per_class=3)
+    base = ["probe", "fit", "--data", str(root), "--backbone", BACKBONE, "--folds", "3", "--no-cache", "--quiet"]
+    rc = main([*base, "--out", str(tmp_path / "p"), "--classifier", "cells", "--contrast-threshold", "0.4"])
+    assert rc == 0, capsys.readouterr().err
+    config = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert config["probe"]["classifier"] == "cells" and config["probe"]["contrast_threshold"] == 0.4
+    for extra, message in (
+        (["--classifier", "logreg", "--contrast-threshold", "0.4"], "applies to --classifier cells only"),
+        (["--classifier", "cells", "--contrast-threshold", "1.5"], "must be in (0, 1), got 1.5"),
+    ):
+        capsys.readouterr()
+        rc = main([*base, "--out", str(tmp_path / "q"), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and message in err[0], err

@@ -9,6 +9,7 @@ from pathlib import Path
 from camloc.distributed import pick_device
 from camloc.errors import InputError
 from camloc.explainer.runner import check_batch_size
+from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_settings
 from camloc.probe.features_cache import default_cache_dir
 from camloc.probe.fit import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
 
@@ -57,6 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         + ")",
     )
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    f.add_argument(
+        "--contrast-threshold",
+        type=float,
+        default=None,
+        help="cells only: the contrast boxes' threshold, a fraction of the score's max (default 0.7, measured on "
+        "objects of one or two feature cells; 0.3 on the photos of docs/probe.md)",
+    )
     f.add_argument("--batch-size", type=int, default=32, help="images per backbone batch (default 32)")
     f.add_argument(
         "--cache-dir", type=Path, default=None, help=f"feature cache (default: $CAMLOC_CACHE or {default_cache_dir()})"
@@ -86,6 +94,9 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise InputError("--folds must be at least 2")
     cs = parse_cs(args.cs)
+    if args.contrast_threshold is not None and args.classifier != "cells":
+        raise InputError("--contrast-threshold applies to --classifier cells only")
+    contrast = DEFAULT_CONTRAST if args.contrast_threshold is None else contrast_settings(args.contrast_threshold)
     check_batch_size(args.batch_size)
     data = open_probe_set(args.data, split=args.split, images=args.images)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
@@ -95,6 +106,7 @@ def run_fit(args: argparse.Namespace) -> int:
         args.backbone,
         classifier=args.classifier,
         Cs=cs,
+        contrast=contrast,
         folds=args.folds,
         batch_size=args.batch_size,
         cache_dir=cache_dir,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -54,6 +54,13 @@ class ContrastSettings:
 
 
 DEFAULT_CONTRAST = ContrastSettings()
+
+
+def contrast_settings(threshold: float) -> ContrastSettings:
+    """The default settings with another box threshold (`camloc probe fit --contrast-threshold`)."""
+    if not 0 < threshold < 1:
+        raise InputError(f"--contrast-threshold must be in (0, 1), got {threshold:g}")
+    return replace(DEFAULT_CONTRAST, threshold=threshold)
 
 
 def unit_maps(model: nn.Module, images: Sequence[Image.Image], size: int) -> list[torch.Tensor]:

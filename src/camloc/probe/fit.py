@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any, cast
@@ -36,6 +36,7 @@ from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
 from camloc.probe.cells import DEFAULT_CELLS, CellSettings, cross_validated_accuracy, fit_image_cells, labelled_cells
+from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastSettings
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
 from camloc.probe.span import backbone_classifier, fit_span
 
@@ -83,6 +84,7 @@ class LinearFit:
     cv_accuracy: float
     folds: int
     estimator: Any = None
+    settings: dict[str, float] = field(default_factory=dict)  # what else the fit chose (cells: its contrast)
 
 
 def open_probe_set(spec: str | PathLike, split: str | None = "train", **opts: Any) -> ProbeSet:
@@ -300,20 +302,30 @@ def fit_cells_probe(
     Cs: Sequence[float] | None,
     folds: int,
     settings: CellSettings = DEFAULT_CELLS,
+    contrast: ContrastSettings = DEFAULT_CONTRAST,
     progress: bool = False,
 ) -> LinearFit:
     """The "cells" classifier (`camloc.probe.cells`): the rows fitted on the cells of `sources`, labelled by their
     contrast boxes, with C = `Cs` (one value; default `DEFAULT_CELLS.C`); its accuracy cross-validated over
-    images, each held-out image classified by its pooled features `feats` (N, C)."""
+    images, each held-out image classified by its pooled features `feats` (N, C). `contrast`: the contrast boxes'
+    settings (`camloc.probe.contrast`)."""
     if Cs is not None and len(Cs) != 1:
         raise InputError("the cells classifier takes one C value (it has no boxes to choose C on)")
     c = float(Cs[0]) if Cs else settings.C
     if c <= 0:
         raise InputError("C values must be positive")
-    per_image = labelled_cells(model, sources, labels, n_classes, settings, progress=progress)
+    per_image = labelled_cells(model, sources, labels, n_classes, settings, contrast, progress)
     accuracy, n_splits = cross_validated_accuracy(per_image, feats, labels, n_classes, c, folds, progress=progress)
     weight, bias = fit_image_cells(per_image, n_classes, c)
-    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), "cells", c, accuracy, n_splits)
+    return LinearFit(
+        weight.astype(np.float32),
+        bias.astype(np.float32),
+        "cells",
+        c,
+        accuracy,
+        n_splits,
+        settings={"contrast_threshold": contrast.threshold},
+    )
 
 
 def decision_logits(fit: LinearFit, features: np.ndarray) -> np.ndarray:
@@ -368,6 +380,7 @@ class Probe:
                 "train_images": self.n_images,
                 "skipped_images": self.n_skipped,
                 "feature_dim": int(self.fit.weight.shape[1]),
+                **self.fit.settings,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             },
         }
@@ -389,9 +402,11 @@ def fit_probe(
     device: str | torch.device = "cpu",
     progress: bool = False,
     on_skip: Callable[[str], None] = _warn_skip,
+    contrast: ContrastSettings = DEFAULT_CONTRAST,
 ) -> Probe:
     """Extract (or read cached) GAP features of `data` with the frozen backbone, fit the linear classifier and
-    return the probe. Raises `InputError` for fewer than two classes or a class without two readable images."""
+    return the probe. `contrast`: the settings of the "cells" classifier's contrast boxes. Raises `InputError` for
+    fewer than two classes or a class without two readable images."""
     check_labels(data.labels, data.classes, data.name)
     t0 = time.perf_counter()
     model = load(backbone).to(device)
@@ -406,7 +421,15 @@ def fit_probe(
     own = backbone_classifier(model) if classifier == "span" else None  # before attach_head replaces it
     if classifier == "cells":
         fit = fit_cells_probe(
-            model, feats, [data.sources[i] for i in kept], labels, len(data.classes), Cs, folds, progress=progress
+            model,
+            feats,
+            [data.sources[i] for i in kept],
+            labels,
+            len(data.classes),
+            Cs,
+            folds,
+            contrast=contrast,
+            progress=progress,
         )
     else:
         fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
