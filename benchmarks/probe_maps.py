@@ -4,7 +4,7 @@
     python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 25 minutes
     python benchmarks/probe_maps.py --fits --only span    # the plain probe and the span classifier, 3 minutes
     python benchmarks/probe_maps.py --fits --only span,cells   # span, cells (and on span / true boxes): 15 min
-    python benchmarks/probe_maps.py --fits --only span,cells --seeds 3,4,5   # on sets no setting was chosen on
+    python benchmarks/probe_maps.py --fits --only span,cells --seeds 3,4,5   # other sets (docs/probe.md: what was chosen on which)
 
 The images are those of `tests/probe/test_probe_maps.py` (30 training images per class, 10 test images; per-pixel
 noise with six random rectangles of clutter), and the same layout on smooth noise (random 28 x 28 colours upsampled
