@@ -3,6 +3,7 @@
     make locset                                   # builds .cache/locset when missing
     python benchmarks/probe_locset.py             # logreg, span and cells: about 6 minutes on 2 CPU cores
     python benchmarks/probe_locset.py --classifiers cells --contrast-threshold 0.3   # cells, lower box threshold
+    python benchmarks/probe_locset.py --contrast 0.3,0.7   # instead: the training images' contrast boxes, 2 min
 
 The set of docs/resolution.md (`benchmarks/build_locset.py`) pastes real objects at many scales onto real
 backgrounds. Its objects with 29 images or more (12: apple, butterfly, cat, espresso, kitten, mandrill, motorcycle,
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import camloc
 from camloc.boxes import box_iou
-from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_settings
+from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_boxes, contrast_settings
 from camloc.probe.fit import CLASSIFIERS, ProbeSet, fit_probe
 
 MIN_IMAGES = 29  # the objects pasted at every scale and background; the rest are single real photos
@@ -49,6 +50,24 @@ def split(manifest: dict) -> tuple[list[str], list[dict], list[dict]]:
     return classes, train, test
 
 
+def contrast_hits(root: Path, items: list[dict], labels: list[int], threshold: float) -> str:
+    """The contrast boxes (camloc/probe/contrast.py) of `items` against their true boxes: hits (IoU >= 0.5) per
+    group and the median box area over the object's."""
+    found = contrast_boxes(
+        camloc.load("default"), [str(root / item["file"]) for item in items], labels, contrast_settings(threshold)
+    )
+    hits: collections.Counter[str] = collections.Counter()
+    totals: collections.Counter[str] = collections.Counter()
+    ratios = []
+    for box, item in zip(found, items, strict=True):
+        truth = torch.tensor(item["boxes"]).double()
+        hits[item["group"]] += int(box_iou(torch.from_numpy(box)[None].double(), truth).max() >= 0.5)
+        totals[item["group"]] += 1
+        ratios.append(float(np.prod(box[2:] - box[:2]) / np.prod((truth[0, 2:] - truth[0, :2]).numpy())))
+    groups = ", ".join(f"{g} {hits[g]}/{totals[g]}" for g in sorted(totals))
+    return f"{sum(hits.values())}/{len(items)} ({groups}); box area / object area {np.median(ratios):.2f} (median)"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", type=Path, default=Path(".cache/locset"), help="a folder built by build_locset.py")
@@ -57,11 +76,21 @@ def main() -> None:
     p.add_argument(
         "--contrast-threshold", type=float, default=None, help="the cells classifier's (default: the library's, 0.7)"
     )
+    p.add_argument(
+        "--contrast",
+        default=None,
+        help="instead: the contrast boxes of the training images at these thresholds (e.g. 0.3,0.7) against their "
+        "true boxes",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     manifest = json.loads((args.set / "manifest.json").read_text(encoding="utf-8"))
     classes, train, test = split(manifest)
     y_train = [classes.index(item["object"]) for item in train]
+    if args.contrast:
+        for threshold in (float(v) for v in args.contrast.split(",")):
+            print(f"threshold {threshold:g}: {contrast_hits(args.set, train, y_train, threshold)}", flush=True)
+        return
     y_test = [classes.index(item["object"]) for item in test]
     test_paths = [str(args.set / item["file"]) for item in test]
     groups = sorted({item["group"] for item in test})

@@ -4,6 +4,7 @@
     python benchmarks/probe_maps.py --fits     # the refits tried (benchmarks/probe_cells.py), about 25 minutes
     python benchmarks/probe_maps.py --fits --only span    # the plain probe and the span classifier, 3 minutes
     python benchmarks/probe_maps.py --fits --only span,cells   # span, cells (and on span / true boxes): 15 min
+    python benchmarks/probe_maps.py --contrast 0.3,0.7 --seeds 0,1,2,3,4,5  # contrast boxes of training images
     python benchmarks/probe_maps.py --fits --only span,cells --seeds 3,4,5   # other sets (docs/probe.md: what was chosen on which)
 
 The images are those of `tests/probe/test_probe_maps.py` (30 training images per class, 10 test images; per-pixel
@@ -51,7 +52,7 @@ from camloc.boxes import box_iou, boxes_from_maps
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 from camloc.probe import cells as cell_probe
-from camloc.probe.contrast import contrast_boxes
+from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_boxes, contrast_settings
 from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
 from camloc.probe.span import backbone_classifier, fit_span
 from probe_cells import (
@@ -217,11 +218,29 @@ def span_boxes_cells_refit(model: torch.nn.Module, train: list, labels: list[int
     boxed_cells_refit(model, train, labels, boxes[:, 0].double().tolist())
 
 
-def contrast_box_hits(train: list, labels: list[int], boxes: list[list[int]]) -> str:
-    """How many of the training images' contrast boxes (camloc/probe/contrast.py) hit the true box, mean IoU."""
-    found = contrast_boxes(camloc.load("default"), train, labels)
-    iou = box_iou(torch.from_numpy(found).double(), torch.tensor(boxes).double()).diagonal()
-    return f"{int((iou >= 0.5).sum())}/{len(train)} at IoU >= 0.5, mean IoU {float(iou.mean()):.2f}"
+def contrast_box_hits(
+    train: list, labels: list[int], boxes: list[list[int]], threshold: float = DEFAULT_CONTRAST.threshold
+) -> str:
+    """How many of the training images' contrast boxes (camloc/probe/contrast.py) hit the true box, mean IoU, and
+    the median box area over the object's."""
+    found = contrast_boxes(camloc.load("default"), train, labels, contrast_settings(threshold))
+    truth = torch.tensor(boxes).double()
+    iou = box_iou(torch.from_numpy(found).double(), truth).diagonal()
+    area = np.prod(found[:, 2:] - found[:, :2], axis=1) / np.prod((truth[:, 2:] - truth[:, :2]).numpy(), axis=1)
+    return (
+        f"{int((iou >= 0.5).sum())}/{len(train)} at IoU >= 0.5, mean IoU {float(iou.mean()):.2f}, "
+        f"box area / object area {float(np.median(area)):.1f} (median)"
+    )
+
+
+def contrast_table(seeds: tuple[int, ...], thresholds: tuple[float, ...]) -> None:
+    """The contrast boxes of each set's training images at each threshold (what labels the cells classifier)."""
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        boxed = [disc_or_square(rng, label) for label in (0, 1) for _ in range(30)]
+        for threshold in thresholds:
+            hits = contrast_box_hits([im for im, _ in boxed], [0] * 30 + [1] * 30, [b for _, b in boxed], threshold)
+            print(f"seed {seed}, threshold {threshold:g}: {hits}", flush=True)
 
 
 def fits_table(only: str | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
@@ -292,8 +311,16 @@ def main() -> None:
     p.add_argument(
         "--seeds", default="0,1,2", help="with --fits: the sets' seeds (default 0,1,2; 0 is the test's set, 10 images)"
     )
+    p.add_argument(
+        "--contrast",
+        default=None,
+        help="instead: the contrast boxes of the training images of --seeds at these thresholds (e.g. 0.3,0.7)",
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
+    if args.contrast:
+        contrast_table(tuple(int(v) for v in args.seeds.split(",")), tuple(float(v) for v in args.contrast.split(",")))
+        return
     if args.fits:
         fits_table(args.only, tuple(int(v) for v in args.seeds.split(",")))
         return
