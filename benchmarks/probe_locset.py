@@ -3,7 +3,7 @@
     make locset                                   # builds .cache/locset when missing
     python benchmarks/probe_locset.py             # logreg, span and cells: about 6 minutes on 2 CPU cores
     python benchmarks/probe_locset.py --classifiers cells --contrast-threshold 0.3   # cells, lower box threshold
-    python benchmarks/probe_locset.py --contrast 0.3,0.7   # instead: the training images' contrast boxes, 2 min
+    python benchmarks/probe_locset.py --contrast 0.3,0.7   # instead: the training images' contrast boxes, 2 minutes
 
 The set of docs/resolution.md (`benchmarks/build_locset.py`) pastes real objects at many scales onto real
 backgrounds. Its objects with 29 images or more (12: apple, butterfly, cat, espresso, kitten, mandrill, motorcycle,
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import camloc
 from camloc.boxes import box_iou
-from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_boxes, contrast_settings
+from camloc.probe.contrast import DEFAULT_CONTRAST, boxes_of, contrast_maps, contrast_settings
 from camloc.probe.fit import CLASSIFIERS, ProbeSet, fit_probe
 
 MIN_IMAGES = 29  # the objects pasted at every scale and background; the rest are single real photos
@@ -50,12 +50,9 @@ def split(manifest: dict) -> tuple[list[str], list[dict], list[dict]]:
     return classes, train, test
 
 
-def contrast_hits(root: Path, items: list[dict], labels: list[int], threshold: float) -> str:
-    """The contrast boxes (camloc/probe/contrast.py) of `items` against their true boxes: hits (IoU >= 0.5) per
-    group and the median box area over the object's."""
-    found = contrast_boxes(
-        camloc.load("default"), [str(root / item["file"]) for item in items], labels, contrast_settings(threshold)
-    )
+def contrast_hits(items: list[dict], found: np.ndarray) -> str:
+    """The contrast boxes `found` (camloc/probe/contrast.py) of `items` against their true boxes: hits
+    (IoU >= 0.5) per group and the median box area over the object's."""
     hits: collections.Counter[str] = collections.Counter()
     totals: collections.Counter[str] = collections.Counter()
     ratios = []
@@ -87,9 +84,10 @@ def main() -> None:
     manifest = json.loads((args.set / "manifest.json").read_text(encoding="utf-8"))
     classes, train, test = split(manifest)
     y_train = [classes.index(item["object"]) for item in train]
-    if args.contrast:
+    if args.contrast:  # the score maps once, boxed at every threshold
+        maps = contrast_maps(camloc.load("default"), [str(args.set / item["file"]) for item in train], y_train)
         for threshold in (float(v) for v in args.contrast.split(",")):
-            print(f"threshold {threshold:g}: {contrast_hits(args.set, train, y_train, threshold)}", flush=True)
+            print(f"threshold {threshold:g}: {contrast_hits(train, boxes_of(maps, threshold))}", flush=True)
         return
     y_test = [classes.index(item["object"]) for item in test]
     test_paths = [str(args.set / item["file"]) for item in test]

@@ -52,7 +52,7 @@ from camloc.boxes import box_iou, boxes_from_maps
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 from camloc.probe import cells as cell_probe
-from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_boxes, contrast_settings
+from camloc.probe.contrast import boxes_of, contrast_boxes, contrast_maps
 from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
 from camloc.probe.span import backbone_classifier, fit_span
 from probe_cells import (
@@ -218,28 +218,28 @@ def span_boxes_cells_refit(model: torch.nn.Module, train: list, labels: list[int
     boxed_cells_refit(model, train, labels, boxes[:, 0].double().tolist())
 
 
-def contrast_box_hits(
-    train: list, labels: list[int], boxes: list[list[int]], threshold: float = DEFAULT_CONTRAST.threshold
-) -> str:
-    """How many of the training images' contrast boxes (camloc/probe/contrast.py) hit the true box, mean IoU, and
-    the median box area over the object's."""
-    found = contrast_boxes(camloc.load("default"), train, labels, contrast_settings(threshold))
+def contrast_box_hits(found: np.ndarray, boxes: list[list[int]]) -> str:
+    """How many of the training images' contrast boxes `found` (camloc/probe/contrast.py) hit the true box, mean
+    IoU, and the median box area over the object's."""
     truth = torch.tensor(boxes).double()
     iou = box_iou(torch.from_numpy(found).double(), truth).diagonal()
     area = np.prod(found[:, 2:] - found[:, :2], axis=1) / np.prod((truth[:, 2:] - truth[:, :2]).numpy(), axis=1)
     return (
-        f"{int((iou >= 0.5).sum())}/{len(train)} at IoU >= 0.5, mean IoU {float(iou.mean()):.2f}, "
+        f"{int((iou >= 0.5).sum())}/{len(found)} at IoU >= 0.5, mean IoU {float(iou.mean()):.2f}, "
         f"box area / object area {float(np.median(area)):.1f} (median)"
     )
 
 
 def contrast_table(seeds: tuple[int, ...], thresholds: tuple[float, ...]) -> None:
-    """The contrast boxes of each set's training images at each threshold (what labels the cells classifier)."""
+    """The contrast boxes of each set's training images at each threshold (what labels the cells classifier): the
+    score maps once per set, boxed at every threshold."""
+    backbone = camloc.load("default")
     for seed in seeds:
         rng = np.random.default_rng(seed)
         boxed = [disc_or_square(rng, label) for label in (0, 1) for _ in range(30)]
+        maps = contrast_maps(backbone, [im for im, _ in boxed], [0] * 30 + [1] * 30)
         for threshold in thresholds:
-            hits = contrast_box_hits([im for im, _ in boxed], [0] * 30 + [1] * 30, [b for _, b in boxed], threshold)
+            hits = contrast_box_hits(boxes_of(maps, threshold), [b for _, b in boxed])
             print(f"seed {seed}, threshold {threshold:g}: {hits}", flush=True)
 
 
@@ -269,7 +269,8 @@ def fits_table(only: str | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> N
         }
         name = "the test's (seed 0)" if seed == 0 else f"seed {seed}"
         if any("cells classifier" in k for k in procedures):
-            contrast_notes.append(f"{name}: {contrast_box_hits(train, labels, boxes)}")
+            found = contrast_boxes(camloc.load("default"), train, labels)
+            contrast_notes.append(f"{name}: {contrast_box_hits(found, boxes)}")
         for proc, refit in procedures.items():
             model = copy.deepcopy(probe.model)
             t0 = time.perf_counter()

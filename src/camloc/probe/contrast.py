@@ -92,14 +92,15 @@ def contrast_scores(
 ) -> torch.Tensor:
     """Score (n,) of each of one image's cells (n, C) against the reference bank (m, C) of cells with their class
     and image: k-nearest distance to other classes minus k-nearest distance to the same class's other images."""
-    d = torch.cdist(cells, bank)
-    inf = torch.tensor(float("inf"))
-    same = torch.where((bank_class == label) & (bank_image != image), d, inf)
-    other = torch.where(bank_class != label, d, inf)
-    k_same = min(k, int(((bank_class == label) & (bank_image != image)).sum()))
-    k_other = min(k, int((bank_class != label).sum()))
+    own = (bank_class == label) & (bank_image != image)
+    foreign = bank_class != label
+    k_same, k_other = min(k, int(own.sum())), min(k, int(foreign.sum()))
     if k_same == 0 or k_other == 0:
         raise InputError("contrast boxes: every class needs images of its own (two or more) and other classes")
+    d = torch.cdist(cells, bank)
+    inf = torch.tensor(float("inf"))
+    same = torch.where(own, d, inf)
+    other = torch.where(foreign, d, inf)
     near_other = other.topk(k_other, dim=1, largest=False).values.mean(dim=1)
     near_same = same.topk(k_same, dim=1, largest=False).values.mean(dim=1)
     return near_other - near_same
@@ -115,6 +116,29 @@ class ContrastBank:
     images: torch.Tensor
     maps: dict[int, torch.Tensor]
 
+    def score_maps(
+        self,
+        model: nn.Module,
+        images: Sequence[Image.Image],
+        labels: Sequence[int],
+        indices: Sequence[int],
+        settings: ContrastSettings,
+    ) -> list[np.ndarray]:
+        """Score maps (H, W) of decoded `images` (their indices into the training list, and classes), upsampled to
+        each image and clipped at zero."""
+        todo = [j for j, i in enumerate(indices) if i not in self.maps]
+        fresh = dict(zip(todo, unit_maps(model, [images[j] for j in todo], settings.size), strict=True))
+        out = []
+        for j, (im, label, i) in enumerate(zip(images, labels, indices, strict=True)):
+            unit = self.maps[i] if i in self.maps else fresh[j]
+            _, h, w = unit.shape
+            scores = contrast_scores(
+                unit.flatten(1).T, int(label), i, self.cells, self.classes, self.images, settings.k
+            )
+            score_map = F.interpolate(scores.reshape(1, 1, h, w), size=(im.height, im.width), mode="bilinear")
+            out.append(score_map[0, 0].clamp(min=0).numpy())
+        return out
+
     def boxes(
         self,
         model: nn.Module,
@@ -123,20 +147,15 @@ class ContrastBank:
         indices: Sequence[int],
         settings: ContrastSettings,
     ) -> np.ndarray:
-        """Boxes (n, 4) int64 of decoded `images` (their indices into the training list, and classes)."""
-        todo = [j for j, i in enumerate(indices) if i not in self.maps]
-        fresh = dict(zip(todo, unit_maps(model, [images[j] for j in todo], settings.size), strict=True))
-        rule = BoxRule(threshold=settings.threshold)
-        out = np.zeros((len(images), 4), dtype=np.int64)
-        for j, (im, label, i) in enumerate(zip(images, labels, indices, strict=True)):
-            unit = self.maps[i] if i in self.maps else fresh[j]
-            _, h, w = unit.shape
-            scores = contrast_scores(
-                unit.flatten(1).T, int(label), i, self.cells, self.classes, self.images, settings.k
-            )
-            score_map = F.interpolate(scores.reshape(1, 1, h, w), size=(im.height, im.width), mode="bilinear")
-            out[j] = box_from_map(score_map[0, 0].clamp(min=0).numpy(), rule)
-        return out
+        """Boxes (n, 4) int64 of decoded `images`: `score_maps` boxed at `settings.threshold`."""
+        maps = self.score_maps(model, images, labels, indices, settings)
+        return boxes_of(maps, settings.threshold)
+
+
+def boxes_of(score_maps: Sequence[np.ndarray], threshold: float) -> np.ndarray:
+    """The box around the largest component above `threshold` of its max, for each score map: (n, 4) int64."""
+    rule = BoxRule(threshold=threshold)
+    return np.stack([box_from_map(m, rule) for m in score_maps]).astype(np.int64, copy=False)
 
 
 def contrast_bank(
@@ -165,6 +184,23 @@ def contrast_bank(
     )
 
 
+def contrast_maps(
+    model: nn.Module,
+    sources: Sequence[ImageSource],
+    labels: Sequence[int],
+    settings: ContrastSettings = DEFAULT_CONTRAST,
+) -> list[np.ndarray]:
+    """The score map (H, W) of every image (`ContrastBank.score_maps`), decoded a batch at a time: to box at
+    several thresholds (`boxes_of`) without scoring again. Holds every map: for sets that fit in memory."""
+    bank = contrast_bank(model, sources, labels, settings)
+    out: list[np.ndarray] = []
+    for start in range(0, len(sources), settings.batch):
+        idx = list(range(start, min(start + settings.batch, len(sources))))
+        images = [as_rgb_image(sources[i]) for i in idx]
+        out += bank.score_maps(model, images, [labels[i] for i in idx], idx, settings)
+    return out
+
+
 def contrast_boxes(
     model: nn.Module,
     sources: Sequence[ImageSource],
@@ -173,9 +209,4 @@ def contrast_boxes(
 ) -> np.ndarray:
     """One box (x0, y0, x1, y1) per image, in its pixels, from the contrast of its cells (module docstring):
     (N, 4) int64."""
-    bank = contrast_bank(model, sources, labels, settings)
-    out = []
-    for start in range(0, len(sources), settings.batch):
-        idx = list(range(start, min(start + settings.batch, len(sources))))
-        out.append(bank.boxes(model, [as_rgb_image(sources[i]) for i in idx], [labels[i] for i in idx], idx, settings))
-    return np.concatenate(out)
+    return boxes_of(contrast_maps(model, sources, labels, settings), settings.threshold)
