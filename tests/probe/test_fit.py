@@ -62,7 +62,9 @@ def native_logits(model: torch.nn.Module, paths: list[Path]) -> np.ndarray:
 def fitted(tmp_path_factory):
     root = make_folder(tmp_path_factory.mktemp("data"))
     data = open_probe_set(root)
-    probe = fit_probe(data, BACKBONE, Cs=[0.1, 1.0], folds=2, cache_dir=tmp_path_factory.mktemp("cache"))
+    probe = fit_probe(
+        data, BACKBONE, classifier="logreg", Cs=[0.1, 1.0], folds=2, cache_dir=tmp_path_factory.mktemp("cache")
+    )
     return data, probe
 
 
@@ -272,7 +274,7 @@ def test_folder_errors_and_unreadable_class(tmp_path, capsys):
 def test_torchvision_backbone_round_trip(tmp_path):
     root = make_folder(tmp_path / "data", n_classes=2, per_class=2)
     data = open_probe_set(root)
-    probe = fit_probe(data, "resnet18", Cs=[1.0], folds=2)
+    probe = fit_probe(data, "resnet18", classifier="logreg", Cs=[1.0], folds=2)
     probe.save(tmp_path / "p")
     model = camloc.load(tmp_path / "p")
     assert isinstance(model.fc, torch.nn.Linear) and model.fc.out_features == 2
@@ -285,7 +287,7 @@ def test_torchvision_backbone_round_trip(tmp_path):
 def test_default_backbone_on_a_few_images(tmp_path):
     root = make_folder(tmp_path / "data", n_classes=2, per_class=3)
     data = open_probe_set(root)
-    probe = fit_probe(data, "default", Cs=[1.0], folds=3)
+    probe = fit_probe(data, "default", classifier="logreg", Cs=[1.0], folds=3)
     assert probe.recipe == {"architecture": "tf_efficientnet_lite0", "arch_kwargs": {}}
     probe.save(tmp_path / "p")
     model = camloc.load(tmp_path / "p")
@@ -408,7 +410,7 @@ def test_cli_cells_takes_a_contrast_threshold(tmp_path, capsys):
     config = json.loads((tmp_path / "p" / "config.json").read_text())
     assert config["probe"]["classifier"] == "cells" and config["probe"]["contrast_threshold"] == 0.4
     for extra, message in (
-        (["--classifier", "logreg", "--contrast-threshold", "0.4"], "applies to --classifier cells only"),
+        (["--classifier", "logreg", "--contrast-threshold", "0.4"], "applies to --classifier cells or auto only"),
         (["--classifier", "cells", "--contrast-threshold", "1.5"], "must be in (0, 1), got 1.5"),
     ):
         capsys.readouterr()

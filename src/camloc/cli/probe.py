@@ -27,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f = probe_sub.add_parser(
         "fit",
         help="extract features, fit the classifier, save the probe",
-        description="Extract GAP features (cached), fit logistic regression or a linear SVM "
-        "with C chosen by cross-validation, save safetensors + config.json.",
+        description="Extract GAP features (cached), fit a linear classifier on them (by default logistic "
+        "regression or the cells classifier, whichever the training images favour), save safetensors + config.json.",
     )
     f.add_argument(
         "--data", required=True, help="training images: a folder with one sub-folder per class, or FORMAT:PATH"
@@ -44,10 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument(
         "--classifier",
         choices=CLASSIFIERS,
-        default="logreg",
-        help="logreg (logistic regression, default), svm (linear SVM, as in the paper), span (each class a "
-        "non-negative mix of the backbone's own classifier rows) or cells (rows fitted on feature cells labelled "
-        "by boxes the training images draw themselves: the tightest maps of small objects; docs/probe.md)",
+        default="auto",
+        help="auto (default: cells unless it classifies the training images significantly worse than logreg "
+        "in cross-validation, then logreg), logreg (logistic regression), svm (linear SVM, as in the paper), span "
+        "(each class a non-negative mix of the backbone's own classifier rows) or cells (rows fitted on feature "
+        "cells labelled by boxes the training images draw themselves: the tightest maps of small objects); "
+        "docs/probe.md",
     )
     f.add_argument(
         "--C",
@@ -62,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--contrast-threshold",
         type=float,
         default=None,
-        help="cells only: the contrast boxes' threshold, a fraction of the score's max (default 0.7, measured on "
+        help="cells and auto: the contrast boxes' threshold, a fraction of the score's max (default 0.7, measured on "
         "objects of one or two feature cells; 0.3 on the photos of docs/probe.md)",
     )
     f.add_argument("--batch-size", type=int, default=32, help="images per backbone batch (default 32)")
@@ -94,8 +96,8 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise InputError("--folds must be at least 2")
     cs = parse_cs(args.cs)
-    if args.contrast_threshold is not None and args.classifier != "cells":
-        raise InputError("--contrast-threshold applies to --classifier cells only")
+    if args.contrast_threshold is not None and args.classifier not in ("cells", "auto"):
+        raise InputError("--contrast-threshold applies to --classifier cells or auto only")
     contrast = DEFAULT_CONTRAST if args.contrast_threshold is None else contrast_settings(args.contrast_threshold)
     check_batch_size(args.batch_size)
     data = open_probe_set(args.data, split=args.split, images=args.images)
@@ -116,8 +118,9 @@ def run_fit(args: argparse.Namespace) -> int:
     probe.save(args.out)
     if not args.quiet:
         fit = probe.fit
+        chosen = " chosen by auto" if fit.settings.get("requested") == "auto" else ""
         print(
-            f"camloc: probe ({fit.classifier}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
+            f"camloc: probe ({fit.classifier}{chosen}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
             f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); saved to {args.out}/",
             file=sys.stderr,
         )

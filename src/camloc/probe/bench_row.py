@@ -125,7 +125,7 @@ def _reusable(
     meta = json.loads((Path(directory) / CONFIG_NAME).read_text(encoding="utf-8")).get("probe", {})
     same = (
         meta.get("train_images") == n_train
-        and meta.get("classifier") == classifier
+        and meta.get("requested", meta.get("classifier")) == classifier  # "auto" records what it chose
         and meta.get("backbone") == backbone
         and "total" in meta.get("seconds", {})
     )

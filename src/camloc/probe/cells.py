@@ -35,7 +35,7 @@ from camloc.boxes import zoom_window
 from camloc.errors import InputError
 from camloc.io import as_rgb_image
 from camloc.models.zoo import info_of
-from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastSettings, contrast_bank
+from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastBank, ContrastSettings, contrast_bank
 from camloc.probe.views import ImageSource, cell_features
 from camloc.zoom import DEFAULT_ZOOM
 
@@ -161,14 +161,20 @@ def labelled_cells(
     settings: CellSettings = DEFAULT_CELLS,
     contrast: ContrastSettings = DEFAULT_CONTRAST,
     progress: bool = False,
+    *,
+    bank: ContrastBank | None = None,
+    only: Sequence[int] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Steps 1-3 with `model`'s backbone (its head is not read): each image's labelled cells (n, C) and labels (n,)
-    of its views, boxed by the contrast. Images are decoded a batch at a time; `progress`: a bar on stderr."""
-    bank = contrast_bank(model, sources, labels, contrast, progress)
+    of its views, boxed by the contrast. `bank`: the contrast's reference bank when already built; `only`: the
+    indices of the images to label (default all; the result follows their order). Images are decoded a batch at
+    a time; `progress`: a bar on stderr."""
+    bank = bank if bank is not None else contrast_bank(model, sources, labels, contrast, progress)
+    todo = list(range(len(sources))) if only is None else list(only)
     out: list[tuple[np.ndarray, np.ndarray]] = []
-    bar = tqdm(total=len(sources), desc="cells", unit="img", disable=not progress, file=sys.stderr)
-    for start in range(0, len(sources), settings.batch):
-        idx = list(range(start, min(start + settings.batch, len(sources))))
+    bar = tqdm(total=len(todo), desc="cells", unit="img", disable=not progress, file=sys.stderr)
+    for start in range(0, len(todo), settings.batch):
+        idx = todo[start : start + settings.batch]
         chunk = [as_rgb_image(sources[i]) for i in idx]
         chunk_labels = [int(labels[i]) for i in idx]
         boxes = bank.boxes(model, chunk, chunk_labels, idx, contrast)
@@ -186,6 +192,39 @@ def fit_image_cells(
     return fit_rows(np.concatenate([x for x, _ in per_image]), np.concatenate([y for _, y in per_image]), n_classes, C)
 
 
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def image_folds(labels: Sequence[int], folds: int, seed: int = 0) -> list[Split]:
+    """Stratified, shuffled (train, held-out) index splits over images: `folds`, or fewer when a class has fewer
+    images. Raises `InputError` when a class has a single image."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(labels, dtype=np.int64)
+    n_splits = int(min(folds, np.bincount(y).min()))
+    if n_splits < 2:
+        raise InputError("every class needs at least 2 images to cross-validate the cell fit")
+    return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+def held_out_predictions(
+    per_image: Sequence[tuple[np.ndarray, np.ndarray]],
+    pooled: np.ndarray,
+    n_classes: int,
+    C: float,
+    splits: Sequence[Split],
+    progress: bool = False,
+) -> np.ndarray:
+    """Each image's class as predicted by the cell fit on the other folds' cells: rows fitted on the training
+    images of each split, the held-out images classified by their pooled features `pooled` (N, C) as the probe
+    would (logits = pooled @ weight.T + bias) -> (N,) int64. `progress`: a bar over the folds on stderr."""
+    predicted = np.full(len(pooled), -1, dtype=np.int64)
+    for train, held in tqdm(splits, desc="cross-validation", disable=not progress, file=sys.stderr):
+        weight, bias = fit_image_cells([per_image[i] for i in train], n_classes, C)
+        predicted[held] = (pooled[held] @ weight.T + bias).argmax(axis=1)
+    return predicted
+
+
 def cross_validated_accuracy(
     per_image: Sequence[tuple[np.ndarray, np.ndarray]],
     pooled: np.ndarray,
@@ -196,18 +235,8 @@ def cross_validated_accuracy(
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[float, int]:
-    """Held-out classification accuracy of the cell fit: stratified folds over images, rows fitted on the other
-    folds' cells, each held-out image classified by its pooled features `pooled` (N, C) as the probe would
-    (logits = pooled @ weight.T + bias). -> (accuracy, folds used). `progress`: a bar over the folds on stderr."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(labels, dtype=np.int64)
-    n_splits = int(min(folds, np.bincount(y).min()))
-    if n_splits < 2:
-        raise InputError("every class needs at least 2 images to cross-validate the cell fit")
-    right = 0
-    splits = StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(pooled, y)
-    for train, held in tqdm(splits, total=n_splits, desc="cross-validation", disable=not progress, file=sys.stderr):
-        weight, bias = fit_image_cells([per_image[i] for i in train], n_classes, C)
-        right += int(((pooled[held] @ weight.T + bias).argmax(axis=1) == y[held]).sum())
-    return right / len(y), n_splits
+    """Held-out classification accuracy of the cell fit over `image_folds` (`held_out_predictions`)
+    -> (accuracy, folds used)."""
+    splits = image_folds(labels, folds, seed)
+    predicted = held_out_predictions(per_image, pooled, n_classes, C, splits, progress)
+    return float((predicted == np.asarray(labels)).mean()), len(splits)

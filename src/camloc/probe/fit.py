@@ -35,16 +35,26 @@ from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
-from camloc.probe.cells import DEFAULT_CELLS, CellSettings, cross_validated_accuracy, fit_image_cells, labelled_cells
-from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastSettings
+from camloc.probe.auto import DEFAULT_AUTO, AutoSettings, choose
+from camloc.probe.cells import (
+    DEFAULT_CELLS,
+    CellSettings,
+    cross_validated_accuracy,
+    fit_image_cells,
+    held_out_predictions,
+    image_folds,
+    labelled_cells,
+)
+from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastSettings, contrast_bank, reference_images
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
 from camloc.probe.span import backbone_classifier, fit_span
 
 log = logging.getLogger("camloc")
 
 Source = str | PathLike | Image.Image | np.ndarray
-CLASSIFIERS = ("logreg", "svm", "span", "cells")
+CLASSIFIERS = ("auto", "logreg", "svm", "span", "cells")
 DEFAULT_CS: dict[str, tuple[float, ...]] = {
+    "auto": (1e-3, 1e-2, 1e-1, 1.0, 10.0),  # logreg's, for its logreg; its cells take DEFAULT_CELLS.C
     "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
     "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     "span": (1e-2, 1e-1, 1.0, 10.0),
@@ -73,8 +83,8 @@ class LinearFit:
     weight: (K, C) with K >= 2 (a binary classifier becomes two rows, -w/2 and +w/2, so that logit_1 - logit_0 is
     its decision function and the softmax is its logistic probability; "span" and "cells" fit K rows of their own).
     "cells" (`camloc.probe.cells`) takes one C; its `cv_accuracy` is cross-validated over images all the same.
-    `estimator` is the fitted scikit-learn pipeline or `camloc.probe.span.SpanModel` (never saved: its numbers live
-    in `weight` and `bias`).
+    `classifier` is the one fitted ("auto" fits logreg or cells: `camloc.probe.auto`). `estimator` is the fitted
+    scikit-learn pipeline or `camloc.probe.span.SpanModel` (never saved: its numbers live in `weight` and `bias`).
     """
 
     weight: np.ndarray
@@ -84,7 +94,7 @@ class LinearFit:
     cv_accuracy: float
     folds: int
     estimator: Any = None
-    settings: dict[str, float] = field(default_factory=dict)  # what else the fit chose (cells: its contrast)
+    settings: dict[str, float | int | str] = field(default_factory=dict)  # what else it chose (cells: contrast)
 
 
 def open_probe_set(spec: str | PathLike, split: str | None = "train", **opts: Any) -> ProbeSet:
@@ -242,8 +252,8 @@ def fit_linear(
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    if classifier not in CLASSIFIERS:
-        raise InputError(f"unknown classifier '{classifier}'; choose one of {', '.join(CLASSIFIERS)}")
+    if classifier not in ("logreg", "svm", "span"):
+        raise InputError(f"fit_linear fits logreg, svm or span, not '{classifier}'")
     y = np.asarray(labels, dtype=np.int64)
     Cs = tuple(float(c) for c in (Cs or DEFAULT_CS[classifier]))
     if not Cs or min(Cs) <= 0:
@@ -293,6 +303,37 @@ def fit_linear(
     )
 
 
+def cells_c(Cs: Sequence[float] | None, settings: CellSettings = DEFAULT_CELLS) -> float:
+    """The cells classifier's one C: `Cs` (a single value) or the settings' default."""
+    if Cs is not None and len(Cs) != 1:
+        raise InputError("the cells classifier takes one C value (it has no boxes to choose C on)")
+    c = float(Cs[0]) if Cs else settings.C
+    if c <= 0:
+        raise InputError("C values must be positive")
+    return c
+
+
+def cells_fit(
+    per_image: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+    c: float,
+    accuracy: float,
+    folds: int,
+    contrast: ContrastSettings,
+) -> LinearFit:
+    """The cells probe's rows on the labelled cells of every training image, with its cross-validated accuracy."""
+    weight, bias = fit_image_cells(per_image, n_classes, c)
+    return LinearFit(
+        weight.astype(np.float32),
+        bias.astype(np.float32),
+        "cells",
+        c,
+        accuracy,
+        folds,
+        settings={"contrast_threshold": contrast.threshold},
+    )
+
+
 def fit_cells_probe(
     model: nn.Module,
     feats: np.ndarray,
@@ -309,23 +350,69 @@ def fit_cells_probe(
     contrast boxes, with C = `Cs` (one value; default `DEFAULT_CELLS.C`); its accuracy cross-validated over
     images, each held-out image classified by its pooled features `feats` (N, C). `contrast`: the contrast boxes'
     settings (`camloc.probe.contrast`)."""
-    if Cs is not None and len(Cs) != 1:
-        raise InputError("the cells classifier takes one C value (it has no boxes to choose C on)")
-    c = float(Cs[0]) if Cs else settings.C
-    if c <= 0:
-        raise InputError("C values must be positive")
+    c = cells_c(Cs, settings)
     per_image = labelled_cells(model, sources, labels, n_classes, settings, contrast, progress)
     accuracy, n_splits = cross_validated_accuracy(per_image, feats, labels, n_classes, c, folds, progress=progress)
-    weight, bias = fit_image_cells(per_image, n_classes, c)
-    return LinearFit(
-        weight.astype(np.float32),
-        bias.astype(np.float32),
-        "cells",
-        c,
-        accuracy,
-        n_splits,
-        settings={"contrast_threshold": contrast.threshold},
+    return cells_fit(per_image, n_classes, c, accuracy, n_splits, contrast)
+
+
+def fit_auto(
+    model: nn.Module,
+    feats: np.ndarray,
+    sources: Sequence[Source],
+    labels: Sequence[int],
+    n_classes: int,
+    Cs: Sequence[float] | None,
+    folds: int,
+    contrast: ContrastSettings = DEFAULT_CONTRAST,
+    auto: AutoSettings = DEFAULT_AUTO,
+    progress: bool = False,
+) -> LinearFit:
+    """The default classifier "auto" (`camloc.probe.auto`): logreg (C from `Cs` by cross-validation) and cells
+    (its default C) cross-validated on the same folds of a stratified trial subset; cells unless it errs
+    significantly more often. The trial's labelled cells are reused when cells is chosen. The fit's `settings`
+    record the trial."""
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_predict
+
+    logreg = fit_linear(feats, labels, "logreg", Cs, folds)
+    y = np.asarray(labels, dtype=np.int64)
+    trial = reference_images(labels, auto.trial_images, auto.seed)
+    splits = image_folds(y[trial].tolist(), folds, auto.seed)
+    logreg_predicted = cross_val_predict(clone(logreg.estimator), feats[trial].astype(np.float64), y[trial], cv=splits)
+    c = cells_c(None)
+    bank = contrast_bank(model, sources, labels, contrast, progress)
+    per_image = dict(
+        zip(
+            trial,
+            labelled_cells(model, sources, labels, n_classes, DEFAULT_CELLS, contrast, progress, bank=bank, only=trial),
+            strict=True,
+        )
     )
+    trial_cells = [per_image[i] for i in trial]
+    cells_predicted = held_out_predictions(trial_cells, feats[trial], n_classes, c, splits, progress)
+    choice = choose(y[trial], logreg_predicted, cells_predicted, auto.alpha)
+    if choice.classifier == "logreg":
+        logreg.settings = choice.settings()
+        return logreg
+    rest = [i for i in range(len(y)) if i not in per_image]
+    if rest:
+        per_image.update(
+            zip(
+                rest,
+                labelled_cells(
+                    model, sources, labels, n_classes, DEFAULT_CELLS, contrast, progress, bank=bank, only=rest
+                ),
+                strict=True,
+            )
+        )
+        every = [per_image[i] for i in range(len(y))]
+        accuracy, n_splits = cross_validated_accuracy(every, feats, labels, n_classes, c, folds, progress=progress)
+    else:  # the trial was every image: its folds are the full cross-validation
+        every, accuracy, n_splits = trial_cells, choice.cells_right / choice.images, len(splits)
+    fit = cells_fit(every, n_classes, c, accuracy, n_splits, contrast)
+    fit.settings.update(choice.settings())
+    return fit
 
 
 def decision_logits(fit: LinearFit, features: np.ndarray) -> np.ndarray:
@@ -394,7 +481,7 @@ def fit_probe(
     data: ProbeSet,
     backbone: str = "default",
     *,
-    classifier: str = "logreg",
+    classifier: str = "auto",
     Cs: Sequence[float] | None = None,
     folds: int = 5,
     batch_size: int = 32,
@@ -403,10 +490,15 @@ def fit_probe(
     progress: bool = False,
     on_skip: Callable[[str], None] = _warn_skip,
     contrast: ContrastSettings = DEFAULT_CONTRAST,
+    auto: AutoSettings = DEFAULT_AUTO,
 ) -> Probe:
     """Extract (or read cached) GAP features of `data` with the frozen backbone, fit the linear classifier and
-    return the probe. `contrast`: the settings of the "cells" classifier's contrast boxes. Raises `InputError` for
-    fewer than two classes or a class without two readable images."""
+    return the probe. `classifier`: one of `CLASSIFIERS` ("auto", the default: logreg or cells by
+    `camloc.probe.auto`). `contrast`: the settings of the cells classifier's contrast boxes ("cells" and "auto").
+    Raises `InputError` for an unknown classifier, fewer than two classes or a class without two readable
+    images."""
+    if classifier not in CLASSIFIERS:
+        raise InputError(f"unknown classifier '{classifier}'; choose one of {', '.join(CLASSIFIERS)}")
     check_labels(data.labels, data.classes, data.name)
     t0 = time.perf_counter()
     model = load(backbone).to(device)
@@ -419,25 +511,20 @@ def fit_probe(
     check_labels(labels, data.classes, data.name, readable=True)
     t1 = time.perf_counter()
     own = backbone_classifier(model) if classifier == "span" else None  # before attach_head replaces it
+    sources = [data.sources[i] for i in kept]
     if classifier == "cells":
         fit = fit_cells_probe(
-            model,
-            feats,
-            [data.sources[i] for i in kept],
-            labels,
-            len(data.classes),
-            Cs,
-            folds,
-            contrast=contrast,
-            progress=progress,
+            model, feats, sources, labels, len(data.classes), Cs, folds, contrast=contrast, progress=progress
         )
+    elif classifier == "auto":
+        fit = fit_auto(model, feats, sources, labels, len(data.classes), Cs, folds, contrast, auto, progress)
     else:
         fit = fit_linear(feats, labels, classifier, Cs, folds, backbone_classifier=own)
     t2 = time.perf_counter()
     info = info_of(model)
     attach_head(model, fit)
     info.labels = list(data.classes)
-    info.name = f"probe ({classifier}) on {info.name}"
+    info.name = f"probe ({fit.classifier}) on {info.name}"
     setattr(model, "camloc_info", info)  # noqa: B010 - what camloc.load attaches
     return Probe(
         model,

@@ -1,0 +1,81 @@
+"""The default probe classifier "auto": the cells classifier when it classifies as well as logistic regression,
+logistic regression otherwise.
+
+Why (issue 11, item 6; docs/probe.md): a probe fitted on pooled features reads the context every cell carries, so
+on small objects among clutter its maps spread (1 of 10 boxes on the discs and squares); the cells classifier boxes
+them (10 of 10) from boxes the training images draw themselves. Where those boxes miss the objects (photos whose
+objects span many cells, Cluttered Fashion-MNIST whose clutter is other classes' items) the cells' rows learn from
+the wrong cells and classify worse (0.89 against 0.97; 40% against 69%), so classification tells the two cases
+apart with the training images' classes alone: on a stratified subset of at most `trial_images` images, both are
+cross-validated on the same folds, and cells is kept unless it errs significantly more often (a one-sided exact
+McNemar test on the images exactly one of them gets wrong, level `alpha`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from camloc.errors import InputError
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """How "auto" chooses: images in the trial (a stratified seeded subset; all when fewer), the test's level and
+    the subset's seed."""
+
+    trial_images: int = 120
+    alpha: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trial_images < 4 or not 0 < self.alpha < 1:
+            raise InputError("auto classifier: trial_images >= 4 and alpha in (0, 1)")
+
+
+DEFAULT_AUTO = AutoSettings()
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """The trial's outcome: held-out images each classifier got right (of `images`), the McNemar p-value of "cells
+    errs more often", and the classifier chosen."""
+
+    images: int
+    logreg_right: int
+    cells_right: int
+    p_value: float
+    classifier: str
+
+    def settings(self) -> dict[str, float | int | str]:
+        """What config.json records of the choice (`LinearFit.settings`)."""
+        return {
+            "requested": "auto",
+            "auto_trial_images": self.images,
+            "auto_logreg_right": self.logreg_right,
+            "auto_cells_right": self.cells_right,
+            "auto_p_value": round(self.p_value, 6),
+        }
+
+
+def cells_worse_p(cells_right: np.ndarray, logreg_right: np.ndarray) -> float:
+    """One-sided exact McNemar test on paired held-out outcomes (bool per image): the probability, were both
+    equally accurate, that of the images exactly one gets right, logreg gets at least as many as it did."""
+    from scipy.stats import binomtest
+
+    only_logreg = int((~cells_right & logreg_right).sum())
+    only_cells = int((cells_right & ~logreg_right).sum())
+    if only_logreg + only_cells == 0:
+        return 1.0
+    return float(binomtest(only_logreg, only_logreg + only_cells, 0.5, alternative="greater").pvalue)
+
+
+def choose(labels: np.ndarray, logreg_predicted: np.ndarray, cells_predicted: np.ndarray, alpha: float) -> AutoChoice:
+    """The choice from both classifiers' held-out predictions of the same images: cells unless
+    `cells_worse_p` < `alpha`."""
+    logreg_right, cells_right = logreg_predicted == labels, cells_predicted == labels
+    p = cells_worse_p(cells_right, logreg_right)
+    return AutoChoice(
+        len(labels), int(logreg_right.sum()), int(cells_right.sum()), p, "logreg" if p < alpha else "cells"
+    )
