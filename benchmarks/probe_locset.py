@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import camloc
 from camloc.boxes import box_iou
+from camloc.probe.auto import trial_summary
 from camloc.probe.contrast import DEFAULT_CONTRAST, boxes_of, contrast_maps, contrast_settings
 from camloc.probe.fit import CLASSIFIERS, ProbeSet, fit_probe
 
@@ -68,7 +69,9 @@ def contrast_hits(items: list[dict], found: np.ndarray) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", type=Path, default=Path(".cache/locset"), help="a folder built by build_locset.py")
-    p.add_argument("--classifiers", default="logreg,span,cells", help=f"comma-separated, of {', '.join(CLASSIFIERS)}")
+    p.add_argument(
+        "--classifiers", default="auto,logreg,span,cells", help=f"comma-separated, of {', '.join(CLASSIFIERS)}"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--contrast-threshold", type=float, default=None, help="the cells classifier's (default: the library's, 0.7)"
@@ -116,8 +119,14 @@ def main() -> None:
             hits[item["group"]] += int(iou >= 0.5)
             totals[item["group"]] += 1
         cells = " | ".join(f"{hits[g]}/{totals[g]}" for g in groups)
+        name = classifier if classifier == probe.fit.classifier else f"{classifier}: {probe.fit.classifier}"
+        if probe.fit.classifier == "cells":
+            name += f" (contrast {contrast.threshold:g})"
+        trial = trial_summary(probe.fit.settings)
+        if trial:
+            print(f"({name}) {trial}", file=sys.stderr, flush=True)
         print(
-            f"| {classifier}{'' if classifier != 'cells' else f' (contrast {contrast.threshold:g})'} | {seconds:.0f} | {probe.fit.cv_accuracy:.3f} | {right}/{len(test)} | "
+            f"| {name} | {seconds:.0f} | {probe.fit.cv_accuracy:.3f} | {right}/{len(test)} | "
             f"{sum(hits.values())}/{len(test)} | {cells} |",
             flush=True,
         )

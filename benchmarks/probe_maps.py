@@ -52,8 +52,9 @@ from camloc.boxes import box_iou, boxes_from_maps
 from camloc.models.zoo import info_of
 from camloc.preprocess import image_to_tensor
 from camloc.probe import cells as cell_probe
+from camloc.probe.auto import trial_summary
 from camloc.probe.contrast import boxes_of, contrast_boxes, contrast_maps
-from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_linear, fit_probe
+from camloc.probe.fit import DEFAULT_CS, ProbeSet, extract_features, fit_auto, fit_linear, fit_probe
 from camloc.probe.span import backbone_classifier, fit_span
 from probe_cells import (
     CellFit,
@@ -174,6 +175,7 @@ def refits(
     procedures["cells classifier (e; `camloc probe fit --classifier cells`)"] = lambda m: cells_refit(
         m, train, labels, pooled
     )
+    procedures["auto (the default of `camloc probe fit`)"] = lambda m: auto_refit(m, train, labels, pooled)
     if boxes is not None:
         procedures["cells labelled by the true boxes (e, oracle: uses boxes)"] = lambda m: boxed_cells_refit(
             m, train, labels, [[float(v) for v in box] for box in boxes]
@@ -198,6 +200,14 @@ def cells_refit(model: torch.nn.Module, train: list, labels: list[int], pooled: 
     label their cells, then the rows on the cells (what `fit_probe(..., classifier="cells")` fits)."""
     per_image = cell_probe.labelled_cells(model, train, labels, len(CLASSES))
     set_head(model, *cell_probe.fit_image_cells(per_image, len(CLASSES), cell_probe.DEFAULT_CELLS.C))
+
+
+def auto_refit(model: torch.nn.Module, train: list, labels: list[int], pooled: np.ndarray) -> None:
+    """The library's default classifier (camloc/probe/auto.py), in place: what `fit_probe(...)` fits by default;
+    prints its trial on stderr."""
+    fit = fit_auto(model, pooled, train, labels, len(CLASSES), None, 5)
+    print(f"auto: {fit.classifier}; {trial_summary(fit.settings)}", file=sys.stderr, flush=True)
+    set_head(model, fit.weight, fit.bias)
 
 
 def boxed_cells_refit(model: torch.nn.Module, train: list, labels: list[int], boxes: list[list[float]]) -> None:
@@ -259,7 +269,7 @@ def fits_table(only: str | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> N
         test = [disc_or_square(rng, i % 2) for i in range(n_test)]
         images, gt = [im for im, _ in test], torch.tensor([box for _, box in test])
         truth = np.array([i % 2 for i in range(n_test)])
-        probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default")
+        probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default", classifier="logreg")
         pooled = pooled_at(probe.model, train, SIDE)
         wanted = only.split(",") if only else []
         procedures = {
@@ -329,7 +339,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         train = [disc_or_square(rng, label, background)[0] for label in (0, 1) for _ in range(30)]
         labels = [0] * 30 + [1] * 30
-        probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default")
+        probe = fit_probe(ProbeSet(list(train), labels, CLASSES), "default", classifier="logreg")
         test = [disc_or_square(rng, i % 2, background) for i in range(10)]
         images, gt = [im for im, _ in test], torch.tensor([box for _, box in test])
         truth = np.array([i % 2 for i in range(10)])

@@ -409,6 +409,12 @@ def test_cli_cells_takes_a_contrast_threshold(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     config = json.loads((tmp_path / "p" / "config.json").read_text())
     assert config["probe"]["classifier"] == "cells" and config["probe"]["contrast_threshold"] == 0.4
+    capsys.readouterr()
+    rc = main([*base[:-1], "--out", str(tmp_path / "a"), "--contrast-threshold", "0.4"])  # the default: auto
+    err = capsys.readouterr().err
+    config = json.loads((tmp_path / "a" / "config.json").read_text())["probe"]
+    assert rc == 0 and config["requested"] == "auto" and config["auto_trial_images"] == 6, err
+    assert f"probe ({config['classifier']} chosen by auto" in err and "auto's trial on 6 images: logreg" in err
     for extra, message in (
         (["--classifier", "logreg", "--contrast-threshold", "0.4"], "applies to --classifier cells or auto only"),
         (["--classifier", "cells", "--contrast-threshold", "1.5"], "must be in (0, 1), got 1.5"),

@@ -9,6 +9,7 @@ from pathlib import Path
 from camloc.distributed import pick_device
 from camloc.errors import InputError
 from camloc.explainer.runner import check_batch_size
+from camloc.probe.auto import trial_summary
 from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_settings
 from camloc.probe.features_cache import default_cache_dir
 from camloc.probe.fit import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
@@ -118,12 +119,15 @@ def run_fit(args: argparse.Namespace) -> int:
     probe.save(args.out)
     if not args.quiet:
         fit = probe.fit
-        chosen = " chosen by auto" if fit.settings.get("requested") == "auto" else ""
+        trial = trial_summary(fit.settings)
+        chosen = " chosen by auto" if trial else ""
         print(
             f"camloc: probe ({fit.classifier}{chosen}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
             f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); saved to {args.out}/",
             file=sys.stderr,
         )
+        if trial:
+            print(f"camloc: {trial} (cells unless p < 0.05; docs/probe.md)", file=sys.stderr)
         if probe.n_skipped:
             print(f"camloc: {probe.n_skipped} unreadable image(s) skipped", file=sys.stderr)
     return 0

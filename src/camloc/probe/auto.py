@@ -13,7 +13,9 @@ McNemar test on the images exactly one of them gets wrong, level `alpha`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +57,7 @@ class AutoChoice:
             "auto_trial_images": self.images,
             "auto_logreg_right": self.logreg_right,
             "auto_cells_right": self.cells_right,
-            "auto_p_value": round(self.p_value, 6),
+            "auto_p_value": self.p_value,
         }
 
 
@@ -78,4 +80,15 @@ def choose(labels: np.ndarray, logreg_predicted: np.ndarray, cells_predicted: np
     p = cells_worse_p(cells_right, logreg_right)
     return AutoChoice(
         len(labels), int(logreg_right.sum()), int(cells_right.sum()), p, "logreg" if p < alpha else "cells"
+    )
+
+
+def trial_summary(settings: Mapping[str, Any]) -> str:
+    """One line on an "auto" fit's trial from its recorded settings (`AutoChoice.settings`); "" for other fits."""
+    if settings.get("requested") != "auto":
+        return ""
+    n = settings["auto_trial_images"]
+    return (
+        f"auto's trial on {n} images: logreg {settings['auto_logreg_right']}/{n}, cells "
+        f"{settings['auto_cells_right']}/{n} right held out, p = {settings['auto_p_value']:.2g}"
     )

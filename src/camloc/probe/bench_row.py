@@ -10,6 +10,7 @@ normalisation). The row format is the benchmark's: `{"method", "feature_resoluti
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Sequence
 from os import PathLike
@@ -25,6 +26,7 @@ from camloc.localize.scoring import row, score_cam
 from camloc.models.adapters import get_adapter
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
+from camloc.probe.auto import trial_summary
 from camloc.probe.fit import ProbeSet, as_pil, fit_probe
 
 
@@ -110,6 +112,8 @@ def bench_row(
         )
         seconds = time.perf_counter() - start
         probe.seconds["total"] = seconds
+        if progress and trial_summary(probe.fit.settings):
+            print(f"{method}: {probe.fit.classifier}; {trial_summary(probe.fit.settings)}", file=sys.stderr)
         if save_to is not None:
             probe.save(save_to)
         model = probe.model

@@ -53,9 +53,10 @@ log = logging.getLogger("camloc")
 
 Source = str | PathLike | Image.Image | np.ndarray
 CLASSIFIERS = ("auto", "logreg", "svm", "span", "cells")
+LOGREG_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 DEFAULT_CS: dict[str, tuple[float, ...]] = {
-    "auto": (1e-3, 1e-2, 1e-1, 1.0, 10.0),  # logreg's, for its logreg; its cells take DEFAULT_CELLS.C
-    "logreg": (1e-3, 1e-2, 1e-1, 1.0, 10.0),
+    "auto": LOGREG_CS,  # for its logreg; its cells take DEFAULT_CELLS.C
+    "logreg": LOGREG_CS,
     "svm": (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     "span": (1e-2, 1e-1, 1.0, 10.0),
     "cells": (DEFAULT_CELLS.C,),  # one value: the cell fit has no boxes to choose C on

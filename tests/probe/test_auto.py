@@ -1,0 +1,75 @@
+"""The default classifier "auto" (`camloc.probe.auto`): the McNemar test by hand, the choice, and the fit's
+logreg branch with its recorded trial. (Its cells branch on the discs and squares: tests/probe/test_probe_maps.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import camloc
+from camloc.errors import InputError
+from camloc.probe import fit as fit_module
+from camloc.probe.auto import AutoSettings, cells_worse_p, choose, trial_summary
+from camloc.probe.fit import decision_logits, extract_features, fit_probe, open_probe_set
+from tests.probe.test_fit import BACKBONE, make_folder, native_logits
+
+
+def outcomes(only_logreg: int, only_cells: int, both: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Paired right/wrong outcomes (cells, logreg) with the given discordant counts and `both` right by both."""
+    cells = [False] * only_logreg + [True] * only_cells + [True] * both
+    logreg = [True] * only_logreg + [False] * only_cells + [True] * both
+    return np.array(cells), np.array(logreg)
+
+
+@pytest.mark.parametrize(
+    ("only_logreg", "only_cells", "expected"),
+    [(5, 0, 1 / 32), (4, 0, 1 / 16), (3, 1, 5 / 16), (1, 3, 15 / 16), (0, 0, 1.0), (1, 0, 0.5)],
+)
+def test_mcnemar_by_hand(only_logreg, only_cells, expected) -> None:
+    """P(X >= b) for X ~ Binomial(b + c, 1/2): (5, 0) -> 2^-5; (3, 1) -> (C(4,3) + C(4,4)) / 16."""
+    assert cells_worse_p(*outcomes(only_logreg, only_cells)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_choice_keeps_cells_unless_significantly_worse() -> None:
+    y = np.zeros(10, dtype=np.int64)
+    logreg = np.zeros(10, dtype=np.int64)
+    four_wrong = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    five_wrong = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+    kept = choose(y, logreg, four_wrong, alpha=0.05)
+    assert (kept.classifier, kept.logreg_right, kept.cells_right, kept.p_value) == ("cells", 10, 6, 1 / 16)
+    assert choose(y, logreg, five_wrong, alpha=0.05).classifier == "logreg"  # p = 1/32
+    assert choose(y, logreg, four_wrong, alpha=0.1).classifier == "logreg"  # 1/16 < 0.1
+    assert trial_summary(kept.settings()) == (
+        "auto's trial on 10 images: logreg 10/10, cells 6/10 right held out, p = 0.0625"
+    )
+    assert trial_summary({"contrast_threshold": 0.7}) == ""
+    with pytest.raises(InputError):
+        AutoSettings(trial_images=3)
+
+
+def test_auto_falls_back_to_logreg_and_records_its_trial(tmp_path, monkeypatch) -> None:
+    """Cells' held-out predictions all wrong: auto returns the logreg fit (its logits are the pipeline's decision
+    function), on a trial of every image (12 < 120), and config.json records the trial."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.setattr(
+            fit_module,
+            "held_out_predictions",
+            lambda per_image, pooled, n, c, splits, p: -np.ones(len(pooled), dtype=np.int64),
+        )
+        data = open_probe_set(make_folder(tmp_path / "data", n_classes=3, per_class=4))
+        probe = fit_probe(data, BACKBONE, Cs=[1.0], folds=2)
+        meta = probe.config()["probe"]
+        assert meta["classifier"] == "logreg" and meta["requested"] == "auto" and meta["auto_trial_images"] == 12
+        assert meta["auto_cells_right"] == 0 and meta["auto_p_value"] == pytest.approx(0.5 ** meta["auto_logreg_right"])
+        assert probe.model.camloc_info.name.startswith("probe (logreg)")
+        feats, _ = extract_features(probe.model, data.sources)
+        np.testing.assert_allclose(
+            native_logits(probe.model, data.sources), decision_logits(probe.fit, feats), rtol=1e-4, atol=1e-4
+        )
+        probe.save(tmp_path / "p")
+        assert camloc.load(tmp_path / "p").camloc_info.labels == data.classes
+    finally:
+        torch.set_num_threads(before)
