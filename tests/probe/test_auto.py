@@ -10,7 +10,7 @@ import torch
 import camloc
 from camloc.errors import InputError
 from camloc.probe import fit as fit_module
-from camloc.probe.auto import AutoSettings, cells_worse_p, choose, trial_summary
+from camloc.probe.auto import AutoSettings, cells_worse_p, choose, trial_indices, trial_summary
 from camloc.probe.fit import decision_logits, extract_features, fit_probe, open_probe_set
 from tests.probe.test_fit import BACKBONE, make_folder, native_logits
 
@@ -41,7 +41,7 @@ def test_choice_keeps_cells_unless_significantly_worse() -> None:
     assert choose(y, logreg, five_wrong, alpha=0.05).classifier == "logreg"  # p = 1/32
     assert choose(y, logreg, four_wrong, alpha=0.1).classifier == "logreg"  # 1/16 < 0.1
     assert trial_summary(kept.settings()) == (
-        "auto's trial on 10 images: logreg 10/10, cells 6/10 right held out, p = 0.0625"
+        "auto's trial on 10 images: logreg 10/10, cells 6/10 right held out, p = 0.062"
     )
     assert trial_summary({"contrast_threshold": 0.7}) == ""
     with pytest.raises(InputError):
@@ -71,5 +71,38 @@ def test_auto_falls_back_to_logreg_and_records_its_trial(tmp_path, monkeypatch) 
         )
         probe.save(tmp_path / "p")
         assert camloc.load(tmp_path / "p").camloc_info.labels == data.classes
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_trial_indices_bound_the_trial() -> None:
+    """Few classes: about `trial_images` shared evenly (all of a small class); many: 2 images of half as many
+    classes as `trial_images`."""
+    labels = [0] * 50 + [1] * 50 + [2] * 5
+    few = trial_indices(labels, AutoSettings(trial_images=30))
+    assert [sum(labels[i] == c for i in few) for c in range(3)] == [10, 10, 5]
+    many = [c for c in range(40) for _ in range(3)]
+    picked = trial_indices(many, AutoSettings(trial_images=20))
+    assert len(picked) == 20 and len({many[i] for i in picked}) == 10
+    assert all(sum(many[i] == c for i in picked) == 2 for c in {many[i] for i in picked})
+
+
+def test_auto_on_a_class_subset_fits_cells_afresh(tmp_path, monkeypatch) -> None:
+    """A trial of 4 images of 2 of the 3 classes (trial_images 4), cells' held-out predictions all wrong: logreg
+    gets at most 4 right, p >= 1/16, so cells is kept and fitted on every image and class."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.setattr(
+            fit_module,
+            "held_out_predictions",
+            lambda per_image, pooled, n, c, splits, p: -np.ones(len(pooled), dtype=np.int64),
+        )
+        data = open_probe_set(make_folder(tmp_path / "data", n_classes=3, per_class=4))
+        probe = fit_probe(data, BACKBONE, folds=2, auto=AutoSettings(trial_images=4))
+        meta = probe.config()["probe"]
+        assert meta["classifier"] == "cells" and meta["requested"] == "auto" and meta["auto_trial_images"] == 4
+        assert meta["auto_p_value"] >= 1 / 16 and meta["auto_cells_right"] == 0
+        assert probe.fit.weight.shape[0] == 3 and meta["cv_folds"] == 2
     finally:
         torch.set_num_threads(before)

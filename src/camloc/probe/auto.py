@@ -6,20 +6,21 @@ on small objects among clutter its maps spread (1 of 10 boxes on the discs and s
 them (10 of 10) from boxes the training images draw themselves. Where those boxes miss the objects (photos whose
 objects span many cells, Cluttered Fashion-MNIST whose clutter is other classes' items) the cells' rows learn from
 the wrong cells and classify worse (0.89 against 0.97; 40% against 69%), so classification tells the two cases
-apart with the training images' classes alone: on a stratified subset of at most `trial_images` images, both are
-cross-validated on the same folds, and cells is kept unless it errs significantly more often (a one-sided exact
+apart with the training images' classes alone: on a stratified subset of at most `trial_images` images
+(`trial_indices`), both are cross-validated on the same folds, and cells is kept unless it errs significantly more often (a one-sided exact
 McNemar test on the images exactly one of them gets wrong, level `alpha`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from camloc.errors import InputError
+from camloc.probe.contrast import reference_images
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,19 @@ class AutoChoice:
             "auto_cells_right": self.cells_right,
             "auto_p_value": self.p_value,
         }
+
+
+def trial_indices(labels: Sequence[int], settings: AutoSettings = DEFAULT_AUTO) -> list[int]:
+    """The trial's images: about `trial_images` shared evenly between the classes (`reference_images`), or, with
+    more than `trial_images` / 2 classes, 2 images of each of `trial_images` // 2 classes (a seeded subset), so that
+    the trial's cost stays bounded whatever the number of classes."""
+    classes = sorted(set(labels))
+    if 2 * len(classes) > settings.trial_images:
+        rng = np.random.default_rng(settings.seed)
+        kept = set(rng.choice(classes, settings.trial_images // 2, replace=False).tolist())
+        rows = [i for i, y in enumerate(labels) if y in kept]
+        return [rows[j] for j in reference_images([labels[i] for i in rows], settings.trial_images, settings.seed)]
+    return reference_images(labels, settings.trial_images, settings.seed)
 
 
 def cells_worse_p(cells_right: np.ndarray, logreg_right: np.ndarray) -> float:

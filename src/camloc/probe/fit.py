@@ -35,7 +35,7 @@ from camloc.models.adapters import eval_mode, get_adapter
 from camloc.models.probe_net import backbone_recipe, replace_head
 from camloc.models.zoo import info_of, load
 from camloc.preprocess import image_to_tensor
-from camloc.probe.auto import DEFAULT_AUTO, AutoSettings, choose
+from camloc.probe.auto import DEFAULT_AUTO, AutoSettings, choose, trial_indices
 from camloc.probe.cells import (
     DEFAULT_CELLS,
     CellSettings,
@@ -45,7 +45,7 @@ from camloc.probe.cells import (
     image_folds,
     labelled_cells,
 )
-from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastSettings, contrast_bank, reference_images
+from camloc.probe.contrast import DEFAULT_CONTRAST, ContrastSettings, contrast_bank
 from camloc.probe.features_cache import FeatureCache, model_key, source_id
 from camloc.probe.span import backbone_classifier, fit_span
 
@@ -370,34 +370,44 @@ def fit_auto(
     progress: bool = False,
 ) -> LinearFit:
     """The default classifier "auto" (`camloc.probe.auto`): logreg (C from `Cs` by cross-validation) and cells
-    (its default C) cross-validated on the same folds of a stratified trial subset; cells unless it errs
-    significantly more often. The trial's labelled cells are reused when cells is chosen. The fit's `settings`
-    record the trial."""
+    (its default C) cross-validated on the same folds of the trial's images (`trial_indices`); cells unless it
+    errs significantly more often. When the trial has every class, its contrast bank and labelled cells are reused
+    if cells is chosen; otherwise (more classes than `trial_images` / 2) the trial runs on its classes alone and
+    cells, if chosen, is fitted afresh. The fit's `settings` record the trial."""
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_predict
 
     logreg = fit_linear(feats, labels, "logreg", Cs, folds)
     y = np.asarray(labels, dtype=np.int64)
-    trial = reference_images(labels, auto.trial_images, auto.seed)
-    splits = image_folds(y[trial].tolist(), folds, auto.seed)
-    logreg_predicted = cross_val_predict(clone(logreg.estimator), feats[trial].astype(np.float64), y[trial], cv=splits)
+    trial = trial_indices(labels, auto)
+    trial_classes = sorted(set(y[trial].tolist()))
+    every_class = len(trial_classes) == n_classes
+    y_trial = np.searchsorted(trial_classes, y[trial])  # 0..k-1 (unchanged when every class is in)
+    splits = image_folds(y_trial.tolist(), folds, auto.seed)
+    logreg_predicted = cross_val_predict(clone(logreg.estimator), feats[trial].astype(np.float64), y_trial, cv=splits)
     c = cells_c(None)
-    bank = contrast_bank(model, sources, labels, contrast, progress)
-    per_image = dict(
-        zip(
-            trial,
-            labelled_cells(model, sources, labels, n_classes, DEFAULT_CELLS, contrast, progress, bank=bank, only=trial),
-            strict=True,
+    if every_class:
+        bank = contrast_bank(model, sources, labels, contrast, progress)
+        trial_cells = labelled_cells(
+            model, sources, labels, n_classes, DEFAULT_CELLS, contrast, progress, bank=bank, only=trial
         )
-    )
-    trial_cells = [per_image[i] for i in trial]
-    cells_predicted = held_out_predictions(trial_cells, feats[trial], n_classes, c, splits, progress)
-    choice = choose(y[trial], logreg_predicted, cells_predicted, auto.alpha)
+    else:
+        trial_sources, trial_labels = [sources[i] for i in trial], y_trial.tolist()
+        trial_cells = labelled_cells(
+            model, trial_sources, trial_labels, len(trial_classes), DEFAULT_CELLS, contrast, progress
+        )
+    cells_predicted = held_out_predictions(trial_cells, feats[trial], len(trial_classes), c, splits, progress)
+    choice = choose(y_trial, logreg_predicted, cells_predicted, auto.alpha)
     if choice.classifier == "logreg":
         logreg.settings = choice.settings()
         return logreg
-    rest = [i for i in range(len(y)) if i not in per_image]
-    if rest:
+    if not every_class:
+        fit = fit_cells_probe(
+            model, feats, sources, labels, n_classes, None, folds, contrast=contrast, progress=progress
+        )
+    elif len(trial) < len(y):
+        per_image = dict(zip(trial, trial_cells, strict=True))
+        rest = [i for i in range(len(y)) if i not in per_image]
         per_image.update(
             zip(
                 rest,
@@ -409,9 +419,9 @@ def fit_auto(
         )
         every = [per_image[i] for i in range(len(y))]
         accuracy, n_splits = cross_validated_accuracy(every, feats, labels, n_classes, c, folds, progress=progress)
+        fit = cells_fit(every, n_classes, c, accuracy, n_splits, contrast)
     else:  # the trial was every image: its folds are the full cross-validation
-        every, accuracy, n_splits = trial_cells, choice.cells_right / choice.images, len(splits)
-    fit = cells_fit(every, n_classes, c, accuracy, n_splits, contrast)
+        fit = cells_fit(trial_cells, n_classes, c, choice.cells_right / choice.images, len(splits), contrast)
     fit.settings.update(choice.settings())
     return fit
 
