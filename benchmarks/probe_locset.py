@@ -1,7 +1,7 @@
 """Probe classifiers on real photos: the localization set's pasted objects as the classes of a probe.
 
     make locset                                   # builds .cache/locset when missing
-    python benchmarks/probe_locset.py             # logreg, span and cells: about 6 minutes on 2 CPU cores
+    python benchmarks/probe_locset.py             # auto (the default), logreg, span and cells: about 9 minutes
     python benchmarks/probe_locset.py --classifiers cells --contrast-threshold 0.3   # cells, lower box threshold
     python benchmarks/probe_locset.py --contrast 0.3,0.7   # instead: the training images' contrast boxes, 2 minutes
 
