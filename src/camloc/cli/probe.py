@@ -9,7 +9,7 @@ from pathlib import Path
 from camloc.distributed import pick_device
 from camloc.errors import InputError
 from camloc.explainer.runner import check_batch_size
-from camloc.probe.auto import trial_summary
+from camloc.probe.auto import DEFAULT_AUTO, trial_summary
 from camloc.probe.contrast import DEFAULT_CONTRAST, contrast_settings
 from camloc.probe.features_cache import default_cache_dir
 from camloc.probe.fit import CLASSIFIERS, DEFAULT_CS, fit_probe, open_probe_set
@@ -122,12 +122,13 @@ def run_fit(args: argparse.Namespace) -> int:
         trial = trial_summary(fit.settings)
         chosen = " chosen by auto" if trial else ""
         print(
-            f"camloc: probe ({fit.classifier}{chosen}, C={fit.C:g}) on {probe.n_images} image(s) of {len(probe.classes)} "
-            f"classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); saved to {args.out}/",
+            f"camloc: probe ({fit.classifier}{chosen}, C={fit.C:g}) on {probe.n_images} image(s) of "
+            f"{len(probe.classes)} classes: cross-validated accuracy {fit.cv_accuracy:.3f} ({fit.folds} folds); "
+            f"saved to {args.out}/",
             file=sys.stderr,
         )
         if trial:
-            print(f"camloc: {trial} (cells unless p < 0.05; docs/probe.md)", file=sys.stderr)
+            print(f"camloc: {trial} (cells unless p < {DEFAULT_AUTO.alpha:g}; docs/probe.md)", file=sys.stderr)
         if probe.n_skipped:
             print(f"camloc: {probe.n_skipped} unreadable image(s) skipped", file=sys.stderr)
     return 0

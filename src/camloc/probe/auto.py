@@ -7,8 +7,8 @@ them (10 of 10) from boxes the training images draw themselves. Where those boxe
 objects span many cells, Cluttered Fashion-MNIST whose clutter is other classes' items) the cells' rows learn from
 the wrong cells and classify worse (0.89 against 0.97; 40% against 69%), so classification tells the two cases
 apart with the training images' classes alone: on a stratified subset of at most `trial_images` images
-(`trial_indices`), both are cross-validated on the same folds, and cells is kept unless it errs significantly more often (a one-sided exact
-McNemar test on the images exactly one of them gets wrong, level `alpha`).
+(`trial_indices`), both are cross-validated on the same folds, and cells is kept unless it errs significantly more
+often (a one-sided exact McNemar test on the images exactly one of them gets wrong, level `alpha`).
 """
 
 from __future__ import annotations
