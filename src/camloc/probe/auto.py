@@ -76,8 +76,8 @@ def trial_indices(labels: Sequence[int], settings: AutoSettings = DEFAULT_AUTO) 
 
 
 def cells_worse_p(cells_right: np.ndarray, logreg_right: np.ndarray) -> float:
-    """One-sided exact McNemar test on paired held-out outcomes (bool per image): the probability, were both
-    equally accurate, that of the images exactly one gets right, logreg gets at least as many as it did."""
+    """One-sided exact McNemar test on paired held-out outcomes (N,) bool, one per image: the probability, were
+    both equally accurate, that of the images exactly one gets right, logreg gets at least as many as it did."""
     from scipy.stats import binomtest
 
     only_logreg = int((~cells_right & logreg_right).sum())
@@ -88,8 +88,8 @@ def cells_worse_p(cells_right: np.ndarray, logreg_right: np.ndarray) -> float:
 
 
 def choose(labels: np.ndarray, logreg_predicted: np.ndarray, cells_predicted: np.ndarray, alpha: float) -> AutoChoice:
-    """The choice from both classifiers' held-out predictions of the same images: cells unless
-    `cells_worse_p` < `alpha`."""
+    """The choice from both classifiers' held-out predictions (N,) of the same images, against their `labels`
+    (N,): cells unless `cells_worse_p` < `alpha`."""
     logreg_right, cells_right = logreg_predicted == labels, cells_predicted == labels
     p = cells_worse_p(cells_right, logreg_right)
     return AutoChoice(

@@ -322,7 +322,8 @@ def cells_fit(
     folds: int,
     contrast: ContrastSettings,
 ) -> LinearFit:
-    """The cells probe's rows on the labelled cells of every training image, with its cross-validated accuracy."""
+    """The cells probe's rows (K, C) and bias (K,) on the labelled cells (n, C) of every training image, with its
+    cross-validated accuracy."""
     weight, bias = fit_image_cells(per_image, n_classes, c)
     return LinearFit(
         weight.astype(np.float32),
@@ -369,11 +370,12 @@ def fit_auto(
     auto: AutoSettings = DEFAULT_AUTO,
     progress: bool = False,
 ) -> LinearFit:
-    """The default classifier "auto" (`camloc.probe.auto`): logreg (C from `Cs` by cross-validation) and cells
-    (its default C) cross-validated on the same folds of the trial's images (`trial_indices`); cells unless it
-    errs significantly more often. When the trial has every class, its contrast bank and labelled cells are reused
-    if cells is chosen; otherwise (more classes than `trial_images` / 2) the trial runs on its classes alone and
-    cells, if chosen, is fitted afresh. The fit's `settings` record the trial."""
+    """The default classifier "auto" (`camloc.probe.auto`) on pooled features `feats` (N, C): logreg (C from `Cs`
+    by cross-validation) and cells (its default C) cross-validated on the same folds of the trial's images
+    (`trial_indices`); cells unless it errs significantly more often. When the trial has every class, its
+    contrast bank and labelled cells are reused if cells is chosen; otherwise (more classes than `trial_images` / 2)
+    the trial runs on its classes alone and cells, if chosen, is fitted afresh. The fit's `settings` record the
+    trial."""
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_predict
 
