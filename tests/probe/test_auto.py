@@ -106,3 +106,26 @@ def test_auto_on_a_class_subset_fits_cells_afresh(tmp_path, monkeypatch) -> None
         assert probe.fit.weight.shape[0] == 3 and meta["cv_folds"] == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_auto_keeps_logreg_when_cells_cannot_be_fitted(tmp_path, monkeypatch, caplog) -> None:
+    """A cells fit that raises (here: no labelled cells for a class) leaves the default working: logreg, the reason
+    logged, recorded and summarised."""
+
+    def no_cells(*args, **kwargs):
+        raise InputError("cell fit: no labelled cells for class(es) [1] (every image's box was empty?)")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.setattr(fit_module, "labelled_cells", no_cells)
+        data = open_probe_set(make_folder(tmp_path / "data", n_classes=2, per_class=3))
+        probe = fit_probe(data, BACKBONE, Cs=[1.0], folds=2)
+    finally:
+        torch.set_num_threads(before)
+    meta = probe.config()["probe"]
+    assert (
+        meta["classifier"] == "logreg" and meta["requested"] == "auto" and "class(es) [1]" in meta["auto_cells_error"]
+    )
+    assert "could not be fitted" in caplog.text
+    assert trial_summary(probe.fit.settings).startswith("auto kept logreg: the cells classifier could not be fitted")

@@ -128,7 +128,10 @@ def run_fit(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         if trial:
-            print(f"camloc: {trial} (cells unless p < {DEFAULT_AUTO.alpha:g}; docs/probe.md)", file=sys.stderr)
+            rule = (
+                f" (cells unless p < {DEFAULT_AUTO.alpha:g}; docs/probe.md)" if "auto_p_value" in fit.settings else ""
+            )
+            print(f"camloc: {trial}{rule}", file=sys.stderr)
         if probe.n_skipped:
             print(f"camloc: {probe.n_skipped} unreadable image(s) skipped", file=sys.stderr)
     return 0

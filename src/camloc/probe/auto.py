@@ -101,6 +101,8 @@ def trial_summary(settings: Mapping[str, Any]) -> str:
     """One line on an "auto" fit's trial from its recorded settings (`AutoChoice.settings`); "" for other fits."""
     if settings.get("requested") != "auto":
         return ""
+    if "auto_cells_error" in settings:
+        return f"auto kept logreg: the cells classifier could not be fitted ({settings['auto_cells_error']})"
     n = settings["auto_trial_images"]
     return (
         f"auto's trial on {n} images: logreg {settings['auto_logreg_right']}/{n}, cells "

@@ -375,11 +375,33 @@ def fit_auto(
     (`trial_indices`); cells unless it errs significantly more often. When the trial has every class, its
     contrast bank and labelled cells are reused if cells is chosen; otherwise (more classes than `trial_images` / 2)
     the trial runs on its classes alone and cells, if chosen, is fitted afresh. The fit's `settings` record the
-    trial."""
+    trial. Where the cells classifier cannot be fitted (an `InputError`, e.g. a class whose boxes hold no cell), it
+    is logged and the logreg fit kept, recording why."""
+    logreg = fit_linear(feats, labels, "logreg", Cs, folds)
+    try:
+        return trial_then_fit(model, logreg, feats, sources, labels, n_classes, folds, contrast, auto, progress)
+    except InputError as exc:
+        log.warning("auto: the cells classifier could not be fitted (%s); keeping logreg", exc)
+        logreg.settings = {"requested": "auto", "auto_cells_error": str(exc)}
+        return logreg
+
+
+def trial_then_fit(
+    model: nn.Module,
+    logreg: LinearFit,
+    feats: np.ndarray,
+    sources: Sequence[Source],
+    labels: Sequence[int],
+    n_classes: int,
+    folds: int,
+    contrast: ContrastSettings,
+    auto: AutoSettings,
+    progress: bool,
+) -> LinearFit:
+    """`fit_auto` given its logreg fit: the trial on pooled features `feats` (N, C), then the fit it picks."""
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_predict
 
-    logreg = fit_linear(feats, labels, "logreg", Cs, folds)
     y = np.asarray(labels, dtype=np.int64)
     trial = trial_indices(labels, auto)
     trial_classes = sorted(set(y[trial].tolist()))
