@@ -15,6 +15,25 @@ from camloc.probe.fit import decision_logits, extract_features, fit_probe, open_
 from tests.probe.test_fit import BACKBONE, make_folder, native_logits
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the test net is tiny, and the machine's two cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cells_all_wrong(monkeypatch) -> None:
+    """The trial's cells classifier predicts no image right (its held-out predictions are all -1)."""
+    monkeypatch.setattr(
+        fit_module,
+        "held_out_predictions",
+        lambda per_image, pooled, n, c, splits, p: -np.ones(len(pooled), dtype=np.int64),
+    )
+
+
 def outcomes(only_logreg: int, only_cells: int, both: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Paired right/wrong outcomes (cells, logreg) with the given discordant counts and `both` right by both."""
     cells = [False] * only_logreg + [True] * only_cells + [True] * both
@@ -48,31 +67,21 @@ def test_choice_keeps_cells_unless_significantly_worse() -> None:
         AutoSettings(trial_images=3)
 
 
-def test_auto_falls_back_to_logreg_and_records_its_trial(tmp_path, monkeypatch) -> None:
+def test_auto_falls_back_to_logreg_and_records_its_trial(tmp_path, cells_all_wrong) -> None:
     """Cells' held-out predictions all wrong: auto returns the logreg fit (its logits are the pipeline's decision
     function), on a trial of every image (12 < 120), and config.json records the trial."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        monkeypatch.setattr(
-            fit_module,
-            "held_out_predictions",
-            lambda per_image, pooled, n, c, splits, p: -np.ones(len(pooled), dtype=np.int64),
-        )
-        data = open_probe_set(make_folder(tmp_path / "data", n_classes=3, per_class=4))
-        probe = fit_probe(data, BACKBONE, Cs=[1.0], folds=2)
-        meta = probe.config()["probe"]
-        assert meta["classifier"] == "logreg" and meta["requested"] == "auto" and meta["auto_trial_images"] == 12
-        assert meta["auto_cells_right"] == 0 and meta["auto_p_value"] == pytest.approx(0.5 ** meta["auto_logreg_right"])
-        assert probe.model.camloc_info.name.startswith("probe (logreg)")
-        feats, _ = extract_features(probe.model, data.sources)
-        np.testing.assert_allclose(
-            native_logits(probe.model, data.sources), decision_logits(probe.fit, feats), rtol=1e-4, atol=1e-4
-        )
-        probe.save(tmp_path / "p")
-        assert camloc.load(tmp_path / "p").camloc_info.labels == data.classes
-    finally:
-        torch.set_num_threads(before)
+    data = open_probe_set(make_folder(tmp_path / "data", n_classes=3, per_class=4))
+    probe = fit_probe(data, BACKBONE, Cs=[1.0], folds=2)
+    meta = probe.config()["probe"]
+    assert meta["classifier"] == "logreg" and meta["requested"] == "auto" and meta["auto_trial_images"] == 12
+    assert meta["auto_cells_right"] == 0 and meta["auto_p_value"] == pytest.approx(0.5 ** meta["auto_logreg_right"])
+    assert probe.model.camloc_info.name.startswith("probe (logreg)")
+    feats, _ = extract_features(probe.model, data.sources)
+    np.testing.assert_allclose(
+        native_logits(probe.model, data.sources), decision_logits(probe.fit, feats), rtol=1e-4, atol=1e-4
+    )
+    probe.save(tmp_path / "p")
+    assert camloc.load(tmp_path / "p").camloc_info.labels == data.classes
 
 
 def test_trial_indices_bound_the_trial() -> None:
@@ -87,25 +96,15 @@ def test_trial_indices_bound_the_trial() -> None:
     assert all(sum(many[i] == c for i in picked) == 2 for c in {many[i] for i in picked})
 
 
-def test_auto_on_a_class_subset_fits_cells_afresh(tmp_path, monkeypatch) -> None:
+def test_auto_on_a_class_subset_fits_cells_afresh(tmp_path, cells_all_wrong) -> None:
     """A trial of 4 images of 2 of the 3 classes (trial_images 4), cells' held-out predictions all wrong: logreg
     gets at most 4 right, p >= 1/16, so cells is kept and fitted on every image and class."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        monkeypatch.setattr(
-            fit_module,
-            "held_out_predictions",
-            lambda per_image, pooled, n, c, splits, p: -np.ones(len(pooled), dtype=np.int64),
-        )
-        data = open_probe_set(make_folder(tmp_path / "data", n_classes=3, per_class=4))
-        probe = fit_probe(data, BACKBONE, folds=2, auto=AutoSettings(trial_images=4))
-        meta = probe.config()["probe"]
-        assert meta["classifier"] == "cells" and meta["requested"] == "auto" and meta["auto_trial_images"] == 4
-        assert meta["auto_p_value"] >= 1 / 16 and meta["auto_cells_right"] == 0
-        assert probe.fit.weight.shape[0] == 3 and meta["cv_folds"] == 2
-    finally:
-        torch.set_num_threads(before)
+    data = open_probe_set(make_folder(tmp_path / "data", n_classes=3, per_class=4))
+    probe = fit_probe(data, BACKBONE, folds=2, auto=AutoSettings(trial_images=4))
+    meta = probe.config()["probe"]
+    assert meta["classifier"] == "cells" and meta["requested"] == "auto" and meta["auto_trial_images"] == 4
+    assert meta["auto_p_value"] >= 1 / 16 and meta["auto_cells_right"] == 0
+    assert probe.fit.weight.shape[0] == 3 and meta["cv_folds"] == 2
 
 
 def test_auto_keeps_logreg_when_cells_cannot_be_fitted(tmp_path, monkeypatch, caplog) -> None:
@@ -115,17 +114,26 @@ def test_auto_keeps_logreg_when_cells_cannot_be_fitted(tmp_path, monkeypatch, ca
     def no_cells(*args, **kwargs):
         raise InputError("cell fit: no labelled cells for class(es) [1] (every image's box was empty?)")
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        monkeypatch.setattr(fit_module, "labelled_cells", no_cells)
-        data = open_probe_set(make_folder(tmp_path / "data", n_classes=2, per_class=3))
-        probe = fit_probe(data, BACKBONE, Cs=[1.0], folds=2)
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setattr(fit_module, "labelled_cells", no_cells)
+    data = open_probe_set(make_folder(tmp_path / "data", n_classes=2, per_class=3))
+    probe = fit_probe(data, BACKBONE, Cs=[1.0], folds=2)
     meta = probe.config()["probe"]
     assert (
         meta["classifier"] == "logreg" and meta["requested"] == "auto" and "class(es) [1]" in meta["auto_cells_error"]
     )
     assert "could not be fitted" in caplog.text
     assert trial_summary(probe.fit.settings).startswith("auto kept logreg: the cells classifier could not be fitted")
+
+
+def test_auto_reuses_the_trials_cells_for_the_same_fit_as_cells(tmp_path) -> None:
+    """A trial of 6 of 12 images with every class, cells kept (alpha tiny): the trial's labelled cells plus the
+    rest's give the rows and cross-validated accuracy `--classifier cells` fits from scratch."""
+    data = open_probe_set(make_folder(tmp_path / "data", n_classes=3, per_class=4))
+    torch.manual_seed(0)  # the test net's random weights: the same backbone for both fits
+    auto = fit_probe(data, BACKBONE, folds=2, auto=AutoSettings(trial_images=6, alpha=1e-9))
+    torch.manual_seed(0)
+    cells = fit_probe(data, BACKBONE, classifier="cells", folds=2)
+    assert auto.fit.classifier == "cells" and auto.config()["probe"]["auto_trial_images"] == 6
+    np.testing.assert_allclose(auto.fit.weight, cells.fit.weight, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(auto.fit.bias, cells.fit.bias, rtol=1e-5, atol=1e-6)
+    assert auto.fit.cv_accuracy == cells.fit.cv_accuracy and auto.fit.folds == cells.fit.folds == 2

@@ -112,8 +112,9 @@ def bench_row(
         )
         seconds = time.perf_counter() - start
         probe.seconds["total"] = seconds
-        if progress and trial_summary(probe.fit.settings):
-            print(f"{method}: {probe.fit.classifier}; {trial_summary(probe.fit.settings)}", file=sys.stderr)
+        trial = trial_summary(probe.fit.settings)
+        if progress and trial:
+            print(f"{method}: {probe.fit.classifier}; {trial}", file=sys.stderr)
         if save_to is not None:
             probe.save(save_to)
         model = probe.model

@@ -429,7 +429,7 @@ def trial_then_fit(
         fit = fit_cells_probe(
             model, feats, sources, labels, n_classes, None, folds, contrast=contrast, progress=progress
         )
-    elif len(trial) < len(y):
+    else:
         per_image = dict(zip(trial, trial_cells, strict=True))
         rest = [i for i in range(len(y)) if i not in per_image]
         per_image.update(
@@ -442,10 +442,11 @@ def trial_then_fit(
             )
         )
         every = [per_image[i] for i in range(len(y))]
-        accuracy, n_splits = cross_validated_accuracy(every, feats, labels, n_classes, c, folds, progress=progress)
+        if rest:
+            accuracy, n_splits = cross_validated_accuracy(every, feats, labels, n_classes, c, folds, progress=progress)
+        else:  # the trial was every image: its folds were the full cross-validation
+            accuracy, n_splits = choice.cells_right / choice.images, len(splits)
         fit = cells_fit(every, n_classes, c, accuracy, n_splits, contrast)
-    else:  # the trial was every image: its folds are the full cross-validation
-        fit = cells_fit(trial_cells, n_classes, c, choice.cells_right / choice.images, len(splits), contrast)
     fit.settings.update(choice.settings())
     return fit
 
